@@ -1,0 +1,26 @@
+"""jobhandle: background jobs for Python. Submit work, run it on workers, watch it, cancel it, retry it."""
+
+from .config import Settings
+from .errors import (
+    InvalidParameterError,
+    InvalidTransitionError,
+    JobAlreadyCompletedError,
+    JobCancelled,
+    JobHandleError,
+    JobNotFoundError,
+    JobTimeoutError,
+    StoreURLError,
+    UnknownHandlerError,
+)
+from .models import Job, JobMetrics, JobPriority, JobStatus
+from .queue import JobQueue
+from .registry import HandlerRegistry, default_registry, handler
+from .retry import PermanentError, Retry
+from .worker import JobContext, Worker
+
+__all__ = [
+    "HandlerRegistry", "InvalidParameterError", "InvalidTransitionError", "Job", "JobAlreadyCompletedError",
+    "JobCancelled", "JobContext", "JobHandleError", "JobMetrics", "JobNotFoundError", "JobPriority", "JobQueue",
+    "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Settings", "StoreURLError",
+    "UnknownHandlerError", "Worker", "default_registry", "handler",
+]

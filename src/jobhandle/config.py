@@ -1,0 +1,53 @@
+"""The one settings object. Nothing else in jobhandle reads ``os.environ``.
+
+Seed 003's variables keep their names (``REDIS_URL``, ``JOB_*``, ``JOB_QUEUE_*``); jobhandle's own are
+prefixed ``JOBHANDLE_``. Construct ``Settings(...)`` with keyword arguments to override in code.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    """Read a field from the seed's unprefixed variable, keeping the field name usable in code."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBHANDLE_", extra="ignore", populate_by_name=True)
+
+    # Where jobs live.
+    store: str = Field("sqlite:///./jobhandle.db", description="Store URL: sqlite:///path, memory://")
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+
+    # Seed 003: worker pool and resource thresholds.
+    workers_min: int = Field(2, ge=0, validation_alias=_env("JOB_QUEUE_WORKERS_MIN"))
+    workers_max: int = Field(10, ge=1, validation_alias=_env("JOB_QUEUE_WORKERS_MAX"))
+    cpu_threshold: float = Field(80.0, gt=0, validation_alias=_env("JOB_QUEUE_CPU_THRESHOLD"))
+    memory_threshold: float = Field(85.0, gt=0, validation_alias=_env("JOB_QUEUE_MEMORY_THRESHOLD"))
+
+    # Seed 003: job defaults and limits.
+    default_timeout: float = Field(259200.0, gt=0, validation_alias=_env("JOB_DEFAULT_TIMEOUT"))
+    max_retries: int = Field(3, ge=0, validation_alias=_env("JOB_MAX_RETRIES"))
+    retry_delay: float = Field(60.0, ge=0, validation_alias=_env("JOB_RETRY_DELAY"))
+    max_cpu_percent: float = Field(80.0, gt=0, validation_alias=_env("JOB_MAX_CPU_PERCENT"))
+    max_memory_mb: float = Field(1024.0, gt=0, validation_alias=_env("JOB_MAX_MEMORY_MB"))
+    max_api_calls_per_minute: int = Field(60, gt=0, validation_alias=_env("JOB_MAX_API_CALLS_PER_MINUTE"))
+
+    # jobhandle's own.
+    global_max_concurrent_jobs: int = Field(10, ge=1)
+    per_user_max_concurrent_jobs: int = Field(3, ge=1)
+    worker_concurrency: int = Field(4, ge=1, description="Slots of a worker started without --concurrency")
+    heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker heartbeats")
+    worker_timeout: float = Field(30.0, gt=0, description="A worker silent this long is dead")
+    shutdown_grace: float = Field(30.0, ge=0, description="SIGTERM: seconds running jobs may still finish")
+    progress_interval: float = Field(0.2, ge=0, description="At most one progress write per job this often")
+    retention_completed_hours: float = Field(24.0, ge=0)
+    retention_failed_hours: float = Field(168.0, ge=0)
+    retention_cancelled_hours: float = Field(168.0, ge=0)
+    cleanup_interval: float = Field(600.0, gt=0, description="Seconds between retention cleanups")
+    sqlite_poll_interval: float = Field(
+        0.002, gt=0, description="How often an idle SQLite waiter checks for other processes' commits")
+    retry_backoff_cap: float = Field(3600.0, ge=0, description="Longest automatic retry delay, seconds")

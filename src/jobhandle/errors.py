@@ -1,0 +1,64 @@
+"""Typed errors. Each has a stable ``error_type`` name (the class name) that the REST API reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobHandleError(Exception):
+    """Base of every error jobhandle raises on purpose."""
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented error shape: ``{"error": <type>, "message": ..., **context}``."""
+        return {"error": type(self).__name__, "message": self.message, **self.context}
+
+
+class InvalidParameterError(JobHandleError, ValueError):
+    """Bad input: an unknown priority, non-JSON parameters, a malformed id, unknown handler arguments..."""
+
+
+class JobNotFoundError(JobHandleError, LookupError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id} not found", job_id=job_id)
+
+
+class InvalidTransitionError(JobHandleError):
+    """The job's current status does not allow the requested change."""
+
+    def __init__(self, job_id: str, current_status: str, action: str) -> None:
+        super().__init__(f"Cannot {action} job in status {current_status}", job_id=job_id,
+                         current_status=current_status)
+
+
+class JobAlreadyCompletedError(InvalidTransitionError):
+    """The job already reached a terminal status (seed 002's name for a refused cancel)."""
+
+    def __init__(self, job_id: str, current_status: str, action: str = "cancel") -> None:
+        super().__init__(job_id, current_status, action)
+        self.message = f"Cannot {action} job that is already {current_status}"
+        self.args = (self.message,)
+
+
+class UnknownHandlerError(JobHandleError, LookupError):
+    def __init__(self, job_type: str) -> None:
+        super().__init__(f"No handler registered for job type {job_type!r}", job_type=job_type)
+
+
+class StoreURLError(JobHandleError, ValueError):
+    """A store URL that names no known store, or a malformed one."""
+
+
+class JobTimeoutError(JobHandleError, TimeoutError):
+    """Raised by ``JobQueue.wait`` when the job is not terminal within the timeout."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler by ``ctx.check_cancelled()`` once its job was cancelled or its lease lost.
+
+    Not a JobHandleError on purpose: it is control flow, caught by the worker, never shown as a failure.
+    """

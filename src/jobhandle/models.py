@@ -1,0 +1,309 @@
+"""The job record, its state machine and the value types around it.
+
+The transition table below is the only definition of which status may follow which; the stores derive
+their SQL/Lua guards from it (see ``sources_of``) instead of spelling the lists again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from enum import Enum, IntEnum
+from typing import Any
+
+from .errors import InvalidParameterError
+
+PROGRESS_HISTORY_LIMIT = 50
+"""At most this many progress entries are kept per job (the newest ones)."""
+
+ERROR_HISTORY_LIMIT = 20
+"""At most this many attempt errors are kept per job (the newest ones)."""
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life. ``PROCESSING`` is an alias of ``RUNNING`` (seed 004's name)."""
+
+    WAITING = "waiting"
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PROCESSING = "running"  # alias: JobStatus.PROCESSING is JobStatus.RUNNING
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @classmethod
+    def parse(cls, value: str | JobStatus) -> JobStatus:
+        """Accept a status value or name in any case (``"processing"`` means running)."""
+        if isinstance(value, JobStatus):
+            return value
+        text = str(value).strip().lower()
+        try:
+            return cls(text)
+        except ValueError:
+            try:
+                return cls[text.upper()]
+            except KeyError:
+                names = ", ".join(s.value for s in ALL_STATUSES)
+                raise InvalidParameterError(f"unknown status {value!r}; expected one of: {names}") from None
+
+
+ALL_STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)  # aliases are not iterated
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# The state machine: for each status, the statuses it may move to.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.WAITING: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
+    JobStatus.SCHEDULED: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
+    JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.RETRYING, JobStatus.FAILED,
+                                  JobStatus.CANCELLED}),
+    JobStatus.RETRYING: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.PENDING}),  # restart
+    JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),  # restart
+}
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: JobStatus, *, among: frozenset[JobStatus] | None = None) -> tuple[JobStatus, ...]:
+    """Statuses from which ``target`` may be reached (optionally limited to ``among``), in a stable order."""
+    return tuple(s for s in ALL_STATUSES if target in TRANSITIONS[s] and (among is None or s in among))
+
+
+CANCELLABLE = sources_of(JobStatus.CANCELLED)
+RESTARTABLE = tuple(s for s in sources_of(JobStatus.PENDING) if s in TERMINAL_STATUSES)
+DUE_STATUSES = (JobStatus.SCHEDULED, JobStatus.RETRYING)
+"""Statuses that become pending by themselves once their ``run_at`` has passed."""
+
+
+class JobPriority(IntEnum):
+    """Named priorities. Any integer is a valid priority; higher runs first, FIFO within a priority."""
+
+    LOW = -10
+    NORMAL = 0
+    HIGH = 10
+    URGENT = 20
+
+    @classmethod
+    def parse(cls, value: int | str | JobPriority | None) -> int:
+        """A priority name (any case) or an integer (also as text) -> int."""
+        if value is None:
+            return int(cls.NORMAL)
+        if isinstance(value, bool):
+            raise InvalidParameterError(f"priority must be an integer or one of {cls.names()}, not {value!r}")
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return int(text)
+            except ValueError:
+                pass
+            try:
+                return int(cls[text.upper()])
+            except KeyError:
+                pass
+        raise InvalidParameterError(f"unknown priority {value!r}; use an integer or one of {cls.names()}")
+
+    @classmethod
+    def names(cls) -> str:
+        return ", ".join(m.name for m in cls)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """Make a datetime timezone-aware UTC; naive input is taken as UTC. ISO 8601 text is parsed."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidParameterError(f"not an ISO 8601 date-time: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise InvalidParameterError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def to_ts(value: datetime | None) -> float | None:
+    """Datetime -> POSIX seconds (how stores keep times)."""
+    return None if value is None else value.timestamp()
+
+
+def from_ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def check_json(value: Any, what: str) -> Any:
+    """Reject anything that does not survive a JSON round trip unchanged in kind (no pickling, ever)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"{what} must be JSON-serialisable: {exc}") from None
+    return value
+
+
+@dataclass(slots=True)
+class JobMetrics:
+    """What a run measured. ``cpu_seconds``/``peak_memory_mb`` are filled where measured (process mode)."""
+
+    execution_time_seconds: float | None = None
+    items_processed: int | None = None
+    total_items: int | None = None
+    cpu_seconds: float | None = None
+    peak_memory_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> JobMetrics:
+        if not data:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(slots=True)
+class Dependency:
+    """``job_id`` must reach ``condition`` (success, failure or completion) before the dependant runs."""
+
+    job_id: str
+    condition: str = "success"
+
+    CONDITIONS = ("success", "failure", "completion")
+
+    def __post_init__(self) -> None:
+        if self.condition not in self.CONDITIONS:
+            raise InvalidParameterError(
+                f"dependency condition must be one of {', '.join(self.CONDITIONS)}, not {self.condition!r}")
+        self.job_id = parse_job_id(self.job_id)
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any] | Dependency) -> Dependency:
+        if isinstance(value, Dependency):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict) and "job_id" in value:
+            return cls(str(value["job_id"]), str(value.get("condition", "success")))
+        raise InvalidParameterError(f"depends_on entries are job ids or {{job_id, condition}}, not {value!r}")
+
+
+def parse_job_id(value: str) -> str:
+    """A job id is a UUID; return it in canonical form or raise."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidParameterError(f"job id must be a UUID, not {value!r}") from None
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit of work and everything known about it. Times are timezone-aware UTC."""
+
+    job_type: str
+    job_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    queue: str = "default"
+    status: JobStatus = JobStatus.PENDING
+    priority: int = 0
+    user_id: str = "default_user"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    progress: float = 0.0
+    progress_message: str | None = None
+    progress_history: list[dict[str, Any]] = field(default_factory=list)
+    error_history: list[dict[str, Any]] = field(default_factory=list)
+    created_at: datetime = field(default_factory=utcnow)
+    scheduled_time: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+    max_retries: int = 3
+    retry_delay: float = 60.0
+    timeout_seconds: float = 259200.0
+    depends_on: list[Dependency] = field(default_factory=list)
+    cron_expression: str | None = None
+    schedule_id: str | None = None
+    idempotency_key: str | None = None
+    worker_id: str | None = None
+    metrics: JobMetrics = field(default_factory=JobMetrics)
+    # Store bookkeeping, visible for operators:
+    run_at: datetime | None = None  # when a scheduled/retrying job becomes due
+    lease_expires_at: datetime | None = None  # a running job not heartbeaten by then is recovered
+    seq: int = 0  # the change sequence number of this job's last change
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API shape: ISO 8601 times, plain JSON values."""
+        return {
+            "job_id": self.job_id,
+            "job_type": self.job_type,
+            "queue": self.queue,
+            "status": self.status.value,
+            "priority": self.priority,
+            "user_id": self.user_id,
+            "parameters": self.parameters,
+            "result": self.result,
+            "error": self.error,
+            "error_type": self.error_type,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "progress_history": self.progress_history,
+            "error_history": self.error_history,
+            "created_at": iso(self.created_at),
+            "scheduled_time": iso(self.scheduled_time),
+            "started_at": iso(self.started_at),
+            "completed_at": iso(self.completed_at),
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "retry_delay": self.retry_delay,
+            "timeout_seconds": self.timeout_seconds,
+            "depends_on": [asdict(d) for d in self.depends_on],
+            "cron_expression": self.cron_expression,
+            "schedule_id": self.schedule_id,
+            "idempotency_key": self.idempotency_key,
+            "worker_id": self.worker_id,
+            "metrics": self.metrics.to_dict(),
+            "run_at": iso(self.run_at),
+            "lease_expires_at": iso(self.lease_expires_at),
+            "seq": self.seq,
+        }
+
+
+def append_bounded(history: list[dict[str, Any]], entry: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """History lists keep their newest ``limit`` entries."""
+    history = [*history, entry]
+    return history[-limit:] if len(history) > limit else history
+
+
+def clamp_progress(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise InvalidParameterError(f"progress must be a number between 0 and 1, not {value!r}")
+    return min(1.0, max(0.0, float(value)))

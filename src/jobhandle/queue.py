@@ -1,0 +1,298 @@
+"""JobQueue: the one facade the Python API, the CLI and (later) the REST API and dashboard all use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import psutil
+
+from .config import Settings
+from .errors import InvalidParameterError, JobNotFoundError, JobTimeoutError
+from .models import (
+    ALL_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+    JobPriority,
+    JobStatus,
+    as_utc,
+    check_json,
+    iso,
+    parse_job_id,
+    utcnow,
+)
+from .registry import HandlerRegistry, default_registry
+from .scheduler import Maintenance
+from .stores import JobQuery, Store, open_store
+from .worker import Worker
+
+SUBMIT_OPTIONS = frozenset({
+    "priority", "user_id", "queue", "scheduled_time", "delay_seconds", "max_retries", "retry_delay",
+    "timeout_seconds", "depends_on", "idempotency_key",
+})
+
+
+class JobQueue:
+    """Submit, inspect, cancel, restart and wait for jobs; start in-process workers.
+
+    ``store`` is a URL (``sqlite:///jobs.db``, ``memory://``) or a Store; by default ``JOBHANDLE_STORE``,
+    else ``sqlite:///./jobhandle.db``.
+    """
+
+    def __init__(self, store: str | Store | None = None, *, settings: Settings | None = None,
+                 registry: HandlerRegistry | None = None) -> None:
+        self.settings = settings or Settings()
+        if isinstance(store, Store):
+            self.store, self._owns_store = store, False
+        else:
+            self.store = open_store(store or self.settings.store,
+                                    sqlite_poll_interval=self.settings.sqlite_poll_interval)
+            self._owns_store = True
+        self.registry = registry if registry is not None else default_registry
+        self.maintenance = Maintenance(self.store, self.settings)
+        self._workers: list[Worker] = []
+
+    # -- submitting --------------------------------------------------------------------------------------
+
+    def submit(self, job_type: str, parameters: Mapping[str, Any] | None = None, *,
+               priority: int | str | JobPriority | None = None, user_id: str | None = None,
+               queue: str = "default", scheduled_time: datetime | str | None = None,
+               delay_seconds: float | None = None, max_retries: int | None = None,
+               retry_delay: float | None = None, timeout_seconds: float | None = None,
+               depends_on: Sequence[Any] | None = None, idempotency_key: str | None = None) -> Job:
+        """Submit one job and return it as stored (status pending or scheduled)."""
+        job = self._build(job_type, parameters, priority=priority, user_id=user_id, queue=queue,
+                          scheduled_time=scheduled_time, delay_seconds=delay_seconds, max_retries=max_retries,
+                          retry_delay=retry_delay, timeout_seconds=timeout_seconds, depends_on=depends_on,
+                          idempotency_key=idempotency_key)
+        return self.store.submit([job], utcnow())[0]
+
+    def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Submit many jobs in one atomic step: each item is ``{"job_type": ..., "parameters": ..., **options}``
+        with the options of ``submit``. Either all are stored or, on bad input, none."""
+        built = []
+        for index, spec in enumerate(jobs):
+            if not isinstance(spec, Mapping) or "job_type" not in spec:
+                raise InvalidParameterError(f"job {index}: each job is a mapping with a 'job_type'")
+            unknown = set(spec) - SUBMIT_OPTIONS - {"job_type", "parameters"}
+            if unknown:
+                raise InvalidParameterError(f"job {index}: unknown option(s) {', '.join(sorted(unknown))}")
+            options = {k: v for k, v in spec.items() if k in SUBMIT_OPTIONS}
+            try:
+                built.append(self._build(spec["job_type"], spec.get("parameters"), **options))
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"job {index}: {exc.message}", **exc.context) from None
+        return self.store.submit(built, utcnow()) if built else []
+
+    def _build(self, job_type: str, parameters: Mapping[str, Any] | None, *,
+               priority: int | str | JobPriority | None = None, user_id: str | None = None,
+               queue: str = "default", scheduled_time: datetime | str | None = None,
+               delay_seconds: float | None = None, max_retries: int | None = None,
+               retry_delay: float | None = None, timeout_seconds: float | None = None,
+               depends_on: Sequence[Any] | None = None, idempotency_key: str | None = None) -> Job:
+        if not isinstance(job_type, str) or not job_type.strip():
+            raise InvalidParameterError(f"job_type must be a non-empty string, not {job_type!r}")
+        params = {} if parameters is None else parameters
+        if not isinstance(params, Mapping):
+            raise InvalidParameterError(f"parameters must be a JSON object (a dict), not {type(params).__name__}")
+        params = dict(params)
+        check_json(params, "parameters")
+        handler = self.registry.get(job_type)
+        if handler is not None:
+            handler.check_parameters(params)
+        if scheduled_time is not None and delay_seconds is not None:
+            raise InvalidParameterError("give scheduled_time or delay_seconds, not both")
+        now = utcnow()
+        when = as_utc(scheduled_time)
+        if delay_seconds is not None:
+            delay = _number(delay_seconds, "delay_seconds", minimum=0)
+            when = now + timedelta(seconds=delay)
+        if depends_on:
+            raise InvalidParameterError("depends_on is not supported by this release yet")
+        for name, value in (("queue", queue), ("user_id", user_id)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InvalidParameterError(f"{name} must be a non-empty string, not {value!r}")
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
+            raise InvalidParameterError(f"idempotency_key must be a non-empty string, not {idempotency_key!r}")
+        s = self.settings
+        return Job(
+            job_type=job_type, queue=queue, priority=JobPriority.parse(priority),
+            user_id=user_id or "default_user", parameters=params, created_at=now, scheduled_time=when,
+            run_at=when,
+            max_retries=int(_number(s.max_retries if max_retries is None else max_retries, "max_retries",
+                                    minimum=0, integer=True)),
+            retry_delay=_number(s.retry_delay if retry_delay is None else retry_delay, "retry_delay", minimum=0),
+            timeout_seconds=_number(s.default_timeout if timeout_seconds is None else timeout_seconds,
+                                    "timeout_seconds", minimum=0, exclusive=True),
+            idempotency_key=idempotency_key,
+        )
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """The job; JobNotFoundError when there is none (InvalidParameterError for a non-UUID id)."""
+        job = self.store.get(parse_job_id(job_id))
+        if job is None:
+            raise JobNotFoundError(str(job_id))
+        return job
+
+    def list(self, status: str | JobStatus | Sequence[str | JobStatus] | None = None, *,
+             job_type: str | None = None, user_id: str | None = None, queue: str | None = None,
+             search: str | None = None, created_after: datetime | str | None = None,
+             created_before: datetime | str | None = None, sort: str = "-created_at", limit: int = 100,
+             offset: int = 0) -> list[Job]:
+        """Jobs, newest first by default. ``sort`` is one of JobQuery.SORTABLE, ``-`` for descending."""
+        statuses = None
+        if status is not None:
+            items = [status] if isinstance(status, (str, JobStatus)) else list(status)
+            statuses = [JobStatus.parse(s) for s in items]
+        if sort.lstrip("-") not in JobQuery.SORTABLE:
+            raise InvalidParameterError(f"cannot sort by {sort!r}; use one of {', '.join(JobQuery.SORTABLE)}"
+                                        " (prefix - for descending)")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000:
+            raise InvalidParameterError(f"limit must be an integer from 1 to 10000, not {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidParameterError(f"offset must be a non-negative integer, not {offset!r}")
+        return self.store.list_jobs(JobQuery(
+            statuses=statuses, job_type=job_type, user_id=user_id, queue=queue, search=search or None,
+            created_after=as_utc(created_after), created_before=as_utc(created_before), sort=sort,
+            limit=limit, offset=offset))
+
+    def stats(self) -> dict[str, Any]:
+        """Seed 002's queue statistics, from counters, plus breakdowns by status, queue and type."""
+        counts = self.store.counts()
+        by_status = {s.value: counts.by_status.get(s.value, 0) for s in ALL_STATUSES}
+        now = utcnow()
+        workers = self.store.list_workers()
+        fresh = [w for w in workers if w.last_seen and
+                 (now - w.last_seen).total_seconds() <= self.settings.worker_timeout]
+        if not workers:
+            health = "no_workers"
+        elif len(fresh) == len(workers):
+            health = "healthy"
+        else:
+            health = "degraded"
+        memory = psutil.virtual_memory()
+        total = sum(by_status.values())
+        return {
+            "pending_jobs": by_status["pending"],
+            "running_jobs": by_status["running"],
+            "scheduled_jobs": by_status["scheduled"],
+            "completed_jobs": by_status["completed"],
+            "failed_jobs": by_status["failed"],
+            "cancelled_jobs": by_status["cancelled"],
+            "waiting_jobs": by_status["waiting"],
+            "retrying_jobs": by_status["retrying"],
+            "total_jobs": total,
+            "queue_type": self.store.kind,
+            "cache_size": total,
+            "active_workers": len(fresh),
+            "cpu_usage_percent": psutil.cpu_percent(interval=None),
+            "memory_usage_mb": round((memory.total - memory.available) / 2**20, 1),
+            "memory_usage_percent": memory.percent,
+            "global_max_concurrent_jobs": self.settings.global_max_concurrent_jobs,
+            "per_user_max_concurrent_jobs": self.settings.per_user_max_concurrent_jobs,
+            "worker_health_status": health,
+            "last_cleanup": iso(counts.last_cleanup),
+            "last_cleanup_removed": counts.last_cleanup_removed,
+            "by_status": by_status,
+            "by_queue": counts.by_queue,
+            "by_type": counts.by_type,
+        }
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Registered workers with heartbeat age (seconds) and the ids of the jobs they run."""
+        now = utcnow()
+        out = []
+        for w in self.store.list_workers():
+            age = (now - w.last_seen).total_seconds() if w.last_seen else None
+            out.append({
+                "worker_id": w.worker_id, "name": w.name, "hostname": w.hostname, "pid": w.pid,
+                "queues": w.queues, "concurrency": w.concurrency, "state": w.state,
+                "started_at": iso(w.started_at), "last_seen": iso(w.last_seen), "heartbeat_age_seconds": age,
+                "healthy": age is not None and age <= self.settings.worker_timeout,
+                "current_jobs": w.current_jobs,
+            })
+        return out
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until the job is terminal and return it; JobTimeoutError after ``timeout`` seconds.
+
+        Event-driven: it wakes on store changes, not on a polling interval.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            seen = self.store.change_version
+            job = self.get(job_id)
+            if job.status in TERMINAL_STATUSES:
+                return job
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise JobTimeoutError(f"job {job.job_id} is still {job.status.value} after {timeout}s",
+                                      job_id=job.job_id, current_status=job.status.value)
+            self.store.wait_for_change(seen, 1.0 if remaining is None else min(remaining, 1.0))
+
+    # -- changing ----------------------------------------------------------------------------------------
+
+    def cancel(self, job_id: str, reason: str | None = None) -> Job:
+        """Cancel a job that is not finished; a running handler sees ``ctx.cancelled`` and its result is
+        discarded. JobNotFoundError / JobAlreadyCompletedError otherwise."""
+        return self.store.cancel(parse_job_id(job_id), utcnow(), reason)
+
+    def restart(self, job_id: str) -> Job:
+        """Run a failed or cancelled job again: pending, same id, attempts reset, history kept."""
+        return self.store.restart(parse_job_id(job_id), utcnow())
+
+    def cleanup(self) -> int:
+        """Remove terminal jobs past their retention (settings: retention_*_hours); return how many."""
+        return self.maintenance.cleanup()
+
+    def cleanup_old_jobs(self, days_old: float = 7) -> int:
+        """Seed 003: remove completed, failed and cancelled jobs finished more than ``days_old`` days ago."""
+        days = _number(days_old, "days_old", minimum=0)
+        now = utcnow()
+        cutoff = now - timedelta(days=days)
+        return self.store.cleanup({s: cutoff for s in TERMINAL_STATUSES}, now)
+
+    # -- in-process workers ------------------------------------------------------------------------------
+
+    def worker(self, concurrency: int | None = None, *, queues: Sequence[str] = ("default",),
+               name: str | None = None) -> Worker:
+        """A worker on this queue's store and registry; use it as a context manager or call start()/stop()."""
+        worker = Worker(self.store, self.registry, self.settings, queues=queues, concurrency=concurrency,
+                        name=name)
+        self._workers.append(worker)
+        return worker
+
+    def start(self, concurrency: int | None = None, *, queues: Sequence[str] = ("default",)) -> Worker:
+        """Start an in-process worker (threads) and return it; ``stop()`` stops them all."""
+        return self.worker(concurrency, queues=queues).start()
+
+    def stop(self, grace: float | None = None) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop(grace)
+
+    def close(self) -> None:
+        self.stop()
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> JobQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _number(value: Any, name: str, *, minimum: float, integer: bool = False, exclusive: bool = False) -> float:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or value != value:
+        kind = "an integer" if integer else "a number"
+        raise InvalidParameterError(f"{name} must be {kind}, not {value!r}")
+    if value < minimum or (exclusive and value == minimum):
+        bound = f"greater than {minimum}" if exclusive else f"at least {minimum}"
+        raise InvalidParameterError(f"{name} must be {bound}, not {value!r}")
+    return float(value) if not integer else value

@@ -1,0 +1,65 @@
+"""Retry policy: a pure function of (job, error, now) -> how the attempt ends.
+
+Automatic retries back off exponentially from the job's ``retry_delay`` (attempt 1 waits retry_delay,
+attempt 2 twice that, ...), capped at ``cap`` seconds, with jitter: the wait is drawn between half and all of
+that, so jobs that failed together do not come back together.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from .models import Job, JobStatus
+from .stores.base import Outcome
+
+
+class Retry(Exception):
+    """Raise from a handler to ask for another attempt, ``delay`` seconds from now (None: the backoff).
+
+    It counts as an attempt: when the job has no retries left it fails with this message.
+    """
+
+    def __init__(self, delay: float | None = None, message: str = "handler asked for a retry") -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(Exception):
+    """Raise (or subclass) for a failure that another attempt cannot fix: the job fails without retries."""
+
+
+def backoff_seconds(base: float, attempt: int, cap: float, rand: Callable[[], float] = random.random) -> float:
+    raw = min(cap, base * 2 ** max(0, attempt - 1))
+    return raw * (0.5 + 0.5 * rand())
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def outcome_for_error(job: Job, exc: BaseException, now: datetime, cap: float) -> Outcome:
+    """How an attempt that raised ``exc`` ends: RETRYING with a run time, or FAILED."""
+    error, error_type = describe(exc), type(exc).__name__
+    if isinstance(exc, PermanentError) or job.attempts > job.max_retries:
+        return Outcome(JobStatus.FAILED, error=error, error_type=error_type)
+    delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
+        backoff_seconds(job.retry_delay, job.attempts, cap)
+    return Outcome(JobStatus.RETRYING, error=error, error_type=error_type,
+                   run_at=now + timedelta(seconds=max(0.0, delay)))
+
+
+class WorkerLostError(Exception):
+    """The worker running a job stopped heartbeating before the job finished."""
+
+
+def lost_worker_policy(cap: float) -> Callable[[Job, datetime], Outcome]:
+    """The outcome for a job whose worker's lease expired (used by the stores' recover_expired)."""
+
+    def decide(job: Job, now: datetime) -> Outcome:
+        exc = WorkerLostError(f"worker {job.worker_id} was lost (no heartbeat before its lease expired)")
+        return outcome_for_error(job, exc, now, cap)
+
+    return decide

@@ -1,0 +1,243 @@
+"""The Store protocol: the atomic primitives every store provides.
+
+Each method that changes job state is one atomic step inside the store (one SQL transaction, one Lua
+script, one lock hold): it checks the current state and changes it, or changes nothing. Code outside the
+stores never reads a job, decides, and writes it back. The conformance suite in ``tests/conformance``
+defines the behaviour; a store is done when it passes it.
+
+Fencing: a running job belongs to ``(worker_id, attempt)``. ``report_progress``, ``finish`` and ``release``
+name that pair and change nothing unless the job is still running under it, so a worker that lost its lease
+(cancelled, recovered after a missed heartbeat) can never overwrite the job's new owner.
+
+Change feed: every change of a job's visible state gives the job a new, store-wide increasing ``seq``.
+``changes_since(seq)`` returns the jobs changed after ``seq`` in order (each job once, in its latest state),
+which is what SSE resumption and dashboards need. ``wait_for_change`` wakes waiters in this process when
+anything in the store changed, including commits by other processes or hosts.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..models import Job, JobStatus
+
+
+@dataclass(slots=True)
+class JobQuery:
+    """Filters for ``list_jobs``. ``sort`` is a field name, ``-`` in front for descending."""
+
+    statuses: Sequence[JobStatus] | None = None
+    job_type: str | None = None
+    user_id: str | None = None
+    queue: str | None = None
+    search: str | None = None  # job id prefix or user id substring
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    sort: str = "-created_at"
+    limit: int = 100
+    offset: int = 0
+
+    SORTABLE = ("created_at", "status", "progress", "priority", "completed_at", "started_at")
+
+
+@dataclass(slots=True)
+class ProgressUpdate:
+    """One progress report from a running handler. ``None`` fields leave the stored value as it is."""
+
+    fraction: float | None = None
+    message: str | None = None
+    items_processed: int | None = None
+    total_items: int | None = None
+    at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an attempt ended, decided by the worker (with ``retry.py``) and applied fenced by ``finish``.
+
+    ``status`` is COMPLETED, RETRYING (then ``run_at`` is when to run again) or FAILED.
+    """
+
+    status: JobStatus
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    run_at: datetime | None = None
+    execution_time_seconds: float | None = None
+    cpu_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    progress: ProgressUpdate | None = None  # the last throttled progress report not yet written
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    """A worker's registration, refreshed by each heartbeat."""
+
+    worker_id: str
+    name: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    last_seen: datetime | None = None
+    state: str = "running"  # running | paused (resource limits) | stopping
+    current_jobs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StoreCounts:
+    """Counters kept with the transitions: jobs by status, and by queue and by type."""
+
+    by_status: dict[str, int]
+    by_queue: dict[str, dict[str, int]]
+    by_type: dict[str, dict[str, int]]
+    last_cleanup: datetime | None = None
+    last_cleanup_removed: int = 0
+
+
+class ChangeSignal:
+    """In-process wake-ups: a counter bumped on every change and a condition to wait on it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def bump(self) -> None:
+        with self._cond:
+            self._version += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float | None) -> int:
+        """Block until the version differs from ``seen`` or the timeout passes; return the version."""
+        with self._cond:
+            if self._version == seen:
+                self._cond.wait(timeout)
+            return self._version
+
+
+class Store(ABC):
+    """Where jobs live. Synchronous and thread-safe; one instance per process is the usual use."""
+
+    kind: str = "abstract"  # reported as queue_type in stats
+
+    @abstractmethod
+    def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        """Insert new jobs atomically (all or none) and return them as stored.
+
+        Each job's initial status is decided here: SCHEDULED when ``run_at`` is after ``now``, else PENDING.
+        A job whose ``idempotency_key`` matches a retained job is not inserted; that job is returned instead.
+        """
+
+    @abstractmethod
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None."""
+
+    @abstractmethod
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        """Jobs matching the query, sorted and paged as it says."""
+
+    @abstractmethod
+    def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
+              now: datetime) -> list[Job]:
+        """Move up to ``limit`` ready jobs of ``queues`` to RUNNING under ``worker_id`` and return them.
+
+        Due SCHEDULED/RETRYING jobs become PENDING first (in the same step). Order: higher priority first,
+        then the order in which jobs became pending. Each claimed job's ``attempts`` grows by one and its
+        lease runs until ``now + lease_seconds``. No job is ever returned to two callers.
+        """
+
+    @abstractmethod
+    def heartbeat(self, worker: WorkerInfo, lease_seconds: float, now: datetime) -> set[str]:
+        """Record the worker as alive, extend the leases of its running jobs, return their ids."""
+
+    @abstractmethod
+    def owned_jobs(self, worker_id: str) -> set[str]:
+        """Ids of the jobs RUNNING under ``worker_id`` (read only: the worker's cancel watch)."""
+
+    @abstractmethod
+    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+        """Fenced progress write; False when the job is no longer running under (worker_id, attempt)."""
+
+    @abstractmethod
+    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> Job | None:
+        """Fenced end of an attempt; None (and no change) when the caller no longer owns the job."""
+
+    @abstractmethod
+    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
+        """Fenced hand-back of a job a stopping worker did not finish: PENDING again, attempt not counted."""
+
+    @abstractmethod
+    def cancel(self, job_id: str, now: datetime, reason: str | None = None) -> Job:
+        """Cancel a job that is not terminal. Raises JobNotFoundError or JobAlreadyCompletedError."""
+
+    @abstractmethod
+    def restart(self, job_id: str, now: datetime) -> Job:
+        """FAILED or CANCELLED -> PENDING, same id, attempts reset, histories kept.
+
+        Raises JobNotFoundError or InvalidTransitionError.
+        """
+
+    @abstractmethod
+    def recover_expired(self, now: datetime, backoff: Any) -> list[Job]:
+        """Running jobs whose lease ran out: RETRYING (``backoff(job)`` -> run_at) or FAILED when out of
+        attempts, with a WorkerLostError. Also forgets workers silent since before their jobs' leases.
+        Returns the recovered jobs. Idempotent: any number of callers may run it."""
+
+    @abstractmethod
+    def reap_workers(self, silent_since: datetime) -> list[str]:
+        """Delete the registrations of workers not seen since ``silent_since``; return their ids."""
+
+    @abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker's registration (clean shutdown)."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """Registered workers with their current running job ids."""
+
+    @abstractmethod
+    def counts(self) -> StoreCounts:
+        """The transition-maintained counters (no table scans)."""
+
+    @abstractmethod
+    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
+        """Delete terminal jobs finished before their status's cutoff; record the run; return how many."""
+
+    @abstractmethod
+    def changes_since(self, seq: int, limit: int = 500) -> list[Job]:
+        """Jobs whose last change has a sequence number above ``seq``, oldest change first."""
+
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The highest change sequence number given so far."""
+
+    @abstractmethod
+    def next_due_at(self) -> datetime | None:
+        """The earliest ``run_at`` among SCHEDULED/RETRYING jobs (when a sleeping worker must look again)."""
+
+    @abstractmethod
+    def wait_for_change(self, seen: int, timeout: float | None) -> int:
+        """Block until the store changed after the version ``seen`` (see ``change_version``) or timeout."""
+
+    @abstractmethod
+    def wake_waiters(self) -> None:
+        """Wake every ``wait_for_change`` in this process now (used when stopping)."""
+
+    @property
+    @abstractmethod
+    def change_version(self) -> int:
+        """A process-local number that moves whenever the store changed; pass it to ``wait_for_change``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and background threads."""

@@ -1,0 +1,144 @@
+-- Named statements of the SQLite store, loaded by name (``-- name: x``).
+-- {placeholders} in braces are status lists filled in from the state machine in models.py.
+
+-- name: alloc_seq
+-- Reserve n change sequence numbers; returns the last one (the block is last-n+1 .. last).
+UPDATE meta SET value = value + :n WHERE key = 'seq' RETURNING value;
+
+-- name: insert_job
+INSERT INTO jobs (job_id, job_type, queue, status, priority, user_id, parameters, created_at, scheduled_time,
+                  max_retries, retry_delay, timeout_seconds, depends_on, cron_expression, schedule_id,
+                  idempotency_key, run_at, seq)
+VALUES (:job_id, :job_type, :queue, :status, :priority, :user_id, :parameters, :created_at, :scheduled_time,
+        :max_retries, :retry_delay, :timeout_seconds, :depends_on, :cron_expression, :schedule_id,
+        :idempotency_key, :run_at, :seq);
+
+-- name: job_by_idempotency_key
+SELECT * FROM jobs WHERE idempotency_key = :key;
+
+-- name: get_job
+SELECT * FROM jobs WHERE job_id = :job_id;
+
+-- name: due_jobs
+SELECT job_id FROM jobs WHERE status IN ({due}) AND run_at <= :now ORDER BY run_at LIMIT 1000;
+
+-- name: make_pending
+UPDATE jobs SET status = 'pending', seq = :seq WHERE job_id = :job_id AND status IN ({due});
+
+-- name: next_due
+SELECT min(run_at) FROM jobs WHERE status IN ({due});
+
+-- name: start_job
+UPDATE jobs SET status = 'running', worker_id = :worker_id, attempts = attempts + 1, started_at = :now,
+                completed_at = NULL, lease_expires_at = :lease, seq = :seq
+WHERE job_id = :job_id AND status = 'pending'
+RETURNING *;
+
+-- name: worker_upsert
+INSERT INTO workers (worker_id, name, hostname, pid, queues, concurrency, started_at, last_seen, state)
+VALUES (:worker_id, :name, :hostname, :pid, :queues, :concurrency, :started_at, :now, :state)
+ON CONFLICT (worker_id) DO UPDATE SET last_seen = excluded.last_seen, state = excluded.state,
+                                      concurrency = excluded.concurrency;
+
+-- name: extend_leases
+UPDATE jobs SET lease_expires_at = :lease WHERE worker_id = :worker_id AND status = 'running'
+RETURNING job_id;
+
+-- name: owned_jobs
+SELECT job_id FROM jobs WHERE worker_id = :worker_id AND status = 'running';
+
+-- name: report_progress
+-- Fenced: only the (worker, attempt) that runs the job may write. History keeps its newest :limit entries.
+UPDATE jobs SET
+    progress = coalesce(:fraction, progress),
+    progress_message = coalesce(:message, progress_message),
+    items_processed = coalesce(:items_processed, items_processed),
+    total_items = coalesce(:total_items, total_items),
+    progress_history = CASE WHEN json_array_length(progress_history) >= :limit
+        THEN json_insert(json_remove(progress_history, '$[0]'), '$[#]', json(:entry))
+        ELSE json_insert(progress_history, '$[#]', json(:entry)) END,
+    seq = :seq
+WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: finish_job
+-- Fenced end of an attempt. :status is completed, retrying or failed.
+UPDATE jobs SET
+    status = :status,
+    result = :result,
+    error = :error,
+    error_type = :error_type,
+    error_history = CASE WHEN :error_entry IS NULL THEN error_history
+        WHEN json_array_length(error_history) >= :error_limit
+        THEN json_insert(json_remove(error_history, '$[0]'), '$[#]', json(:error_entry))
+        ELSE json_insert(error_history, '$[#]', json(:error_entry)) END,
+    completed_at = :completed_at,
+    run_at = :run_at,
+    lease_expires_at = NULL,
+    progress = CASE WHEN :status = 'completed' THEN 1.0 ELSE coalesce(:fraction, progress) END,
+    progress_message = coalesce(:message, progress_message),
+    items_processed = coalesce(:items_processed, items_processed),
+    total_items = coalesce(:total_items, total_items),
+    execution_time = :execution_time,
+    cpu_seconds = coalesce(:cpu_seconds, cpu_seconds),
+    peak_memory_mb = coalesce(:peak_memory_mb, peak_memory_mb),
+    seq = :seq
+WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
+RETURNING *;
+
+-- name: release_job
+UPDATE jobs SET status = 'pending', attempts = attempts - 1, worker_id = NULL, started_at = NULL,
+                lease_expires_at = NULL, seq = :seq
+WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
+RETURNING *;
+
+-- name: cancel_job
+UPDATE jobs SET status = 'cancelled', completed_at = :now, lease_expires_at = NULL,
+                error = coalesce(:reason, error), seq = :seq
+WHERE job_id = :job_id AND status IN ({cancellable})
+RETURNING *;
+
+-- name: restart_job
+UPDATE jobs SET status = 'pending', attempts = 0, result = NULL, error = NULL, error_type = NULL,
+                progress = 0, progress_message = NULL, started_at = NULL, completed_at = NULL, worker_id = NULL,
+                run_at = NULL, lease_expires_at = NULL, execution_time = NULL, items_processed = NULL,
+                total_items = NULL, cpu_seconds = NULL, peak_memory_mb = NULL, seq = :seq
+WHERE job_id = :job_id AND status IN ({restartable})
+RETURNING *;
+
+-- name: job_status
+SELECT status FROM jobs WHERE job_id = :job_id;
+
+-- name: expired_leases
+SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < :now LIMIT 1000;
+
+-- name: reap_workers
+DELETE FROM workers WHERE last_seen < :silent_since RETURNING worker_id;
+
+-- name: delete_worker
+DELETE FROM workers WHERE worker_id = :worker_id;
+
+-- name: list_workers
+SELECT w.*, (SELECT json_group_array(j.job_id) FROM jobs j
+             WHERE j.worker_id = w.worker_id AND j.status = 'running') AS current_jobs
+FROM workers w ORDER BY w.started_at;
+
+-- name: counters
+SELECT queue, job_type, status, n FROM counters WHERE n <> 0;
+
+-- name: meta_get
+SELECT value FROM meta WHERE key = :key;
+
+-- name: meta_set
+INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: expired_terminal
+SELECT job_id FROM jobs WHERE status = :status AND completed_at < :cutoff LIMIT 2000;
+
+-- name: delete_job
+DELETE FROM jobs WHERE job_id = :job_id;
+
+-- name: changes_since
+SELECT * FROM jobs WHERE seq > :seq ORDER BY seq LIMIT :limit;
+
+-- name: last_seq
+SELECT value FROM meta WHERE key = 'seq';

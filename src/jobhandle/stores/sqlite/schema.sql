@@ -1,0 +1,97 @@
+-- jobhandle SQLite schema. Times are POSIX seconds (REAL, UTC). JSON columns hold text.
+-- Applied idempotently at every open.
+
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id            TEXT PRIMARY KEY,
+    job_type          TEXT NOT NULL,
+    queue             TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    priority          INTEGER NOT NULL,
+    user_id           TEXT NOT NULL,
+    parameters        TEXT NOT NULL,
+    result            TEXT,
+    error             TEXT,
+    error_type        TEXT,
+    progress          REAL NOT NULL DEFAULT 0,
+    progress_message  TEXT,
+    progress_history  TEXT NOT NULL DEFAULT '[]',
+    error_history     TEXT NOT NULL DEFAULT '[]',
+    created_at        REAL NOT NULL,
+    scheduled_time    REAL,
+    started_at        REAL,
+    completed_at      REAL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    max_retries       INTEGER NOT NULL,
+    retry_delay       REAL NOT NULL,
+    timeout_seconds   REAL NOT NULL,
+    depends_on        TEXT NOT NULL DEFAULT '[]',
+    cron_expression   TEXT,
+    schedule_id       TEXT,
+    idempotency_key   TEXT,
+    worker_id         TEXT,
+    execution_time    REAL,
+    items_processed   INTEGER,
+    total_items       INTEGER,
+    cpu_seconds       REAL,
+    peak_memory_mb    REAL,
+    run_at            REAL,
+    lease_expires_at  REAL,
+    seq               INTEGER NOT NULL
+);
+
+-- Claim order: the ready jobs of a queue, highest priority first, then in the order they became pending.
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, priority DESC, seq) WHERE status = 'pending';
+-- Due scheduled/retrying jobs, and expired leases.
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (run_at) WHERE status IN ('scheduled', 'retrying');
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS jobs_worker ON jobs (worker_id) WHERE status = 'running';
+-- The change feed, listings, retention, idempotency.
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (status, completed_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+-- Jobs by (queue, type, status), kept exact by the triggers below: stats never scan the jobs table.
+CREATE TABLE IF NOT EXISTS counters (
+    queue     TEXT NOT NULL,
+    job_type  TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    n         INTEGER NOT NULL,
+    PRIMARY KEY (queue, job_type, status)
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS counters_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO counters (queue, job_type, status, n) VALUES (NEW.queue, NEW.job_type, NEW.status, 1)
+        ON CONFLICT (queue, job_type, status) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS counters_update AFTER UPDATE OF status ON jobs
+WHEN OLD.status <> NEW.status BEGIN
+    UPDATE counters SET n = n - 1 WHERE queue = OLD.queue AND job_type = OLD.job_type AND status = OLD.status;
+    INSERT INTO counters (queue, job_type, status, n) VALUES (NEW.queue, NEW.job_type, NEW.status, 1)
+        ON CONFLICT (queue, job_type, status) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS counters_delete AFTER DELETE ON jobs BEGIN
+    UPDATE counters SET n = n - 1 WHERE queue = OLD.queue AND job_type = OLD.job_type AND status = OLD.status;
+END;
+
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id    TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    hostname     TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    queues       TEXT NOT NULL,
+    concurrency  INTEGER NOT NULL,
+    started_at   REAL NOT NULL,
+    last_seen    REAL NOT NULL,
+    state        TEXT NOT NULL
+);
+
+-- Single values: the change sequence, the last cleanup.
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value           -- no type: integers stay integers, text stays text
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);

@@ -1,0 +1,485 @@
+"""SQLite store: every primitive is one ``BEGIN IMMEDIATE`` transaction over the statements in queries.sql.
+
+WAL mode with ``synchronous=NORMAL``: readers never block the writer, a commit survives a process crash.
+Within a process, writers queue on a lock instead of spinning in SQLite's busy handler; across processes
+SQLite's own write lock serialises them. Waiters learn of other processes' commits through
+``PRAGMA data_version``, checked by one small thread per store every ``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ...errors import InvalidTransitionError, JobAlreadyCompletedError, JobNotFoundError
+from ...models import (
+    CANCELLABLE,
+    DUE_STATUSES,
+    ERROR_HISTORY_LIMIT,
+    PROGRESS_HISTORY_LIMIT,
+    RESTARTABLE,
+    TERMINAL_STATUSES,
+    Dependency,
+    Job,
+    JobMetrics,
+    JobStatus,
+    from_ts,
+    iso,
+    to_ts,
+)
+from ..base import ChangeSignal, JobQuery, Outcome, ProgressUpdate, Store, StoreCounts, WorkerInfo
+
+
+def _status_list(statuses: Sequence[JobStatus]) -> str:
+    return ", ".join(f"'{s.value}'" for s in statuses)
+
+
+def _load_queries() -> dict[str, str]:
+    """Parse queries.sql into {name: statement}, filling the state machine's status lists in."""
+    text = resources.files(__package__).joinpath("queries.sql").read_text()
+    lists = {"due": _status_list(DUE_STATUSES), "cancellable": _status_list(CANCELLABLE),
+             "restartable": _status_list(RESTARTABLE)}
+    queries: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
+        name, _, body = block.partition("\n")
+        sql = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("--")).strip()
+        queries[name.strip()] = sql.format(**lists)
+    return queries
+
+
+Q = _load_queries()
+SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
+
+_SORT_COLUMNS = {name: name for name in JobQuery.SORTABLE}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def row_to_job(r: sqlite3.Row) -> Job:
+    return Job(
+        job_id=r["job_id"], job_type=r["job_type"], queue=r["queue"], status=JobStatus(r["status"]),
+        priority=r["priority"], user_id=r["user_id"], parameters=json.loads(r["parameters"]),
+        result=_loads(r["result"]), error=r["error"], error_type=r["error_type"], progress=r["progress"],
+        progress_message=r["progress_message"], progress_history=json.loads(r["progress_history"]),
+        error_history=json.loads(r["error_history"]), created_at=from_ts(r["created_at"]),
+        scheduled_time=from_ts(r["scheduled_time"]), started_at=from_ts(r["started_at"]),
+        completed_at=from_ts(r["completed_at"]), attempts=r["attempts"], max_retries=r["max_retries"],
+        retry_delay=r["retry_delay"], timeout_seconds=r["timeout_seconds"],
+        depends_on=[Dependency(**d) for d in json.loads(r["depends_on"])],
+        cron_expression=r["cron_expression"], schedule_id=r["schedule_id"],
+        idempotency_key=r["idempotency_key"], worker_id=r["worker_id"],
+        metrics=JobMetrics(execution_time_seconds=r["execution_time"], items_processed=r["items_processed"],
+                           total_items=r["total_items"], cpu_seconds=r["cpu_seconds"],
+                           peak_memory_mb=r["peak_memory_mb"]),
+        run_at=from_ts(r["run_at"]), lease_expires_at=from_ts(r["lease_expires_at"]), seq=r["seq"],
+    )
+
+
+def _progress_params(update: ProgressUpdate | None) -> dict[str, Any]:
+    u = update or ProgressUpdate()
+    return {"fraction": u.fraction, "message": u.message, "items_processed": u.items_processed,
+            "total_items": u.total_items}
+
+
+class _Tx:
+    """One write transaction: the connection plus a sequence-number allocator."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def seqs(self, n: int) -> range:
+        last = self.conn.execute(Q["alloc_seq"], {"n": n}).fetchone()[0]
+        return range(last - n + 1, last + 1)
+
+    def seq(self) -> int:
+        return self.seqs(1)[0]
+
+
+class SQLiteStore(Store):
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, *, poll_interval: float = 0.002) -> None:
+        self.path = str(path)
+        self._memory = self.path == ":memory:"
+        self._poll_interval = poll_interval
+        self._lock = threading.RLock()  # writers in this process (and every access for :memory:)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._signal = ChangeSignal()
+        self._closed = threading.Event()
+        self._poller: threading.Thread | None = None
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._shared = self._connect() if self._memory else None
+        with self._lock:
+            self._conn().executescript(SCHEMA)
+
+    # -- connections -------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        conn.row_factory = sqlite3.Row
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._shared is not None:
+            return self._shared
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed.is_set():
+                raise RuntimeError("store is closed")
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        if self._shared is not None:
+            with self._lock:
+                yield self._shared
+        else:
+            yield self._conn()
+
+    @contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        """One atomic primitive. Waiters are woken after the commit."""
+        with self._lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        self._signal.bump()
+
+    # -- jobs --------------------------------------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        now_ts = now.timestamp()
+        out: list[Job] = []
+        with self._write() as tx:
+            seqs = iter(tx.seqs(len(jobs)))
+            rows = []
+            for job in jobs:
+                if job.idempotency_key is not None:
+                    existing = tx.conn.execute(Q["job_by_idempotency_key"], {"key": job.idempotency_key}).fetchone()
+                    if existing is not None:
+                        out.append(row_to_job(existing))
+                        continue
+                run_at = to_ts(job.run_at)
+                job.status = JobStatus.SCHEDULED if run_at is not None and run_at > now_ts else JobStatus.PENDING
+                job.seq = next(seqs)
+                rows.append({
+                    "job_id": job.job_id, "job_type": job.job_type, "queue": job.queue,
+                    "status": job.status.value, "priority": job.priority, "user_id": job.user_id,
+                    "parameters": _dumps(job.parameters), "created_at": to_ts(job.created_at),
+                    "scheduled_time": to_ts(job.scheduled_time), "max_retries": job.max_retries,
+                    "retry_delay": job.retry_delay, "timeout_seconds": job.timeout_seconds,
+                    "depends_on": _dumps([{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]),
+                    "cron_expression": job.cron_expression, "schedule_id": job.schedule_id,
+                    "idempotency_key": job.idempotency_key, "run_at": run_at, "seq": job.seq,
+                })
+                out.append(job)
+            tx.conn.executemany(Q["insert_job"], rows)
+        return out
+
+    def get(self, job_id: str) -> Job | None:
+        with self._read() as conn:
+            row = conn.execute(Q["get_job"], {"job_id": job_id}).fetchone()
+        return None if row is None else row_to_job(row)
+
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        where, params = [], {}
+        if query.statuses:
+            where.append(f"status IN ({_status_list(query.statuses)})")
+        for name in ("job_type", "user_id", "queue"):
+            if getattr(query, name) is not None:
+                where.append(f"{name} = :{name}")
+                params[name] = getattr(query, name)
+        if query.search:
+            where.append("(substr(job_id, 1, length(:q)) = lower(:q) OR instr(user_id, :q) > 0)")
+            params["q"] = query.search
+        if query.created_after is not None:
+            where.append("created_at >= :after")
+            params["after"] = to_ts(query.created_after)
+        if query.created_before is not None:
+            where.append("created_at < :before")
+            params["before"] = to_ts(query.created_before)
+        descending = query.sort.startswith("-")
+        column = _SORT_COLUMNS[query.sort.lstrip("-")]
+        direction = "DESC" if descending else "ASC"
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {column} {direction}, seq {direction} LIMIT :limit OFFSET :offset"
+        params.update(limit=query.limit, offset=query.offset)
+        with self._read() as conn:
+            return [row_to_job(r) for r in conn.execute(sql, params)]
+
+    def _promote_due(self, tx: _Tx, now_ts: float) -> None:
+        due = [r[0] for r in tx.conn.execute(Q["due_jobs"], {"now": now_ts})]
+        if due:
+            tx.conn.executemany(Q["make_pending"],
+                                [{"job_id": j, "seq": s} for j, s in zip(due, tx.seqs(len(due)))])
+
+    def _ready_sql(self, queues: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        params = {f"q{i}": q for i, q in enumerate(queues)}
+        if len(queues) == 1:
+            cond = "queue = :q0"
+        else:
+            cond = "queue IN (" + ", ".join(f":{k}" for k in params) + ")"
+        return (f"SELECT job_id FROM jobs WHERE status = 'pending' AND {cond} "
+                f"ORDER BY priority DESC, seq LIMIT :limit"), params
+
+    def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
+              now: datetime) -> list[Job]:
+        now_ts = now.timestamp()
+        sql, params = self._ready_sql(queues)
+        with self._read() as conn:  # cheap look first: an idle poll takes no write lock
+            nothing_ready = conn.execute(sql, {**params, "limit": 1}).fetchone() is None
+            if nothing_ready:
+                due = conn.execute(Q["next_due"]).fetchone()[0]
+                if due is None or due > now_ts:
+                    return []
+        with self._write() as tx:
+            self._promote_due(tx, now_ts)
+            ids = [r[0] for r in tx.conn.execute(sql, {**params, "limit": limit})]
+            if not ids:
+                return []
+            lease = now_ts + lease_seconds
+            return [row_to_job(tx.conn.execute(Q["start_job"], {
+                "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
+            }).fetchone()) for job_id, seq in zip(ids, tx.seqs(len(ids)))]
+
+    def heartbeat(self, worker: WorkerInfo, lease_seconds: float, now: datetime) -> set[str]:
+        now_ts = now.timestamp()
+        with self._write() as tx:
+            tx.conn.execute(Q["worker_upsert"], {
+                "worker_id": worker.worker_id, "name": worker.name, "hostname": worker.hostname,
+                "pid": worker.pid, "queues": _dumps(worker.queues), "concurrency": worker.concurrency,
+                "started_at": to_ts(worker.started_at), "now": now_ts, "state": worker.state,
+            })
+            rows = tx.conn.execute(Q["extend_leases"],
+                                   {"worker_id": worker.worker_id, "lease": now_ts + lease_seconds})
+            return {r[0] for r in rows}
+
+    def owned_jobs(self, worker_id: str) -> set[str]:
+        with self._read() as conn:
+            return {r[0] for r in conn.execute(Q["owned_jobs"], {"worker_id": worker_id})}
+
+    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+        entry = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
+        if update.items_processed is not None:
+            entry["items_processed"] = update.items_processed
+        with self._write() as tx:
+            cur = tx.conn.execute(Q["report_progress"], {
+                **_progress_params(update), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+                "entry": _dumps(entry), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
+            })
+            return cur.rowcount == 1
+
+    def _finish(self, tx: _Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
+                now_ts: float) -> Job | None:
+        error_entry = None
+        if outcome.error is not None:
+            error_entry = _dumps({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
+                                  "error_type": outcome.error_type})
+        terminal = outcome.status in TERMINAL_STATUSES
+        row = tx.conn.execute(Q["finish_job"], {
+            **_progress_params(outcome.progress),
+            "status": outcome.status.value,
+            "result": _dumps(outcome.result) if outcome.status is JobStatus.COMPLETED else None,
+            "error": outcome.error, "error_type": outcome.error_type, "error_entry": error_entry,
+            "error_limit": ERROR_HISTORY_LIMIT, "completed_at": now_ts if terminal else None,
+            "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,
+            "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
+            "seq": tx.seq(), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+        }).fetchone()
+        return None if row is None else row_to_job(row)
+
+    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> Job | None:
+        with self._write() as tx:
+            return self._finish(tx, job_id, worker_id, attempt, outcome, now.timestamp())
+
+    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
+        with self._write() as tx:
+            row = tx.conn.execute(Q["release_job"], {"job_id": job_id, "worker_id": worker_id,
+                                                     "attempt": attempt, "seq": tx.seq()}).fetchone()
+        return None if row is None else row_to_job(row)
+
+    def _refuse(self, tx: _Tx, job_id: str, action: str) -> None:
+        row = tx.conn.execute(Q["job_status"], {"job_id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFoundError(job_id)
+        status = JobStatus(row[0])
+        if status in TERMINAL_STATUSES and action == "cancel":
+            raise JobAlreadyCompletedError(job_id, status.value)
+        raise InvalidTransitionError(job_id, status.value, action)
+
+    def cancel(self, job_id: str, now: datetime, reason: str | None = None) -> Job:
+        with self._write() as tx:
+            row = tx.conn.execute(Q["cancel_job"], {"job_id": job_id, "now": now.timestamp(),
+                                                    "reason": reason, "seq": tx.seq()}).fetchone()
+            if row is None:
+                self._refuse(tx, job_id, "cancel")
+        return row_to_job(row)
+
+    def restart(self, job_id: str, now: datetime) -> Job:
+        with self._write() as tx:
+            row = tx.conn.execute(Q["restart_job"], {"job_id": job_id, "seq": tx.seq()}).fetchone()
+            if row is None:
+                self._refuse(tx, job_id, "restart")
+        return row_to_job(row)
+
+    def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:
+        now_ts = now.timestamp()
+        with self._read() as conn:
+            if conn.execute(Q["expired_leases"], {"now": now_ts}).fetchone() is None:
+                return []
+        recovered = []
+        with self._write() as tx:
+            for row in tx.conn.execute(Q["expired_leases"], {"now": now_ts}).fetchall():
+                job = row_to_job(row)
+                done = self._finish(tx, job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts)
+                if done is not None:
+                    recovered.append(done)
+        return recovered
+
+    # -- workers -----------------------------------------------------------------------------------------
+
+    def reap_workers(self, silent_since: datetime) -> list[str]:
+        with self._write() as tx:
+            return [r[0] for r in tx.conn.execute(Q["reap_workers"], {"silent_since": silent_since.timestamp()})]
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as tx:
+            tx.conn.execute(Q["delete_worker"], {"worker_id": worker_id})
+
+    def list_workers(self) -> list[WorkerInfo]:
+        with self._read() as conn:
+            rows = conn.execute(Q["list_workers"]).fetchall()
+        return [WorkerInfo(worker_id=r["worker_id"], name=r["name"], hostname=r["hostname"], pid=r["pid"],
+                           queues=json.loads(r["queues"]), concurrency=r["concurrency"],
+                           started_at=from_ts(r["started_at"]), last_seen=from_ts(r["last_seen"]),
+                           state=r["state"], current_jobs=json.loads(r["current_jobs"])) for r in rows]
+
+    # -- counters, retention, change feed ----------------------------------------------------------------
+
+    def _meta(self, conn: sqlite3.Connection, key: str) -> Any:
+        row = conn.execute(Q["meta_get"], {"key": key}).fetchone()
+        return None if row is None else row[0]
+
+    def counts(self) -> StoreCounts:
+        by_status: dict[str, int] = {}
+        by_queue: dict[str, dict[str, int]] = {}
+        by_type: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            rows = conn.execute(Q["counters"]).fetchall()
+            last_cleanup = self._meta(conn, "last_cleanup")
+            removed = self._meta(conn, "last_cleanup_removed") or 0
+        for queue, job_type, status, n in rows:
+            by_status[status] = by_status.get(status, 0) + n
+            q = by_queue.setdefault(queue, {})
+            q[status] = q.get(status, 0) + n
+            t = by_type.setdefault(job_type, {})
+            t[status] = t.get(status, 0) + n
+        return StoreCounts(by_status=by_status, by_queue=by_queue, by_type=by_type,
+                           last_cleanup=from_ts(last_cleanup), last_cleanup_removed=int(removed))
+
+    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
+        removed = 0
+        for status, cutoff in cutoffs.items():
+            while True:  # in batches, so a large cleanup never holds the write lock for long
+                with self._write() as tx:
+                    ids = [r[0] for r in tx.conn.execute(Q["expired_terminal"], {
+                        "status": status.value, "cutoff": cutoff.timestamp()})]
+                    tx.conn.executemany(Q["delete_job"], [{"job_id": j} for j in ids])
+                removed += len(ids)
+                if len(ids) < 2000:
+                    break
+        with self._write() as tx:
+            tx.conn.execute(Q["meta_set"], {"key": "last_cleanup", "value": now.timestamp()})
+            tx.conn.execute(Q["meta_set"], {"key": "last_cleanup_removed", "value": removed})
+        return removed
+
+    def changes_since(self, seq: int, limit: int = 500) -> list[Job]:
+        with self._read() as conn:
+            return [row_to_job(r) for r in conn.execute(Q["changes_since"], {"seq": seq, "limit": limit})]
+
+    def last_seq(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(Q["last_seq"]).fetchone()[0])
+
+    def next_due_at(self) -> datetime | None:
+        with self._read() as conn:
+            return from_ts(conn.execute(Q["next_due"]).fetchone()[0])
+
+    # -- wake-ups ----------------------------------------------------------------------------------------
+
+    @property
+    def change_version(self) -> int:
+        return self._signal.version
+
+    def wake_waiters(self) -> None:
+        self._signal.bump()
+
+    def wait_for_change(self, seen: int, timeout: float | None) -> int:
+        if self._poller is None and not self._memory:
+            self._start_poller()
+        return self._signal.wait(seen, timeout)
+
+    def _start_poller(self) -> None:
+        with self._conns_lock:
+            if self._poller is not None:
+                return
+            self._poller = threading.Thread(target=self._poll_other_processes, name="jobhandle-sqlite-watch",
+                                            daemon=True)
+        self._poller.start()
+
+    def _poll_other_processes(self) -> None:
+        """Bump the change signal when another connection committed (PRAGMA data_version moved)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            seen = conn.execute("PRAGMA data_version").fetchone()[0]
+            while not self._closed.wait(self._poll_interval):
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen:
+                    seen = version
+                    self._signal.bump()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._poller is not None:
+            self._poller.join(timeout=2)
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:  # closed from another thread already
+                pass

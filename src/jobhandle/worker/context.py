@@ -1,0 +1,102 @@
+"""JobContext: what a handler gets as ``ctx``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from ..errors import JobCancelled
+from ..models import Job, clamp_progress, utcnow
+from ..stores.base import ProgressUpdate, Store
+
+
+class JobContext:
+    """The running job as its handler sees it: identity, parameters, progress reports, cancellation.
+
+    Progress writes are throttled: at most one per ``progress_interval`` seconds reaches the store; a report
+    held back is written by the worker soon after, and the last one always lands (with the job's end).
+    """
+
+    def __init__(self, job: Job, store: Store, worker_id: str, progress_interval: float,
+                 logger: logging.Logger) -> None:
+        self.job = job
+        self._store = store
+        self._worker_id = worker_id
+        self._interval = progress_interval
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: ProgressUpdate | None = None
+        self._last_write = 0.0
+        self.logger = logging.LoggerAdapter(logger, {"job_id": job.job_id})
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, 2 on the first retry, ..."""
+        return self.job.attempts
+
+    @property
+    def user_id(self) -> str:
+        return self.job.user_id
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.job.parameters
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled (or this worker lost it): stop and return soon."""
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled when ``cancelled``: a one-line way out of a handler's loop."""
+        if self._cancel.is_set():
+            raise JobCancelled(self.job_id)
+
+    def progress(self, fraction: float | None = None, message: str | None = None, *,
+                 items_processed: int | None = None, total_items: int | None = None) -> None:
+        """Report progress (0.0-1.0) and/or a stage message and item counts."""
+        if fraction is None and items_processed is not None and total_items:
+            fraction = items_processed / total_items
+        update = ProgressUpdate(None if fraction is None else clamp_progress(fraction), message,
+                                items_processed, total_items, utcnow())
+        with self._lock:
+            self._pending = _merge(self._pending, update)
+        self.flush_progress(force=False)
+
+    # -- used by the worker ----------------------------------------------------------------------------
+
+    def flush_progress(self, force: bool) -> None:
+        """Write the held-back report when the interval has passed (or ``force``)."""
+        with self._lock:
+            if self._pending is None or (not force and time.monotonic() - self._last_write < self._interval):
+                return
+            update, self._pending = self._pending, None
+            self._last_write = time.monotonic()
+        if not self._store.report_progress(self.job_id, self._worker_id, self.job.attempts, update):
+            self._cancel.set()  # no longer ours: cancelled, or recovered after a lost lease
+
+    def take_pending_progress(self) -> ProgressUpdate | None:
+        with self._lock:
+            update, self._pending = self._pending, None
+            return update
+
+    def mark_cancelled(self) -> None:
+        self._cancel.set()
+
+
+def _merge(old: ProgressUpdate | None, new: ProgressUpdate) -> ProgressUpdate:
+    if old is None:
+        return new
+    return ProgressUpdate(
+        new.fraction if new.fraction is not None else old.fraction,
+        new.message if new.message is not None else old.message,
+        new.items_processed if new.items_processed is not None else old.items_processed,
+        new.total_items if new.total_items is not None else old.total_items,
+        new.at,
+    )

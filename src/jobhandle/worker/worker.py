@@ -1,0 +1,216 @@
+"""The worker: slot threads that claim > run > finish, and a monitor thread that heartbeats, flushes
+throttled progress, notices cancellations and runs maintenance.
+
+Every loop is supervised: an unexpected exception stops the whole worker loudly (``failure`` says why)
+instead of leaving it half alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from ..config import Settings
+from ..errors import InvalidParameterError, JobCancelled, UnknownHandlerError
+from ..models import Job, JobStatus, check_json, utcnow
+from ..registry import HandlerRegistry
+from ..retry import outcome_for_error
+from ..scheduler import Maintenance
+from ..stores.base import Outcome, Store, WorkerInfo
+from .context import JobContext
+
+log = logging.getLogger("jobhandle.worker")
+job_log = logging.getLogger("jobhandle.job")
+
+IDLE_RECHECK_SECONDS = 5.0
+"""A safety net only: idle slots wake on store changes and on the next due time, not on this."""
+
+
+class Worker:
+    """Runs jobs of ``queues`` from ``store`` with ``concurrency`` thread slots."""
+
+    def __init__(self, store: Store, registry: HandlerRegistry, settings: Settings, *,
+                 queues: Sequence[str] = ("default",), concurrency: int | None = None,
+                 name: str | None = None) -> None:
+        if not queues:
+            raise InvalidParameterError("a worker needs at least one queue")
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+        self.queues = list(dict.fromkeys(queues))
+        self.concurrency = concurrency or settings.worker_concurrency
+        if self.concurrency < 1:
+            raise InvalidParameterError(f"concurrency must be at least 1, not {self.concurrency}")
+        host = socket.gethostname()
+        self.name = name or f"{host}-{os.getpid()}"
+        self.worker_id = f"{self.name}-{uuid.uuid4().hex[:8]}"
+        self.info = WorkerInfo(worker_id=self.worker_id, name=self.name, hostname=host, pid=os.getpid(),
+                               queues=self.queues, concurrency=self.concurrency, started_at=utcnow())
+        self.failure: BaseException | None = None
+        self.maintenance = Maintenance(store, settings)
+        self._lease = settings.worker_timeout
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._running: dict[str, JobContext] = {}
+        self._running_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> Worker:
+        self.store.heartbeat(self.info, self._lease, utcnow())  # visible in list_workers at once
+        self._spawn("monitor", self._monitor_loop)
+        for i in range(self.concurrency):
+            self._spawn(f"slot-{i}", self._slot_loop)
+        log.info("worker %s started: queues=%s concurrency=%d", self.worker_id, ",".join(self.queues),
+                 self.concurrency)
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; let running jobs finish within ``grace`` seconds; hand back the rest."""
+        if self._stopped.is_set():
+            return
+        grace = self.settings.shutdown_grace if grace is None else grace
+        self._stopping.set()
+        self.store.wake_waiters()
+        deadline = time.monotonic() + grace
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        for ctx in self._running_now():
+            ctx.mark_cancelled()
+            if self.store.release(ctx.job_id, self.worker_id, ctx.attempt, utcnow()) is not None:
+                log.warning("job %s did not finish within %.1fs of shutdown: handed back", ctx.job_id, grace)
+        self.store.unregister_worker(self.worker_id)
+        self._stopped.set()
+        log.info("worker %s stopped", self.worker_id)
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def running_jobs(self) -> list[str]:
+        with self._running_lock:
+            return list(self._running)
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, role: str, loop: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._supervised, args=(loop,), name=f"jobhandle-{role}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _supervised(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 - a dead loop must take the worker down with it
+            self.failure = exc
+            log.critical("worker %s: %s died (%r); stopping the worker", self.worker_id,
+                         threading.current_thread().name, exc, exc_info=True)
+            self._stopping.set()
+            self.store.wake_waiters()
+
+    # -- slots -------------------------------------------------------------------------------------------
+
+    def _slot_loop(self) -> None:
+        while not self._stopping.is_set():
+            seen = self.store.change_version
+            jobs = self.store.claim(self.worker_id, self.queues, 1, self._lease, utcnow())
+            if jobs:
+                self._execute(jobs[0])
+            else:
+                self.store.wait_for_change(seen, self._idle_timeout())
+
+    def _idle_timeout(self) -> float:
+        due = self.store.next_due_at()
+        if due is None:
+            return IDLE_RECHECK_SECONDS
+        return min(IDLE_RECHECK_SECONDS, max(0.0, (due - utcnow()).total_seconds()))
+
+    def _execute(self, job: Job) -> None:
+        ctx = JobContext(job, self.store, self.worker_id, self.settings.progress_interval,
+                         job_log.getChild(job.job_type))
+        with self._running_lock:
+            self._running[job.job_id] = ctx
+        started = time.perf_counter()
+        try:
+            outcome = self._run_handler(job, ctx)
+        finally:
+            with self._running_lock:
+                self._running.pop(job.job_id, None)
+        if outcome is None:
+            return
+        outcome.execution_time_seconds = time.perf_counter() - started
+        outcome.progress = ctx.take_pending_progress()
+        if self.store.finish(job.job_id, self.worker_id, job.attempts, outcome, utcnow()) is None:
+            log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", job.job_id)
+
+    def _run_handler(self, job: Job, ctx: JobContext) -> Outcome | None:
+        try:
+            handler = self.registry.get(job.job_type)
+            if handler is None:
+                raise UnknownHandlerError(job.job_type)
+            handler.check_parameters(job.parameters)
+            if handler.is_async:
+                result = asyncio.run(handler.fn(ctx, **job.parameters))
+            else:
+                result = handler.fn(ctx, **job.parameters)
+            check_json(result, "a handler's result")
+            return Outcome(JobStatus.COMPLETED, result=result)
+        except JobCancelled:
+            return None
+        except Exception as exc:  # noqa: BLE001 - any handler error ends the attempt, by the retry policy
+            outcome = outcome_for_error(job, exc, utcnow(), self.settings.retry_backoff_cap)
+            job_log.warning("job %s (%s) attempt %d failed: %s -> %s", job.job_id, job.job_type,
+                            job.attempts, outcome.error, outcome.status.value, exc_info=True)
+            return outcome
+
+    # -- monitor -----------------------------------------------------------------------------------------
+
+    def _monitor_loop(self) -> None:
+        next_heartbeat = time.monotonic() + self.settings.heartbeat_interval
+        while not self._stopping.is_set():
+            seen = self.store.change_version
+            if time.monotonic() >= next_heartbeat:
+                next_heartbeat = time.monotonic() + self.settings.heartbeat_interval
+                self.info.state = "running"
+                running = self._running_now()
+                self._mark_lost(running, self.store.heartbeat(self.info, self._lease, utcnow()))
+            running = self._running_now()
+            if running:
+                for ctx in running:
+                    ctx.flush_progress(force=False)
+                self._mark_lost(running, self.store.owned_jobs(self.worker_id))
+            self.maintenance.run_due()
+            if self._stopping.wait(0.05):  # at most 20 checks a second, however busy the store is
+                break
+            wait = min(self.settings.progress_interval or 0.2, max(0.0, next_heartbeat - time.monotonic()))
+            self.store.wait_for_change(seen, wait)
+
+    def _running_now(self) -> list[JobContext]:
+        with self._running_lock:
+            return list(self._running.values())
+
+    @staticmethod
+    def _mark_lost(running: list[JobContext], owned: set[str]) -> None:
+        """Tell handlers whose job this worker no longer owns (cancelled, recovered) to stop.
+
+        ``running`` must be read before ``owned``: a job claimed after the owned set was read is not in it.
+        """
+        for ctx in running:
+            if ctx.job_id not in owned:
+                ctx.mark_cancelled()
