@@ -169,8 +169,8 @@ class Store(ABC):
         """Fenced progress write; False when the job is no longer running under (worker_id, attempt)."""
 
     @abstractmethod
-    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> Job | None:
-        """Fenced end of an attempt; None (and no change) when the caller no longer owns the job."""
+    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
+        """Fenced end of an attempt; False (and no change) when the caller no longer owns the job."""
 
     @abstractmethod
     def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:

@@ -156,7 +156,7 @@ class Worker:
             return
         outcome.execution_time_seconds = time.perf_counter() - started
         outcome.progress = ctx.take_pending_progress()
-        if self.store.finish(job.job_id, self.worker_id, job.attempts, outcome, utcnow()) is None:
+        if not self.store.finish(job.job_id, self.worker_id, job.attempts, outcome, utcnow()):
             log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", job.job_id)
 
     def _run_handler(self, job: Job, ctx: JobContext) -> Outcome | None:

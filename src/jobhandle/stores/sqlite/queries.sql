@@ -1,9 +1,8 @@
 -- Named statements of the SQLite store, loaded by name (``-- name: x``).
 -- {placeholders} in braces are status lists filled in from the state machine in models.py.
 
--- name: alloc_seq
--- Reserve n change sequence numbers; returns the last one (the block is last-n+1 .. last).
-UPDATE meta SET value = value + :n WHERE key = 'seq' RETURNING value;
+-- name: set_seq
+UPDATE meta SET value = :value WHERE key = 'seq';
 
 -- name: insert_job
 INSERT INTO jobs (job_id, job_type, queue, status, priority, user_id, parameters, created_at, scheduled_time,
@@ -82,8 +81,7 @@ UPDATE jobs SET
     cpu_seconds = coalesce(:cpu_seconds, cpu_seconds),
     peak_memory_mb = coalesce(:peak_memory_mb, peak_memory_mb),
     seq = :seq
-WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
-RETURNING *;
+WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt;
 
 -- name: release_job
 UPDATE jobs SET status = 'pending', attempts = attempts - 1, worker_id = NULL, started_at = NULL,
@@ -132,7 +130,7 @@ SELECT value FROM meta WHERE key = :key;
 INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- name: expired_terminal
-SELECT job_id FROM jobs WHERE status = :status AND completed_at < :cutoff LIMIT 2000;
+SELECT job_id FROM jobs WHERE status = :status AND completed_at < :cutoff LIMIT 2000;  -- CLEANUP_BATCH
 
 -- name: delete_job
 DELETE FROM jobs WHERE job_id = :job_id;

@@ -41,10 +41,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 -- Claim order: the ready jobs of a queue, highest priority first, then in the order they became pending.
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, priority DESC, seq) WHERE status = 'pending';
--- Due scheduled/retrying jobs, and expired leases.
+-- Due scheduled/retrying jobs; running jobs by lease (also how a worker's own jobs are found).
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (run_at) WHERE status IN ('scheduled', 'retrying');
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS jobs_worker ON jobs (worker_id) WHERE status = 'running';
 -- The change feed, listings, retention, idempotency.
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);

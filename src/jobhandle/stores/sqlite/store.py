@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ...errors import InvalidTransitionError, JobAlreadyCompletedError, JobNotFoundError
 from ...models import (
@@ -55,9 +55,11 @@ def _load_queries() -> dict[str, str]:
     return queries
 
 
+T = TypeVar("T")
 Q = _load_queries()
 SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
 
+CLEANUP_BATCH = 2000
 _SORT_COLUMNS = {name: name for name in JobQuery.SORTABLE}
 
 
@@ -96,17 +98,110 @@ def _progress_params(update: ProgressUpdate | None) -> dict[str, Any]:
 
 
 class _Tx:
-    """One write transaction: the connection plus a sequence-number allocator."""
+    """One write transaction: the connection plus the change-sequence allocator.
+
+    The sequence is read once per transaction and written back by ``flush`` before COMMIT; the write lock
+    that BEGIN IMMEDIATE holds makes that safe across processes.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._last: int | None = None
+        self._stored: int | None = None
 
     def seqs(self, n: int) -> range:
-        last = self.conn.execute(Q["alloc_seq"], {"n": n}).fetchone()[0]
-        return range(last - n + 1, last + 1)
+        if self._last is None:
+            self._last = self._stored = int(self.conn.execute(Q["last_seq"]).fetchone()[0])
+        first = self._last + 1
+        self._last += n
+        return range(first, self._last + 1)
 
     def seq(self) -> int:
         return self.seqs(1)[0]
+
+    def flush(self) -> None:
+        if self._last is not None and self._last != self._stored:
+            self.conn.execute(Q["set_seq"], {"value": self._last})
+            self._stored = self._last
+
+
+class _Call:
+    """A write primitive waiting to be run, and then its result."""
+
+    __slots__ = ("fn", "result", "error", "done")
+
+    def __init__(self, fn: Callable[[_Tx], Any]) -> None:
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class _GroupCommit:
+    """Group commit without a writer thread (leader/follower).
+
+    A caller that finds no transaction running becomes the leader: it runs every queued primitive in one
+    transaction, each inside its own SAVEPOINT (so each stays atomic and one that raises is rolled back alone),
+    then commits once. Callers arriving meanwhile queue up and wait; one of them leads the next round. Alone,
+    a primitive runs in its caller's thread with no hand-off; under load many primitives share one COMMIT.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, conn: sqlite3.Connection, after_commit: Callable[[], None]) -> None:
+        self._conn = conn
+        self._after_commit = after_commit
+        self._cond = threading.Condition()
+        self._queue: list[_Call] = []
+        self._leading = False
+
+    def call(self, fn: Callable[[_Tx], Any]) -> Any:
+        item = _Call(fn)
+        with self._cond:
+            self._queue.append(item)
+            while self._leading and not item.done:
+                self._cond.wait()
+            if not item.done:
+                self._leading = True
+                batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+        if not item.done:
+            try:
+                self._transact(batch)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    for done in batch:
+                        done.done = True
+                    self._cond.notify_all()
+                self._after_commit()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _transact(self, batch: list[_Call]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            tx = _Tx(conn)
+            for item in batch:
+                if len(batch) > 1:
+                    conn.execute("SAVEPOINT primitive")
+                try:
+                    item.result = item.fn(tx)
+                except Exception as exc:  # noqa: BLE001 - its caller gets it; the others go on
+                    if len(batch) == 1:
+                        raise
+                    conn.execute("ROLLBACK TO primitive")
+                    item.error = exc
+                if len(batch) > 1:
+                    conn.execute("RELEASE primitive")
+            tx.flush()
+            conn.execute("COMMIT")
+        except BaseException as exc:  # the transaction itself failed: every caller hears of it
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for item in batch:
+                item.error = exc
 
 
 class SQLiteStore(Store):
@@ -128,6 +223,7 @@ class SQLiteStore(Store):
         self._shared = self._connect() if self._memory else None
         with self._lock:
             self._conn().executescript(SCHEMA)
+        self._writer = _GroupCommit(self._shared or self._connect(), self._signal.bump)
 
     # -- connections -------------------------------------------------------------------------------------
 
@@ -161,26 +257,20 @@ class SQLiteStore(Store):
         else:
             yield self._conn()
 
-    @contextmanager
-    def _write(self) -> Iterator[_Tx]:
-        """One atomic primitive. Waiters are woken after the commit."""
-        with self._lock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield _Tx(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        self._signal.bump()
+    def _transact(self, fn: Callable[[_Tx], T]) -> T:
+        """Run one write primitive atomically (group-committed with whatever else is queued)."""
+        if self._memory:  # the shared connection also serves reads: hold the lock throughout
+            with self._lock:
+                return self._writer.call(fn)
+        return self._writer.call(fn)
 
     # -- jobs --------------------------------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
         now_ts = now.timestamp()
-        out: list[Job] = []
-        with self._write() as tx:
+
+        def op(tx: _Tx) -> list[Job]:
+            out: list[Job] = []
             seqs = iter(tx.seqs(len(jobs)))
             rows = []
             for job in jobs:
@@ -204,7 +294,9 @@ class SQLiteStore(Store):
                 })
                 out.append(job)
             tx.conn.executemany(Q["insert_job"], rows)
-        return out
+            return out
+
+        return self._transact(op)
 
     def get(self, job_id: str) -> Job | None:
         with self._read() as conn:
@@ -264,7 +356,8 @@ class SQLiteStore(Store):
                 due = conn.execute(Q["next_due"]).fetchone()[0]
                 if due is None or due > now_ts:
                     return []
-        with self._write() as tx:
+
+        def op(tx: _Tx) -> list[Job]:
             self._promote_due(tx, now_ts)
             ids = [r[0] for r in tx.conn.execute(sql, {**params, "limit": limit})]
             if not ids:
@@ -274,9 +367,12 @@ class SQLiteStore(Store):
                 "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
             }).fetchone()) for job_id, seq in zip(ids, tx.seqs(len(ids)))]
 
+        return self._transact(op)
+
     def heartbeat(self, worker: WorkerInfo, lease_seconds: float, now: datetime) -> set[str]:
         now_ts = now.timestamp()
-        with self._write() as tx:
+
+        def op(tx: _Tx) -> set[str]:
             tx.conn.execute(Q["worker_upsert"], {
                 "worker_id": worker.worker_id, "name": worker.name, "hostname": worker.hostname,
                 "pid": worker.pid, "queues": _dumps(worker.queues), "concurrency": worker.concurrency,
@@ -286,6 +382,8 @@ class SQLiteStore(Store):
                                    {"worker_id": worker.worker_id, "lease": now_ts + lease_seconds})
             return {r[0] for r in rows}
 
+        return self._transact(op)
+
     def owned_jobs(self, worker_id: str) -> set[str]:
         with self._read() as conn:
             return {r[0] for r in conn.execute(Q["owned_jobs"], {"worker_id": worker_id})}
@@ -294,21 +392,24 @@ class SQLiteStore(Store):
         entry = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
         if update.items_processed is not None:
             entry["items_processed"] = update.items_processed
-        with self._write() as tx:
+
+        def op(tx: _Tx) -> bool:
             cur = tx.conn.execute(Q["report_progress"], {
                 **_progress_params(update), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
                 "entry": _dumps(entry), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
             })
             return cur.rowcount == 1
 
+        return self._transact(op)
+
     def _finish(self, tx: _Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
-                now_ts: float) -> Job | None:
+                now_ts: float) -> bool:
         error_entry = None
         if outcome.error is not None:
             error_entry = _dumps({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
                                   "error_type": outcome.error_type})
         terminal = outcome.status in TERMINAL_STATUSES
-        row = tx.conn.execute(Q["finish_job"], {
+        cur = tx.conn.execute(Q["finish_job"], {
             **_progress_params(outcome.progress),
             "status": outcome.status.value,
             "result": _dumps(outcome.result) if outcome.status is JobStatus.COMPLETED else None,
@@ -317,18 +418,19 @@ class SQLiteStore(Store):
             "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,
             "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
             "seq": tx.seq(), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
-        }).fetchone()
-        return None if row is None else row_to_job(row)
+        })
+        return cur.rowcount == 1
 
-    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> Job | None:
-        with self._write() as tx:
-            return self._finish(tx, job_id, worker_id, attempt, outcome, now.timestamp())
+    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
+        return self._transact(lambda tx: self._finish(tx, job_id, worker_id, attempt, outcome, now.timestamp()))
 
     def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
-        with self._write() as tx:
+        def op(tx: _Tx) -> Job | None:
             row = tx.conn.execute(Q["release_job"], {"job_id": job_id, "worker_id": worker_id,
                                                      "attempt": attempt, "seq": tx.seq()}).fetchone()
-        return None if row is None else row_to_job(row)
+            return None if row is None else row_to_job(row)
+
+        return self._transact(op)
 
     def _refuse(self, tx: _Tx, job_id: str, action: str) -> None:
         row = tx.conn.execute(Q["job_status"], {"job_id": job_id}).fetchone()
@@ -340,43 +442,48 @@ class SQLiteStore(Store):
         raise InvalidTransitionError(job_id, status.value, action)
 
     def cancel(self, job_id: str, now: datetime, reason: str | None = None) -> Job:
-        with self._write() as tx:
+        def op(tx: _Tx) -> Job:
             row = tx.conn.execute(Q["cancel_job"], {"job_id": job_id, "now": now.timestamp(),
                                                     "reason": reason, "seq": tx.seq()}).fetchone()
             if row is None:
                 self._refuse(tx, job_id, "cancel")
-        return row_to_job(row)
+            return row_to_job(row)
+
+        return self._transact(op)
 
     def restart(self, job_id: str, now: datetime) -> Job:
-        with self._write() as tx:
+        def op(tx: _Tx) -> Job:
             row = tx.conn.execute(Q["restart_job"], {"job_id": job_id, "seq": tx.seq()}).fetchone()
             if row is None:
                 self._refuse(tx, job_id, "restart")
-        return row_to_job(row)
+            return row_to_job(row)
+
+        return self._transact(op)
 
     def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:
         now_ts = now.timestamp()
         with self._read() as conn:
             if conn.execute(Q["expired_leases"], {"now": now_ts}).fetchone() is None:
                 return []
-        recovered = []
-        with self._write() as tx:
+
+        def op(tx: _Tx) -> list[Job]:
+            recovered = []
             for row in tx.conn.execute(Q["expired_leases"], {"now": now_ts}).fetchall():
                 job = row_to_job(row)
-                done = self._finish(tx, job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts)
-                if done is not None:
-                    recovered.append(done)
-        return recovered
+                if self._finish(tx, job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts):
+                    recovered.append(row_to_job(tx.conn.execute(Q["get_job"], {"job_id": job.job_id}).fetchone()))
+            return recovered
+
+        return self._transact(op)
 
     # -- workers -----------------------------------------------------------------------------------------
 
     def reap_workers(self, silent_since: datetime) -> list[str]:
-        with self._write() as tx:
-            return [r[0] for r in tx.conn.execute(Q["reap_workers"], {"silent_since": silent_since.timestamp()})]
+        return self._transact(lambda tx: [r[0] for r in tx.conn.execute(
+            Q["reap_workers"], {"silent_since": silent_since.timestamp()})])
 
     def unregister_worker(self, worker_id: str) -> None:
-        with self._write() as tx:
-            tx.conn.execute(Q["delete_worker"], {"worker_id": worker_id})
+        self._transact(lambda tx: tx.conn.execute(Q["delete_worker"], {"worker_id": worker_id}))
 
     def list_workers(self) -> list[WorkerInfo]:
         with self._read() as conn:
@@ -410,19 +517,27 @@ class SQLiteStore(Store):
                            last_cleanup=from_ts(last_cleanup), last_cleanup_removed=int(removed))
 
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
+        def delete_batch(status: JobStatus, cutoff: float) -> int:
+            def op(tx: _Tx) -> int:
+                ids = [r[0] for r in tx.conn.execute(Q["expired_terminal"], {"status": status.value,
+                                                                             "cutoff": cutoff})]
+                tx.conn.executemany(Q["delete_job"], [{"job_id": j} for j in ids])
+                return len(ids)
+            return self._transact(op)
+
         removed = 0
         for status, cutoff in cutoffs.items():
             while True:  # in batches, so a large cleanup never holds the write lock for long
-                with self._write() as tx:
-                    ids = [r[0] for r in tx.conn.execute(Q["expired_terminal"], {
-                        "status": status.value, "cutoff": cutoff.timestamp()})]
-                    tx.conn.executemany(Q["delete_job"], [{"job_id": j} for j in ids])
-                removed += len(ids)
-                if len(ids) < 2000:
+                n = delete_batch(status, cutoff.timestamp())
+                removed += n
+                if n < CLEANUP_BATCH:
                     break
-        with self._write() as tx:
+
+        def record(tx: _Tx) -> None:
             tx.conn.execute(Q["meta_set"], {"key": "last_cleanup", "value": now.timestamp()})
             tx.conn.execute(Q["meta_set"], {"key": "last_cleanup_removed", "value": removed})
+
+        self._transact(record)
         return removed
 
     def changes_since(self, seq: int, limit: int = 500) -> list[Job]:

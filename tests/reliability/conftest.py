@@ -1,0 +1,70 @@
+"""Fixtures for tests that run workers as real processes on one SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from jobhandle import JobQueue, Settings
+
+WORKER = Path(__file__).parent / "worker_proc.py"
+FAST = {"JOBHANDLE_HEARTBEAT_INTERVAL": "0.2", "JOBHANDLE_WORKER_TIMEOUT": "1.5", "JOB_RETRY_DELAY": "0",
+        "JOBHANDLE_SHUTDOWN_GRACE": "5"}
+
+
+class WorkerProcess:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("ready "):
+            proc.kill()
+            raise AssertionError(f"worker process did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        self.worker_id = line.split()[1]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def terminate_and_wait(self, timeout: float = 20) -> int:
+        self.signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/jobs.db"
+
+
+@pytest.fixture
+def spawn_worker(db_url: str) -> Iterator[Callable[..., WorkerProcess]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def spawn(concurrency: int = 2, grace: float | None = None) -> WorkerProcess:
+        args = [sys.executable, str(WORKER), db_url, str(concurrency)] + ([str(grace)] if grace is not None else [])
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **FAST})
+        procs.append(proc)
+        return WorkerProcess(proc)
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def queue(db_url: str) -> Iterator[JobQueue]:
+    """The test's own view of the store (no handlers: it submits and watches)."""
+    q = JobQueue(db_url, settings=Settings(heartbeat_interval=0.2, worker_timeout=1.5, retry_delay=0))
+    yield q
+    q.close()
