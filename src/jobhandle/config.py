@@ -49,5 +49,5 @@ class Settings(BaseSettings):
     retention_cancelled_hours: float = Field(168.0, ge=0)
     cleanup_interval: float = Field(600.0, gt=0, description="Seconds between retention cleanups")
     sqlite_poll_interval: float = Field(
-        0.002, gt=0, description="How often an idle SQLite waiter checks for other processes' commits")
+        0.1, gt=0, description="Fallback: how often a SQLite waiter checks for commits it was not woken for")
     retry_backoff_cap: float = Field(3600.0, ge=0, description="Longest automatic retry delay, seconds")

@@ -53,6 +53,10 @@ class StoreURLError(JobHandleError, ValueError):
     """A store URL that names no known store, or a malformed one."""
 
 
+class StoreClosedError(JobHandleError, RuntimeError):
+    """The store was closed; nothing more can be read or written through it."""
+
+
 class JobTimeoutError(JobHandleError, TimeoutError):
     """Raised by ``JobQueue.wait`` when the job is not terminal within the timeout."""
 

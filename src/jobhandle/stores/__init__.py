@@ -22,7 +22,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
-def open_store(url: str, *, sqlite_poll_interval: float = 0.002) -> Store:
+def open_store(url: str, *, sqlite_poll_interval: float = 0.1) -> Store:
     """Open the store a URL names: ``sqlite:///path``, ``memory://``."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":

@@ -75,6 +75,16 @@ class Outcome:
 
 
 @dataclass(slots=True)
+class Finished:
+    """An attempt's end, reported by the worker that ran it (``attempt``), at the time it ended."""
+
+    job_id: str
+    attempt: int
+    outcome: Outcome
+    at: datetime
+
+
+@dataclass(slots=True)
 class WorkerInfo:
     """A worker's registration, refreshed by each heartbeat."""
 
@@ -172,6 +182,13 @@ class Store(ABC):
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
         """Fenced end of an attempt; False (and no change) when the caller no longer owns the job."""
 
+    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
+                              claim_limit: int, lease_seconds: float, now: datetime) -> tuple[list[bool], list[Job]]:
+        """Each ``finish`` (fenced, as reported) then ``claim(worker_id, queues, claim_limit)`` when the limit
+        is above 0: a busy worker's hot path. Several primitives, which a store may run in one transaction."""
+        owned = [self.finish(f.job_id, worker_id, f.attempt, f.outcome, f.at) for f in finished]
+        return owned, (self.claim(worker_id, queues, claim_limit, lease_seconds, now) if claim_limit > 0 else [])
+
     @abstractmethod
     def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
         """Fenced hand-back of a job a stopping worker did not finish: PENDING again, attempt not counted."""
@@ -190,8 +207,8 @@ class Store(ABC):
     @abstractmethod
     def recover_expired(self, now: datetime, backoff: Any) -> list[Job]:
         """Running jobs whose lease ran out: RETRYING (``backoff(job)`` -> run_at) or FAILED when out of
-        attempts, with a WorkerLostError. Also forgets workers silent since before their jobs' leases.
-        Returns the recovered jobs. Idempotent: any number of callers may run it."""
+        attempts, with a WorkerLostError. Returns the recovered jobs. Idempotent: any number of callers may
+        run it. (Forgetting the dead workers' registrations is ``reap_workers``'s part.)"""
 
     @abstractmethod
     def reap_workers(self, silent_since: datetime) -> list[str]:

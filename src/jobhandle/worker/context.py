@@ -29,6 +29,7 @@ class JobContext:
         self._lock = threading.Lock()
         self._pending: ProgressUpdate | None = None
         self._last_write = 0.0
+        self.handed_back = False  # set by a stopping worker that gave the job back to the queue
         self.logger = logging.LoggerAdapter(logger, {"job_id": job.job_id})
 
     @property

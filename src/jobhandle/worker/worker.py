@@ -8,6 +8,7 @@ instead of leaving it half alive.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import logging
 import os
 import socket
@@ -23,12 +24,15 @@ from ..models import Job, JobStatus, check_json, utcnow
 from ..registry import HandlerRegistry
 from ..retry import outcome_for_error
 from ..scheduler import Maintenance
-from ..stores.base import Outcome, Store, WorkerInfo
+from ..stores.base import Finished, Outcome, Store, WorkerInfo
 from .context import JobContext
 
 log = logging.getLogger("jobhandle.worker")
 job_log = logging.getLogger("jobhandle.job")
 
+SHORT_JOB_SECONDS = 0.005
+"""Jobs quicker than this are claimed and acknowledged in batches (see Worker._slot_loop)."""
+BATCH_LIMIT = 16
 IDLE_RECHECK_SECONDS = 5.0
 """A safety net only: idle slots wake on store changes and on the next due time, not on this."""
 
@@ -81,13 +85,18 @@ class Worker:
         self._stopping.set()
         self.store.wake_waiters()
         deadline = time.monotonic() + grace
-        for thread in self._threads:
+        monitor, *slots = self._threads
+        for thread in slots:  # running jobs get the grace period
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        if monitor is not threading.current_thread():
+            monitor.join()  # it notices _stopping within one loop (~50 ms) and must not outlive the store
         for ctx in self._running_now():
-            ctx.mark_cancelled()
+            # Hand back first, then tell the handler: its result, if it still returns one, is fenced out.
+            ctx.handed_back = True
             if self.store.release(ctx.job_id, self.worker_id, ctx.attempt, utcnow()) is not None:
                 log.warning("job %s did not finish within %.1fs of shutdown: handed back", ctx.job_id, grace)
+            ctx.mark_cancelled()
         self.store.unregister_worker(self.worker_id)
         self._stopped.set()
         log.info("worker %s stopped", self.worker_id)
@@ -118,6 +127,8 @@ class Worker:
         try:
             loop()
         except BaseException as exc:  # noqa: BLE001 - a dead loop must take the worker down with it
+            if self._stopped.is_set():
+                return  # a handler that outlived stop(): its job was handed back, nothing is lost
             self.failure = exc
             log.critical("worker %s: %s died (%r); stopping the worker", self.worker_id,
                          threading.current_thread().name, exc, exc_info=True)
@@ -127,13 +138,54 @@ class Worker:
     # -- slots -------------------------------------------------------------------------------------------
 
     def _slot_loop(self) -> None:
-        while not self._stopping.is_set():
-            seen = self.store.change_version
-            jobs = self.store.claim(self.worker_id, self.queues, 1, self._lease, utcnow())
-            if jobs:
-                self._execute(jobs[0])
-            else:
-                self.store.wait_for_change(seen, self._idle_timeout())
+        """Claim > run > finish, adaptively batched.
+
+        While jobs are short (under SHORT_JOB_SECONDS) a slot claims up to BATCH_LIMIT at once and writes their
+        outcomes together with its next claim: one transaction for many jobs. A long job flushes at once and
+        drops the batch size back to one, so no slot hoards work it will not start soon. Outcomes held back
+        are lost only if the process dies, and then the jobs run again (at-least-once, as with any crash).
+        """
+        batch: deque[Job] = deque()
+        done: list[Finished] = []
+        claim_size = 1
+        while True:
+            if self._stopping.is_set():
+                self._flush(done, 0)
+                for job in batch:  # claimed but never started: give them back
+                    self.store.release(job.job_id, self.worker_id, job.attempts, utcnow())
+                return
+            if not batch:
+                if done:
+                    batch.extend(self._flush(done, claim_size))
+                    continue
+                seen = self.store.change_version
+                claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow())
+                if not claimed:
+                    claim_size = 1
+                    self.store.wait_for_change(seen, self._idle_timeout())
+                batch.extend(claimed)
+                continue
+            job = batch.popleft()
+            started = time.perf_counter()
+            finished = self._execute(job)
+            short = time.perf_counter() - started < SHORT_JOB_SECONDS
+            claim_size = BATCH_LIMIT if short else 1
+            if finished is not None:
+                done.append(finished)
+            if done and (not short or len(done) >= BATCH_LIMIT):
+                batch.extend(self._flush(done, 0 if batch else claim_size))
+
+    def _flush(self, done: list[Finished], claim_size: int) -> list[Job]:
+        """Write the held-back outcomes (and claim more in the same step); empties ``done``."""
+        if not done and claim_size == 0:
+            return []
+        owned, claimed = self.store.finish_many_and_claim(self.worker_id, done, self.queues, claim_size,
+                                                          self._lease, utcnow())
+        for f, ok in zip(done, owned):
+            if not ok:
+                log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", f.job_id)
+        done.clear()
+        return claimed
 
     def _idle_timeout(self) -> float:
         due = self.store.next_due_at()
@@ -141,7 +193,8 @@ class Worker:
             return IDLE_RECHECK_SECONDS
         return min(IDLE_RECHECK_SECONDS, max(0.0, (due - utcnow()).total_seconds()))
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: Job) -> Finished | None:
+        """Run one job; return how it ended (None: nothing to write, e.g. it was cancelled or handed back)."""
         ctx = JobContext(job, self.store, self.worker_id, self.settings.progress_interval,
                          job_log.getChild(job.job_type))
         with self._running_lock:
@@ -152,12 +205,11 @@ class Worker:
         finally:
             with self._running_lock:
                 self._running.pop(job.job_id, None)
-        if outcome is None:
-            return
+        if outcome is None or ctx.handed_back:
+            return None
         outcome.execution_time_seconds = time.perf_counter() - started
         outcome.progress = ctx.take_pending_progress()
-        if not self.store.finish(job.job_id, self.worker_id, job.attempts, outcome, utcnow()):
-            log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", job.job_id)
+        return Finished(job.job_id, job.attempts, outcome, utcnow())
 
     def _run_handler(self, job: Job, ctx: JobContext) -> Outcome | None:
         try:

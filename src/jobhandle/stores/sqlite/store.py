@@ -1,9 +1,9 @@
 """SQLite store: every primitive is one ``BEGIN IMMEDIATE`` transaction over the statements in queries.sql.
 
 WAL mode with ``synchronous=NORMAL``: readers never block the writer, a commit survives a process crash.
-Within a process, writers queue on a lock instead of spinning in SQLite's busy handler; across processes
-SQLite's own write lock serialises them. Waiters learn of other processes' commits through
-``PRAGMA data_version``, checked by one small thread per store every ``poll_interval`` seconds.
+Within a process, writes are group-committed (see ``_GroupCommit``); across processes SQLite's own write lock
+serialises them. Waiters in other processes are woken by a datagram after each commit (see wake.py), with
+``PRAGMA data_version`` checked every ``poll_interval`` seconds as a fallback.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...errors import InvalidTransitionError, JobAlreadyCompletedError, JobNotFoundError
+from ...errors import StoreClosedError, InvalidTransitionError, JobAlreadyCompletedError, JobNotFoundError
 from ...models import (
     CANCELLABLE,
     DUE_STATUSES,
@@ -35,7 +35,8 @@ from ...models import (
     iso,
     to_ts,
 )
-from ..base import ChangeSignal, JobQuery, Outcome, ProgressUpdate, Store, StoreCounts, WorkerInfo
+from .wake import Listener, Notifier
+from ..base import ChangeSignal, Finished, JobQuery, Outcome, ProgressUpdate, Store, StoreCounts, WorkerInfo
 
 
 def _status_list(statuses: Sequence[JobStatus]) -> str:
@@ -207,7 +208,7 @@ class _GroupCommit:
 class SQLiteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: str | Path, *, poll_interval: float = 0.002) -> None:
+    def __init__(self, path: str | Path, *, poll_interval: float = 0.1) -> None:
         self.path = str(path)
         self._memory = self.path == ":memory:"
         self._poll_interval = poll_interval
@@ -217,13 +218,15 @@ class SQLiteStore(Store):
         self._conns_lock = threading.Lock()
         self._signal = ChangeSignal()
         self._closed = threading.Event()
-        self._poller: threading.Thread | None = None
+        self._listener: Listener | None = None
+        self._listener_conn: sqlite3.Connection | None = None
+        self._notifier = None if self._memory else Notifier(self.path)
         if not self._memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._shared = self._connect() if self._memory else None
         with self._lock:
             self._conn().executescript(SCHEMA)
-        self._writer = _GroupCommit(self._shared or self._connect(), self._signal.bump)
+        self._writer = _GroupCommit(self._shared or self._connect(), self._after_commit)
 
     # -- connections -------------------------------------------------------------------------------------
 
@@ -245,7 +248,7 @@ class SQLiteStore(Store):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed.is_set():
-                raise RuntimeError("store is closed")
+                raise StoreClosedError("the store is closed")
             conn = self._local.conn = self._connect()
         return conn
 
@@ -259,10 +262,17 @@ class SQLiteStore(Store):
 
     def _transact(self, fn: Callable[[_Tx], T]) -> T:
         """Run one write primitive atomically (group-committed with whatever else is queued)."""
+        if self._closed.is_set():
+            raise StoreClosedError("the store is closed")
         if self._memory:  # the shared connection also serves reads: hold the lock throughout
             with self._lock:
                 return self._writer.call(fn)
         return self._writer.call(fn)
+
+    def _after_commit(self) -> None:
+        self._signal.bump()
+        if self._notifier is not None:
+            self._notifier.notify(self._listener.path if self._listener is not None else None)
 
     # -- jobs --------------------------------------------------------------------------------------------
 
@@ -357,15 +367,28 @@ class SQLiteStore(Store):
                 if due is None or due > now_ts:
                     return []
 
-        def op(tx: _Tx) -> list[Job]:
-            self._promote_due(tx, now_ts)
-            ids = [r[0] for r in tx.conn.execute(sql, {**params, "limit": limit})]
-            if not ids:
-                return []
-            lease = now_ts + lease_seconds
-            return [row_to_job(tx.conn.execute(Q["start_job"], {
-                "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
-            }).fetchone()) for job_id, seq in zip(ids, tx.seqs(len(ids)))]
+        return self._transact(lambda tx: self._claim(tx, worker_id, queues, limit, lease_seconds, now_ts))
+
+    def _claim(self, tx: _Tx, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
+               now_ts: float) -> list[Job]:
+        sql, params = self._ready_sql(queues)
+        self._promote_due(tx, now_ts)
+        ids = [r[0] for r in tx.conn.execute(sql, {**params, "limit": limit})]
+        if not ids:
+            return []
+        lease = now_ts + lease_seconds
+        return [row_to_job(tx.conn.execute(Q["start_job"], {
+            "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
+        }).fetchone()) for job_id, seq in zip(ids, tx.seqs(len(ids)))]
+
+    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
+                              claim_limit: int, lease_seconds: float, now: datetime) -> tuple[list[bool], list[Job]]:
+        def op(tx: _Tx) -> tuple[list[bool], list[Job]]:
+            owned = [self._finish(tx, f.job_id, worker_id, f.attempt, f.outcome, f.at.timestamp())
+                     for f in finished]
+            if claim_limit <= 0:
+                return owned, []
+            return owned, self._claim(tx, worker_id, queues, claim_limit, lease_seconds, now.timestamp())
 
         return self._transact(op)
 
@@ -562,36 +585,34 @@ class SQLiteStore(Store):
         self._signal.bump()
 
     def wait_for_change(self, seen: int, timeout: float | None) -> int:
-        if self._poller is None and not self._memory:
-            self._start_poller()
+        if self._listener is None and not self._memory:
+            self._start_listener()
         return self._signal.wait(seen, timeout)
 
-    def _start_poller(self) -> None:
+    def _start_listener(self) -> None:
         with self._conns_lock:
-            if self._poller is not None:
+            if self._listener is not None or self._closed.is_set():
                 return
-            self._poller = threading.Thread(target=self._poll_other_processes, name="jobhandle-sqlite-watch",
-                                            daemon=True)
-        self._poller.start()
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            version = [conn.execute("PRAGMA data_version").fetchone()[0]]
 
-    def _poll_other_processes(self) -> None:
-        """Bump the change signal when another connection committed (PRAGMA data_version moved)."""
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            seen = conn.execute("PRAGMA data_version").fetchone()[0]
-            while not self._closed.wait(self._poll_interval):
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
-                if version != seen:
-                    seen = version
-                    self._signal.bump()
-        finally:
-            conn.close()
+            def moved() -> bool:
+                """Fallback: did a commit we were not told about happen (PRAGMA data_version moved)?"""
+                now = conn.execute("PRAGMA data_version").fetchone()[0]
+                changed, version[0] = now != version[0], now
+                return changed
+
+            self._listener = Listener(self.path, self._signal.bump, moved, self._poll_interval)
+            self._listener_conn = conn
 
     def close(self) -> None:
         self._closed.set()
-        if self._poller is not None:
-            self._poller.join(timeout=2)
-        with self._conns_lock:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener_conn.close()
+        if self._notifier is not None:
+            self._notifier.close()
+        with self._lock, self._conns_lock:  # :memory: work holds _lock: never close under it
             conns, self._conns = self._conns, []
         for conn in conns:
             try:

@@ -1,0 +1,128 @@
+"""Cross-process wake-ups for one SQLite database on one host.
+
+Every process that waits for changes binds a Unix datagram socket in a directory named after the database
+(under the temp dir); every process that commits sends one byte to each socket there. A waiter thus wakes
+within microseconds of another process's commit and costs nothing while idle. A socket whose process died
+refuses the datagram and is removed by the sender. Where Unix sockets are unavailable, or for writers that do
+not notify (another program editing the file), waiters also check ``PRAGMA data_version`` now and then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+SUPPORTED = hasattr(socket, "AF_UNIX")
+
+
+def wake_dir(db_path: str) -> Path:
+    digest = hashlib.sha1(os.path.abspath(db_path).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"jobhandle-wake-{digest}"
+
+
+class Notifier:
+    """The sending side: after a commit, tell every listening process of this database."""
+
+    def __init__(self, db_path: str) -> None:
+        self._dir = wake_dir(db_path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if SUPPORTED else None
+        if self._sock is not None:
+            self._sock.setblocking(False)
+
+    def notify(self, own: str | None) -> None:
+        if self._sock is None:
+            return
+        try:
+            entries = list(os.scandir(self._dir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.path == own:
+                continue
+            try:
+                self._sock.sendto(b"!", entry.path)
+            except BlockingIOError:
+                pass  # its queue is full: it has wake-ups pending already
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)  # its process is gone
+            except OSError:
+                pass  # e.g. a foreign file in the directory: never let a wake-up fail a commit
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+class Listener:
+    """The receiving side: a thread that calls ``on_wake`` when another process committed.
+
+    ``check`` is the fallback (PRAGMA data_version) run every ``fallback_interval`` seconds without wake-ups.
+    """
+
+    def __init__(self, db_path: str, on_wake: Callable[[], None], check: Callable[[], bool],
+                 fallback_interval: float) -> None:
+        self._on_wake = on_wake
+        self._check = check
+        self._interval = fallback_interval
+        self._closed = threading.Event()
+        self.path: str | None = None
+        self._sock: socket.socket | None = None
+        if SUPPORTED:
+            directory = wake_dir(db_path)
+            directory.mkdir(mode=0o700, exist_ok=True)
+            self.path = str(directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.bind(self.path)
+            self._sock.settimeout(fallback_interval)
+        self._thread = threading.Thread(target=self._run, name="jobhandle-sqlite-wake", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            woken = False
+            if self._sock is not None:
+                try:
+                    self._sock.recv(16)
+                    woken = True
+                    self._drain()
+                except (TimeoutError, socket.timeout):
+                    pass
+                except OSError:
+                    if self._closed.is_set():
+                        return
+                    raise
+            elif self._closed.wait(self._interval):
+                return
+            if woken or self._check():
+                self._on_wake()
+
+    def _drain(self) -> None:
+        assert self._sock is not None
+        self._sock.setblocking(False)
+        try:
+            while True:
+                self._sock.recv(16)
+        except BlockingIOError:
+            pass
+        finally:
+            self._sock.settimeout(self._interval)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._sock is not None:
+            if self.path:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+            with contextlib.suppress(OSError):
+                self._sock.sendto(b"", self._sock.getsockname())
+        self._thread.join(timeout=2)
+        if self._sock is not None:
+            self._sock.close()
