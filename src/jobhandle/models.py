@@ -155,13 +155,37 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+dumps_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+"""Compact, strict JSON (no NaN/Infinity). One shared encoder: ``json.dumps`` with options builds one per call."""
+
+
 def check_json(value: Any, what: str) -> Any:
-    """Reject anything that does not survive a JSON round trip unchanged in kind (no pickling, ever)."""
+    """Reject anything that is not plain JSON (no pickling, ever), including object keys that are not
+    strings: JSON would turn them into strings and the handler would get other data than was submitted."""
     try:
-        json.dumps(value, allow_nan=False)
+        dumps_json(value)
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(f"{what} must be JSON-serialisable: {exc}") from None
+    bad = _non_string_key(value)
+    if bad is not None:
+        raise InvalidParameterError(f"{what} must be JSON: object keys must be strings, not {bad!r}")
     return value
+
+
+def _non_string_key(value: Any) -> Any:
+    """The first dict key, at any depth, that is not a string (None when there is none)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return key
+                if isinstance(child, (dict, list, tuple)):
+                    stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(child for child in item if isinstance(child, (dict, list, tuple)))
+    return None
 
 
 @dataclass(slots=True)

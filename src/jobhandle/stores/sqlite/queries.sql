@@ -5,12 +5,17 @@
 UPDATE meta SET value = :value WHERE key = 'seq';
 
 -- name: insert_job
+-- Positional: bound from a tuple in INSERT_COLUMNS order (store.py), the cheapest binding for bulk submits.
 INSERT INTO jobs (job_id, job_type, queue, status, priority, user_id, parameters, created_at, scheduled_time,
                   max_retries, retry_delay, timeout_seconds, depends_on, cron_expression, schedule_id,
                   idempotency_key, run_at, seq)
-VALUES (:job_id, :job_type, :queue, :status, :priority, :user_id, :parameters, :created_at, :scheduled_time,
-        :max_retries, :retry_delay, :timeout_seconds, :depends_on, :cron_expression, :schedule_id,
-        :idempotency_key, :run_at, :seq);
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: count_inserted
+-- The counters' share of a submit: the jobs just inserted, with sequence numbers :first .. :last.
+INSERT INTO counters (queue, job_type, status, n)
+SELECT queue, job_type, status, count(*) FROM jobs WHERE seq BETWEEN :first AND :last GROUP BY 1, 2, 3 ORDER BY 1
+ON CONFLICT (queue, job_type, status) DO UPDATE SET n = n + excluded.n;
 
 -- name: job_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = :key;

@@ -29,6 +29,7 @@ from ...models import (
     TERMINAL_STATUSES,
     Dependency,
     Job,
+    dumps_json,
     JobMetrics,
     JobStatus,
     from_ts,
@@ -64,8 +65,6 @@ CLEANUP_BATCH = 2000
 _SORT_COLUMNS = {name: name for name in JobQuery.SORTABLE}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _loads(text: str | None) -> Any:
@@ -160,12 +159,14 @@ class _GroupCommit:
         item = _Call(fn)
         with self._cond:
             self._queue.append(item)
-            while self._leading and not item.done:
-                self._cond.wait()
-            if not item.done:
+        while True:  # lead rounds until our own primitive ran (it may be past the first batch)
+            with self._cond:
+                while self._leading and not item.done:
+                    self._cond.wait()
+                if item.done:
+                    break
                 self._leading = True
                 batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
-        if not item.done:
             try:
                 self._transact(batch)
             finally:
@@ -281,29 +282,33 @@ class SQLiteStore(Store):
 
         def op(tx: _Tx) -> list[Job]:
             out: list[Job] = []
-            seqs = iter(tx.seqs(len(jobs)))
+            seqs = tx.seqs(len(jobs))
             rows = []
-            for job in jobs:
+            by_key: dict[str, Job] = {}  # idempotency keys met earlier in this same batch
+            for job, seq in zip(jobs, seqs):
                 if job.idempotency_key is not None:
+                    if job.idempotency_key in by_key:
+                        out.append(by_key[job.idempotency_key])
+                        continue
                     existing = tx.conn.execute(Q["job_by_idempotency_key"], {"key": job.idempotency_key}).fetchone()
                     if existing is not None:
                         out.append(row_to_job(existing))
                         continue
+                    by_key[job.idempotency_key] = job
                 run_at = to_ts(job.run_at)
                 job.status = JobStatus.SCHEDULED if run_at is not None and run_at > now_ts else JobStatus.PENDING
-                job.seq = next(seqs)
-                rows.append({
-                    "job_id": job.job_id, "job_type": job.job_type, "queue": job.queue,
-                    "status": job.status.value, "priority": job.priority, "user_id": job.user_id,
-                    "parameters": _dumps(job.parameters), "created_at": to_ts(job.created_at),
-                    "scheduled_time": to_ts(job.scheduled_time), "max_retries": job.max_retries,
-                    "retry_delay": job.retry_delay, "timeout_seconds": job.timeout_seconds,
-                    "depends_on": _dumps([{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]),
-                    "cron_expression": job.cron_expression, "schedule_id": job.schedule_id,
-                    "idempotency_key": job.idempotency_key, "run_at": run_at, "seq": job.seq,
-                })
+                job.seq = seq
+                depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
+                rows.append((
+                    job.job_id, job.job_type, job.queue, job.status.value, job.priority, job.user_id,
+                    dumps_json(job.parameters), to_ts(job.created_at), to_ts(job.scheduled_time), job.max_retries,
+                    job.retry_delay, job.timeout_seconds, dumps_json(depends_on) if depends_on else "[]",
+                    job.cron_expression, job.schedule_id, job.idempotency_key, run_at, seq,
+                ))
                 out.append(job)
             tx.conn.executemany(Q["insert_job"], rows)
+            if rows:
+                tx.conn.execute(Q["count_inserted"], {"first": seqs[0], "last": seqs[-1]})
             return out
 
         return self._transact(op)
@@ -398,7 +403,7 @@ class SQLiteStore(Store):
         def op(tx: _Tx) -> set[str]:
             tx.conn.execute(Q["worker_upsert"], {
                 "worker_id": worker.worker_id, "name": worker.name, "hostname": worker.hostname,
-                "pid": worker.pid, "queues": _dumps(worker.queues), "concurrency": worker.concurrency,
+                "pid": worker.pid, "queues": dumps_json(worker.queues), "concurrency": worker.concurrency,
                 "started_at": to_ts(worker.started_at), "now": now_ts, "state": worker.state,
             })
             rows = tx.conn.execute(Q["extend_leases"],
@@ -419,7 +424,7 @@ class SQLiteStore(Store):
         def op(tx: _Tx) -> bool:
             cur = tx.conn.execute(Q["report_progress"], {
                 **_progress_params(update), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
-                "entry": _dumps(entry), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
+                "entry": dumps_json(entry), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
             })
             return cur.rowcount == 1
 
@@ -429,13 +434,13 @@ class SQLiteStore(Store):
                 now_ts: float) -> bool:
         error_entry = None
         if outcome.error is not None:
-            error_entry = _dumps({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
+            error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
                                   "error_type": outcome.error_type})
         terminal = outcome.status in TERMINAL_STATUSES
         cur = tx.conn.execute(Q["finish_job"], {
             **_progress_params(outcome.progress),
             "status": outcome.status.value,
-            "result": _dumps(outcome.result) if outcome.status is JobStatus.COMPLETED else None,
+            "result": dumps_json(outcome.result) if outcome.status is JobStatus.COMPLETED else None,
             "error": outcome.error, "error_type": outcome.error_type, "error_entry": error_entry,
             "error_limit": ERROR_HISTORY_LIMIT, "completed_at": now_ts if terminal else None,
             "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,
