@@ -1,5 +1,6 @@
 """jobhandle: background jobs for Python. Submit work, run it on workers, watch it, cancel it, retry it."""
 
+from .compat import JobManager
 from .config import Settings
 from .errors import (
     InvalidParameterError,
@@ -9,6 +10,7 @@ from .errors import (
     JobHandleError,
     JobNotFoundError,
     JobTimeoutError,
+    StoreClosedError,
     StoreURLError,
     UnknownHandlerError,
 )
@@ -19,8 +21,8 @@ from .retry import PermanentError, Retry
 from .worker import JobContext, Worker
 
 __all__ = [
-    "HandlerRegistry", "InvalidParameterError", "InvalidTransitionError", "Job", "JobAlreadyCompletedError",
+    "HandlerRegistry", "InvalidParameterError", "InvalidTransitionError", "Job", "JobAlreadyCompletedError", "JobManager",
     "JobCancelled", "JobContext", "JobHandleError", "JobMetrics", "JobNotFoundError", "JobPriority", "JobQueue",
-    "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Settings", "StoreURLError",
+    "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Settings", "StoreClosedError", "StoreURLError",
     "UnknownHandlerError", "Worker", "default_registry", "handler",
 ]

@@ -6,7 +6,7 @@ prefixed ``JOBHANDLE_``. Construct ``Settings(...)`` with keyword arguments to o
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,14 +25,14 @@ class Settings(BaseSettings):
     # Seed 003: worker pool and resource thresholds.
     workers_min: int = Field(2, ge=0, validation_alias=_env("JOB_QUEUE_WORKERS_MIN"))
     workers_max: int = Field(10, ge=1, validation_alias=_env("JOB_QUEUE_WORKERS_MAX"))
-    cpu_threshold: float = Field(80.0, gt=0, validation_alias=_env("JOB_QUEUE_CPU_THRESHOLD"))
-    memory_threshold: float = Field(85.0, gt=0, validation_alias=_env("JOB_QUEUE_MEMORY_THRESHOLD"))
+    cpu_threshold: float = Field(80.0, gt=0, le=100, validation_alias=_env("JOB_QUEUE_CPU_THRESHOLD"))
+    memory_threshold: float = Field(85.0, gt=0, le=100, validation_alias=_env("JOB_QUEUE_MEMORY_THRESHOLD"))
 
     # Seed 003: job defaults and limits.
     default_timeout: float = Field(259200.0, gt=0, validation_alias=_env("JOB_DEFAULT_TIMEOUT"))
     max_retries: int = Field(3, ge=0, validation_alias=_env("JOB_MAX_RETRIES"))
     retry_delay: float = Field(60.0, ge=0, validation_alias=_env("JOB_RETRY_DELAY"))
-    max_cpu_percent: float = Field(80.0, gt=0, validation_alias=_env("JOB_MAX_CPU_PERCENT"))
+    max_cpu_percent: float = Field(80.0, gt=0, le=100, validation_alias=_env("JOB_MAX_CPU_PERCENT"))
     max_memory_mb: float = Field(1024.0, gt=0, validation_alias=_env("JOB_MAX_MEMORY_MB"))
     max_api_calls_per_minute: int = Field(60, gt=0, validation_alias=_env("JOB_MAX_API_CALLS_PER_MINUTE"))
 
@@ -51,3 +51,10 @@ class Settings(BaseSettings):
     sqlite_poll_interval: float = Field(
         0.1, gt=0, description="Fallback: how often a SQLite waiter checks for commits it was not woken for")
     retry_backoff_cap: float = Field(3600.0, ge=0, description="Longest automatic retry delay, seconds")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Settings:
+        if self.workers_min > self.workers_max:
+            raise ValueError(f"JOB_QUEUE_WORKERS_MIN ({self.workers_min}) must not exceed "
+                             f"JOB_QUEUE_WORKERS_MAX ({self.workers_max})")
+        return self

@@ -148,7 +148,7 @@ class JobQueue:
         if status is not None:
             items = [status] if isinstance(status, (str, JobStatus)) else list(status)
             statuses = [JobStatus.parse(s) for s in items]
-        if sort.lstrip("-") not in JobQuery.SORTABLE:
+        if not isinstance(sort, str) or sort.removeprefix("-") not in JobQuery.SORTABLE:
             raise InvalidParameterError(f"cannot sort by {sort!r}; use one of {', '.join(JobQuery.SORTABLE)}"
                                         " (prefix - for descending)")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000:

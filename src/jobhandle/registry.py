@@ -39,7 +39,14 @@ class HandlerRegistry:
             raise InvalidParameterError(f"a handler needs a non-empty name, not {name!r}")
         if not callable(fn):
             raise InvalidParameterError(f"handler {name!r} is not callable")
-        handler = Handler(name, fn, inspect.signature(fn), inspect.iscoroutinefunction(fn))
+        signature = inspect.signature(fn)
+        try:
+            signature.bind_partial(None)
+        except TypeError:
+            raise InvalidParameterError(
+                f"handler {name!r} must take the job context as its first positional parameter: fn(ctx, ...)",
+                job_type=name) from None
+        handler = Handler(name, fn, signature, inspect.iscoroutinefunction(fn))
         self._handlers[name] = handler
         return handler
 

@@ -11,7 +11,6 @@ import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from .errors import InvalidParameterError, UnknownHandlerError
 from .models import Job, JobStatus
 from .stores.base import Outcome
 
@@ -31,10 +30,6 @@ class PermanentError(Exception):
     """Raise (or subclass) for a failure that another attempt cannot fix: the job fails without retries."""
 
 
-NOT_RETRYABLE = (PermanentError, InvalidParameterError, UnknownHandlerError)
-"""Failures another attempt cannot fix: the handler said so, the parameters do not fit, no handler exists."""
-
-
 def backoff_seconds(base: float, attempt: int, cap: float, rand: Callable[[], float] = random.random) -> float:
     raw = min(cap, base * 2 ** max(0, attempt - 1))
     return raw * (0.5 + 0.5 * rand())
@@ -48,12 +43,17 @@ def describe(exc: BaseException) -> str:
 def outcome_for_error(job: Job, exc: BaseException, now: datetime, cap: float) -> Outcome:
     """How an attempt that raised ``exc`` ends: RETRYING with a run time, or FAILED."""
     error, error_type = describe(exc), type(exc).__name__
-    if isinstance(exc, NOT_RETRYABLE) or job.attempts > job.max_retries:
+    if isinstance(exc, PermanentError) or job.attempts > job.max_retries:
         return Outcome(JobStatus.FAILED, error=error, error_type=error_type)
     delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
         backoff_seconds(job.retry_delay, job.attempts, cap)
     return Outcome(JobStatus.RETRYING, error=error, error_type=error_type,
                    run_at=now + timedelta(seconds=max(0.0, delay)))
+
+
+def permanent_failure(exc: BaseException) -> Outcome:
+    """FAILED at once, whatever attempts remain: for failures no retry can fix (decided by the worker)."""
+    return Outcome(JobStatus.FAILED, error=describe(exc), error_type=type(exc).__name__)
 
 
 class WorkerLostError(Exception):

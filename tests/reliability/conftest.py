@@ -19,12 +19,13 @@ FAST = {"JOBHANDLE_HEARTBEAT_INTERVAL": "0.2", "JOBHANDLE_WORKER_TIMEOUT": "1.5"
 
 
 class WorkerProcess:
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], log: Path) -> None:
         self.proc = proc
+        self.log = log  # the process's stderr (a file: a pipe nobody reads could fill up and block it)
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("ready "):
             proc.kill()
-            raise AssertionError(f"worker process did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(f"worker process did not start: {line!r}\n{log.read_text()}")
         self.worker_id = line.split()[1]
 
     @property
@@ -36,7 +37,10 @@ class WorkerProcess:
 
     def terminate_and_wait(self, timeout: float = 20) -> int:
         self.signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not stop within {timeout}s; its log:\n{self.log.read_text()}") from None
 
 
 @pytest.fixture
@@ -45,15 +49,17 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def spawn_worker(db_url: str) -> Iterator[Callable[..., WorkerProcess]]:
+def spawn_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     procs: list[subprocess.Popen[str]] = []
 
     def spawn(concurrency: int = 2, grace: float | None = None) -> WorkerProcess:
         args = [sys.executable, str(WORKER), db_url, str(concurrency)] + ([str(grace)] if grace is not None else [])
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **FAST})
+        log = tmp_path / f"worker{len(procs)}.log"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                    env={**os.environ, **FAST})
         procs.append(proc)
-        return WorkerProcess(proc)
+        return WorkerProcess(proc, log)
 
     yield spawn
     for proc in procs:

@@ -10,8 +10,10 @@ from jobhandle import handler
 
 
 @handler("record")
-def record(ctx, log: str) -> dict:
+def record(ctx, log: str, work_seconds: float = 0.0) -> dict:
     """Append one line per execution, so the test can count how often each job ran."""
+    if work_seconds:
+        time.sleep(work_seconds)
     with open(log, "a") as f:
         f.write(f"{ctx.job_id} {os.getpid()}\n")
     return {"pid": os.getpid()}

@@ -22,7 +22,7 @@ from ..config import Settings
 from ..errors import InvalidParameterError, JobCancelled, UnknownHandlerError
 from ..models import Job, JobStatus, check_json, utcnow
 from ..registry import HandlerRegistry
-from ..retry import outcome_for_error
+from ..retry import outcome_for_error, permanent_failure
 from ..scheduler import Maintenance
 from ..stores.base import Finished, Outcome, Store, WorkerInfo
 from .context import JobContext
@@ -49,8 +49,8 @@ class Worker:
         self.registry = registry
         self.settings = settings
         self.queues = list(dict.fromkeys(queues))
-        self.concurrency = concurrency or settings.worker_concurrency
-        if self.concurrency < 1:
+        self.concurrency = settings.worker_concurrency if concurrency is None else concurrency
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise InvalidParameterError(f"concurrency must be at least 1, not {self.concurrency}")
         host = socket.gethostname()
         self.name = name or f"{host}-{os.getpid()}"
@@ -63,6 +63,8 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._running: dict[str, JobContext] = {}
+        self._batched: set[str] = set()  # claimed in a batch, not started yet
+        self._lost: set[str] = set()  # batched jobs no longer ours: skip them
         self._running_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -83,6 +85,9 @@ class Worker:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
         self._stopping.set()
+        if not self._threads:  # never started: nothing runs, nothing is registered
+            self._stopped.set()
+            return
         self.store.wake_waiters()
         deadline = time.monotonic() + grace
         monitor, *slots = self._threads
@@ -129,10 +134,10 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - a dead loop must take the worker down with it
             if self._stopped.is_set():
                 return  # a handler that outlived stop(): its job was handed back, nothing is lost
+            self._stopping.set()  # before failure: whoever sees the failure also sees the worker stopping
             self.failure = exc
             log.critical("worker %s: %s died (%r); stopping the worker", self.worker_id,
                          threading.current_thread().name, exc, exc_info=True)
-            self._stopping.set()
             self.store.wake_waiters()
 
     # -- slots -------------------------------------------------------------------------------------------
@@ -149,31 +154,46 @@ class Worker:
         done: list[Finished] = []
         claim_size = 1
         while True:
-            if self._stopping.is_set():
-                self._flush(done, 0)
-                for job in batch:  # claimed but never started: give them back
-                    self.store.release(job.job_id, self.worker_id, job.attempts, utcnow())
-                return
             if not batch:
+                if self._stopping.is_set():
+                    self._flush(done, 0)
+                    return
                 if done:
-                    batch.extend(self._flush(done, claim_size))
+                    self._enqueue(batch, self._flush(done, claim_size))
                     continue
                 seen = self.store.change_version
                 claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow())
                 if not claimed:
                     claim_size = 1
                     self.store.wait_for_change(seen, self._idle_timeout())
-                batch.extend(claimed)
+                self._enqueue(batch, claimed)
                 continue
-            job = batch.popleft()
+            job = batch.popleft()  # a claimed job shows as running: it runs, even if a stop began meanwhile
+            with self._running_lock:
+                self._batched.discard(job.job_id)
+                if job.job_id in self._lost:  # cancelled (or recovered) while it waited in the batch
+                    self._lost.discard(job.job_id)
+                    continue
             started = time.perf_counter()
             finished = self._execute(job)
             short = time.perf_counter() - started < SHORT_JOB_SECONDS
             claim_size = BATCH_LIMIT if short else 1
             if finished is not None:
                 done.append(finished)
+            if self._stopping.is_set():
+                self._flush(done, 0)
+                for unstarted in batch:  # give back the rest of the batch, attempts not counted
+                    self.store.release(unstarted.job_id, self.worker_id, unstarted.attempts, utcnow())
+                return
             if done and (not short or len(done) >= BATCH_LIMIT):
-                batch.extend(self._flush(done, 0 if batch else claim_size))
+                self._enqueue(batch, self._flush(done, 0 if batch else claim_size))
+
+    def _enqueue(self, batch: deque[Job], claimed: list[Job]) -> None:
+        """Queue claimed jobs in a slot's batch; the monitor watches them for cancellation (see _lost)."""
+        if len(claimed) > 1:
+            with self._running_lock:
+                self._batched.update(j.job_id for j in claimed[1:])
+        batch.extend(claimed)
 
     def _flush(self, done: list[Finished], claim_size: int) -> list[Job]:
         """Write the held-back outcomes (and claim more in the same step); empties ``done``."""
@@ -212,17 +232,19 @@ class Worker:
         return Finished(job.job_id, job.attempts, outcome, utcnow())
 
     def _run_handler(self, job: Job, ctx: JobContext) -> Outcome | None:
-        try:
-            handler = self.registry.get(job.job_type)
+        handler = self.registry.get(job.job_type)
+        try:  # what no retry can fix fails at once: no handler here, or parameters it cannot take
             if handler is None:
                 raise UnknownHandlerError(job.job_type)
             handler.check_parameters(job.parameters)
+        except (UnknownHandlerError, InvalidParameterError) as exc:
+            job_log.warning("job %s (%s) cannot run: %s", job.job_id, job.job_type, exc)
+            return permanent_failure(exc)
+        try:
             if handler.is_async:
                 result = asyncio.run(handler.fn(ctx, **job.parameters))
             else:
                 result = handler.fn(ctx, **job.parameters)
-            check_json(result, "a handler's result")
-            return Outcome(JobStatus.COMPLETED, result=result)
         except JobCancelled:
             return None
         except Exception as exc:  # noqa: BLE001 - any handler error ends the attempt, by the retry policy
@@ -230,6 +252,11 @@ class Worker:
             job_log.warning("job %s (%s) attempt %d failed: %s -> %s", job.job_id, job.job_type,
                             job.attempts, outcome.error, outcome.status.value, exc_info=True)
             return outcome
+        try:
+            check_json(result, "a handler's result")
+        except InvalidParameterError as exc:  # the same result would come back on every attempt
+            return permanent_failure(exc)
+        return Outcome(JobStatus.COMPLETED, result=result)
 
     # -- monitor -----------------------------------------------------------------------------------------
 
@@ -243,10 +270,15 @@ class Worker:
                 running = self._running_now()
                 self._mark_lost(running, self.store.heartbeat(self.info, self._lease, utcnow()))
             running = self._running_now()
-            if running:
+            with self._running_lock:
+                batched = set(self._batched)
+            if running or batched:
                 for ctx in running:
                     ctx.flush_progress(force=False)
-                self._mark_lost(running, self.store.owned_jobs(self.worker_id))
+                owned = self.store.owned_jobs(self.worker_id)
+                self._mark_lost(running, owned)
+                with self._running_lock:
+                    self._lost |= (batched - owned) & self._batched
             self.maintenance.run_due()
             if self._stopping.wait(0.05):  # at most 20 checks a second, however busy the store is
                 break

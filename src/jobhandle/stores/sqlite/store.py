@@ -336,7 +336,7 @@ class SQLiteStore(Store):
             where.append("created_at < :before")
             params["before"] = to_ts(query.created_before)
         descending = query.sort.startswith("-")
-        column = _SORT_COLUMNS[query.sort.lstrip("-")]
+        column = _SORT_COLUMNS[query.sort.removeprefix("-")]
         direction = "DESC" if descending else "ASC"
         sql = "SELECT * FROM jobs"
         if where:

@@ -1,0 +1,727 @@
+"""The ``jobhandle`` command line: run a worker, submit and watch jobs, inspect and manage the queue.
+
+Every command takes ``--store URL`` (default: ``JOBHANDLE_STORE``, else ``sqlite:///./jobhandle.db``).
+User errors (bad input, an unknown job, a refused transition) print one ``error: ...`` line on stderr, never
+a traceback, and exit non-zero: 2 for invalid input, 1 for the rest (job state, a failed job, a dead worker).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from enum import Enum
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import pydantic
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .errors import InvalidParameterError, JobHandleError, JobNotFoundError, JobTimeoutError, StoreURLError
+from .models import ALL_STATUSES, Job, JobStatus, parse_job_id
+from .queue import JobQueue
+from .registry import default_registry
+from .worker import Worker
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FORCED = 130
+
+FAILURE_CHECK_SECONDS = 0.5
+"""How often a foreground worker, otherwise asleep until a signal, checks that its loops are alive."""
+
+WATCH_RECHECK_SECONDS = 0.5
+"""Longest wait between two looks at a watched job; changes wake the watcher sooner."""
+
+MIN_ID_PREFIX = 4
+PREFIX_SCAN_LIMIT = 1000
+
+DEMO_HANDLERS = "jobhandle.handlers"
+DEMO_DOCUMENTS = 3
+DEMO_SUFFIXES = (".md", ".txt", ".html", ".htm")
+
+STATUS_STYLES = {
+    JobStatus.WAITING: "blue", JobStatus.SCHEDULED: "blue", JobStatus.PENDING: "cyan",
+    JobStatus.RUNNING: "yellow", JobStatus.RETRYING: "magenta", JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red", JobStatus.CANCELLED: "bright_black",
+}
+
+app = typer.Typer(
+    name="jobhandle",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# -- shared options ----------------------------------------------------------------------------------------
+
+StoreOption = Annotated[str | None, typer.Option(
+    "--store", metavar="URL", show_default=False,
+    help="Store URL: sqlite:///jobs.db, sqlite:////abs/jobs.db or memory:// "
+         "(default: $JOBHANDLE_STORE, else sqlite:///./jobhandle.db).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+JobIdArgument = Annotated[str, typer.Argument(
+    metavar="JOB_ID", show_default=False, help="A job id, or a unique prefix of one (4+ characters).")]
+
+
+class LogLevel(str, Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(name: str) -> Callable[[F], F]:
+    """Register a command whose user errors end as one ``error:`` line on stderr instead of a traceback."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (InvalidParameterError, StoreURLError) as exc:
+                fail(_describe(exc), EXIT_USAGE)
+            except JobHandleError as exc:
+                fail(_describe(exc), EXIT_FAILED)
+            except pydantic.ValidationError as exc:  # Settings() read a bad environment variable
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                                     for e in exc.errors())
+                fail(f"invalid configuration: {problems}", EXIT_USAGE)
+
+        app.command(name)(run)
+        return fn
+
+    return decorate
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _describe(exc: JobHandleError) -> str:
+    """The error's message, naming the job when the message itself does not."""
+    job_id = exc.context.get("job_id")
+    return exc.message if not job_id or job_id in exc.message else f"job {job_id}: {exc.message}"
+
+
+def _console() -> Console:
+    """A console on the current stdout (made per command, so redirected or captured output is honoured)."""
+    return Console(highlight=False)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# -- job ids and parameters --------------------------------------------------------------------------------
+
+def resolve_job_id(q: JobQueue, text: str) -> str:
+    """A full job id, or the one job whose id starts with ``text`` (as the tables show short ids)."""
+    try:
+        return parse_job_id(text)
+    except InvalidParameterError:
+        prefix = text.strip().lower()
+        if len(prefix) < MIN_ID_PREFIX or not set(prefix) <= set("0123456789abcdef-"):
+            raise InvalidParameterError(f"job id must be a UUID or a unique prefix of one ({MIN_ID_PREFIX}+ "
+                                        f"hex characters), not {text!r}") from None
+    matches = [job.job_id for job in q.list(search=prefix, limit=PREFIX_SCAN_LIMIT)
+               if job.job_id.startswith(prefix)]
+    if not matches:
+        raise JobNotFoundError(text)
+    if len(matches) > 1:
+        raise InvalidParameterError(f"job id prefix {text!r} matches {len(matches)} jobs; give more of the id")
+    return matches[0]
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(name)
+
+
+def parse_param(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; the value is JSON when it parses as JSON (``3``, ``true``, ``["a"]``), else a string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InvalidParameterError(f"--param expects KEY=VALUE, not {item!r}")
+    try:  # NaN/Infinity are not JSON: they stay strings
+        return key, json.loads(raw, parse_constant=_reject_constant)
+    except ValueError:
+        return key, raw
+
+
+def build_parameters(params: Sequence[str], params_json: str | None) -> dict[str, Any]:
+    """``--params-json`` (an object) first, then each ``--param`` on top of it."""
+    parameters: dict[str, Any] = {}
+    if params_json is not None:
+        try:
+            parameters = json.loads(params_json, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise InvalidParameterError(f"--params-json is not valid JSON: {exc}") from None
+        if not isinstance(parameters, dict):
+            raise InvalidParameterError(f"--params-json must be a JSON object, not {type(parameters).__name__}")
+    parameters.update(parse_param(item) for item in params)
+    return parameters
+
+
+# -- rendering ---------------------------------------------------------------------------------------------
+
+def _status(status: JobStatus) -> Text:
+    return Text(status.value, style=STATUS_STYLES[status])
+
+
+def _when(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return "" if value is None else value.strftime(fmt)
+
+
+def _percent(job: Job) -> str:
+    return f"{job.progress:.0%}"
+
+
+def _snippet(text: str | None, width: int = 40) -> str:
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[:width - 1] + "…"
+
+
+def _summary(result: Any, width: int = 60) -> str:
+    """A result in one short line: a dict's scalar fields as ``key=value``, anything else as JSON."""
+    if isinstance(result, dict):
+        scalars = [f"{k}={v}" for k, v in result.items() if isinstance(v, (str, int, float, bool))]
+        if scalars:
+            return _snippet(" ".join(scalars), width)
+    return _snippet(json.dumps(result), width)
+
+
+def _error(job: Job) -> str | None:
+    if not job.error:
+        return None
+    if not job.error_type or job.error.startswith(job.error_type):  # the message often names its type
+        return job.error
+    return f"{job.error_type}: {job.error}"
+
+
+def job_details(job: Job) -> Table:
+    """Every field of a job worth reading, one per line; empty ones are left out."""
+    metrics = {k: v for k, v in job.metrics.to_dict().items() if v is not None}
+    progress = f"{_percent(job)} {job.progress_message or ''}".strip()
+    rows: list[tuple[str, str | Text | None]] = [
+        ("id", job.job_id), ("type", job.job_type), ("status", _status(job.status)), ("queue", job.queue),
+        ("priority", str(job.priority)), ("user", job.user_id), ("progress", progress),
+        ("created", _when(job.created_at)), ("scheduled", _when(job.scheduled_time)),
+        ("started", _when(job.started_at)), ("completed", _when(job.completed_at)),
+        ("attempts", f"{job.attempts} (max retries {job.max_retries})"), ("worker", job.worker_id),
+        ("error", _error(job)),
+        ("result", None if job.result is None else json.dumps(job.result)),
+        ("metrics", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in metrics.items())),
+        ("parameters", json.dumps(job.parameters)),
+    ]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for label, value in rows:
+        if value:
+            grid.add_row(label, value if isinstance(value, Text) else Text(value))
+    return grid
+
+
+def jobs_table(jobs: Iterable[Job]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("id", "type", "status", "progress", "user", "created (UTC)", "error"):
+        table.add_column(name, justify="right" if name == "progress" else "left", no_wrap=name != "error")
+    for job in jobs:
+        table.add_row(job.job_id[:8], Text(job.job_type), _status(job.status), _percent(job), Text(job.user_id),
+                      _when(job.created_at, "%m-%d %H:%M:%S"), Text(_snippet(_error(job)), style="red"))
+    return table
+
+
+def _counts(by_status: dict[str, int]) -> Text:
+    """``pending 2  running 1`` with each status in its colour; statuses at zero are left out."""
+    text = Text()
+    for status in ALL_STATUSES:
+        if by_status.get(status.value):
+            text.append(f"{status.value} {by_status[status.value]}  ", style=STATUS_STYLES[status])
+    return text if text.plain else Text("none")
+
+
+def stats_table(stats: dict[str, Any]) -> Table:
+    table = Table(box=box.SIMPLE, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("jobs", Text(f"{stats['total_jobs']} total  ").append_text(_counts(stats["by_status"])))
+    for job_type, counts in sorted(stats["by_type"].items()):
+        table.add_row(Text(f"  type {job_type}"), _counts(counts))
+    if set(stats["by_queue"]) - {"default"}:
+        for queue, counts in sorted(stats["by_queue"].items()):
+            table.add_row(Text(f"  queue {queue}"), _counts(counts))
+    table.add_row("workers", f"{stats['active_workers']} active, health {stats['worker_health_status']}")
+    table.add_row("limits", f"{stats['global_max_concurrent_jobs']} concurrent jobs, "
+                            f"{stats['per_user_max_concurrent_jobs']} per user")
+    table.add_row("host", f"cpu {stats['cpu_usage_percent']:.0f}%, memory {stats['memory_usage_mb']:.0f} MB "
+                          f"({stats['memory_usage_percent']:.0f}%)")
+    table.add_row("store", stats["queue_type"])
+    table.add_row("last cleanup", f"{stats['last_cleanup'] or 'never'} (removed {stats['last_cleanup_removed']})")
+    return table
+
+
+def workers_table(workers: list[dict[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("worker", "pid", "queues", "slots", "state", "heartbeat", "jobs"):
+        table.add_column(name, justify="right" if name in ("pid", "slots", "heartbeat") else "left",
+                         overflow="fold")
+    for w in workers:
+        age = w["heartbeat_age_seconds"]
+        heartbeat = Text("never" if age is None else f"{age:.0f}s ago", style="" if w["healthy"] else "red")
+        table.add_row(Text(w["worker_id"]), str(w["pid"]), Text(",".join(w["queues"])),
+                      str(w["concurrency"]), w["state"], heartbeat,
+                      " ".join(job_id[:8] for job_id in w["current_jobs"]))
+    return table
+
+
+def print_outcome(console: Console, job: Job) -> None:
+    """The final line of a watched job: its status and its result or error."""
+    took = job.metrics.execution_time_seconds
+    line = Text(f"job {job.job_id} ").append_text(_status(job.status))
+    if took is not None:
+        line.append(f" in {took:.2f}s")
+    console.print(line)
+    if job.status is JobStatus.COMPLETED:
+        console.print(Text(f"result: {json.dumps(job.result)}"))
+    elif job.error:
+        console.print(Text(f"error: {_error(job)}", style="red"))
+
+
+def watch(q: JobQueue, job_ids: Sequence[str], timeout: float | None, console: Console) -> list[Job]:
+    """Show a live progress bar per job until all are terminal; return them. Woken by store changes."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[status]}"), TextColumn("{task.fields[message]}", markup=False),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as bars:
+        tasks = {job_id: bars.add_task(job_id[:8], total=1.0, status="", message="") for job_id in job_ids}
+        while True:
+            seen = q.store.change_version
+            jobs = [q.get(job_id) for job_id in job_ids]
+            for job in jobs:
+                style = STATUS_STYLES[job.status]
+                bars.update(tasks[job.job_id], description=f"{job.job_id[:8]} {job.job_type}",
+                            completed=1.0 if job.status is JobStatus.COMPLETED else job.progress,
+                            status=f"[{style}]{job.status.value}[/]", message=job.progress_message or "")
+            if all(job.is_terminal for job in jobs):
+                return jobs
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                waiting = [job.job_id for job in jobs if not job.is_terminal]
+                raise JobTimeoutError(f"{len(waiting)} job(s) not finished after {timeout}s: {', '.join(waiting)}")
+            q.store.wait_for_change(seen, WATCH_RECHECK_SECONDS if remaining is None
+                                    else min(remaining, WATCH_RECHECK_SECONDS))
+
+
+# -- loading handlers --------------------------------------------------------------------------------------
+
+def import_app(spec: str) -> None:
+    """Import a dotted module name or a ``.py`` file, so the ``@handler`` functions in it register."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        _import_file(path)
+    else:
+        _import_module(spec)
+
+
+def _import_module(name: str) -> None:
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # like `python -m`: modules of the project the command runs in are importable
+        sys.path.insert(0, cwd)
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise  # the module exists but imports something missing: its own traceback says what
+        raise InvalidParameterError(f"cannot import {name!r}: no module named {exc.name!r} "
+                                    f"(give a module importable from {cwd} or a path to a .py file)") from None
+
+
+def _import_file(path: Path) -> None:
+    if not path.is_file():
+        raise InvalidParameterError(f"no such file: {path}")
+    path = path.resolve()
+    if str(path.parent) not in sys.path:  # so the file can import its neighbours
+        sys.path.insert(0, str(path.parent))
+    module_name = f"_jobhandle_app_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise InvalidParameterError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+
+
+# -- commands ----------------------------------------------------------------------------------------------
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"jobhandle {version('jobhandle')}")
+        except PackageNotFoundError:
+            typer.echo("jobhandle (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """Background jobs: run workers, submit and watch jobs, inspect and manage the queue.
+
+    Every command takes --store URL (default: $JOBHANDLE_STORE, else sqlite:///./jobhandle.db).
+    """
+
+
+class StopRequest:
+    """The first SIGTERM/SIGINT sets ``event``; later ones get their default behaviour (an immediate exit)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        self.event.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _serve_until_stopped(worker: Worker, request: StopRequest, grace: float) -> None:
+    """Sleep until a signal or a dead worker loop; then stop, giving running jobs ``grace`` seconds."""
+    while not request.event.wait(FAILURE_CHECK_SECONDS):
+        if worker.stopping:  # set by a supervised loop that died
+            break
+    if worker.failure is not None:
+        worker.stop(grace)
+        fail(f"worker {worker.worker_id} stopped: a background loop died: {worker.failure!r}")
+    name = signal.Signals(request.signum).name if request.signum else "stop request"
+    _print_flushed(f"{name} received: claiming no more jobs, running ones have {grace:g}s to finish "
+                   "(signal again to exit at once)")
+    try:
+        worker.stop(grace)
+    except KeyboardInterrupt:
+        _print_flushed("forced exit: jobs still running go back to the queue when their lease expires")
+        os._exit(EXIT_FORCED)  # like being killed: no clean-up that could block again
+    _print_flushed(f"worker {worker.worker_id} stopped")
+
+
+def _print_flushed(line: str) -> None:
+    """Print and flush: a supervisor or a test reading the worker's piped stdout sees each line at once."""
+    typer.echo(line)
+    sys.stdout.flush()
+
+
+@command("worker")
+def worker_command(
+    apps: Annotated[list[str] | None, typer.Option(
+        "--app", "-a", metavar="MODULE_OR_FILE",
+        help="Module (dotted name) or .py file whose @handler functions to load; repeatable.")] = None,
+    queues: Annotated[list[str] | None, typer.Option(
+        "--queue", "-q", help="Queue to take jobs from; repeatable (default: default).")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: HOST-PID).")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, show_default=False,
+        help="Jobs run at once (default: $JOBHANDLE_WORKER_CONCURRENCY, else 4).")] = None,
+    grace: Annotated[float | None, typer.Option(
+        min=0, show_default=False,
+        help="Seconds running jobs may still finish after SIGTERM/SIGINT; the rest are handed back "
+             "(default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")] = None,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
+    store: StoreOption = None,
+) -> None:
+    """Run a worker in the foreground until SIGTERM or SIGINT (Ctrl-C).
+
+    Example: jobhandle worker --app myapp.tasks --concurrency 4 --store sqlite:///jobs.db
+    """
+    logging.basicConfig(level=log_level.value, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for spec in apps or []:
+        import_app(spec)
+    handlers = default_registry.names()
+    if not handlers:
+        typer.echo("warning: no handlers registered (load them with --app MODULE_OR_FILE); "
+                   "jobs this worker claims will fail with UnknownHandlerError", err=True)
+    request = StopRequest()
+    request.install()
+    try:
+        with JobQueue(store) as q:
+            worker = q.worker(concurrency, queues=queues or ["default"], name=name).start()
+            _print_flushed(f"worker {worker.worker_id} started: store {store or q.settings.store}, "
+                           f"queues {','.join(worker.queues)}, concurrency {worker.concurrency}, "
+                           f"handlers {', '.join(handlers) or '(none)'}")
+            _serve_until_stopped(worker, request, q.settings.shutdown_grace if grace is None else grace)
+    finally:
+        request.restore()
+
+
+@command("submit")
+def submit_command(
+    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type (a handler's name).")],
+    params: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", metavar="KEY=VALUE",
+        help="A parameter; the value is JSON if it parses (n=3, flag=true, tags='[\"a\"]'), else text. "
+             "Repeatable.")] = None,
+    params_json: Annotated[str | None, typer.Option(
+        metavar="JSON", help="All parameters as one JSON object; --param values override its keys.")] = None,
+    priority: Annotated[str | None, typer.Option(
+        help="low, normal, high, urgent or an integer (higher runs first).")] = None,
+    user: Annotated[str | None, typer.Option(help="User the job belongs to (default: default_user).")] = None,
+    queue: Annotated[str, typer.Option(help="Queue to put the job on.")] = "default",
+    delay: Annotated[float | None, typer.Option(metavar="SECONDS", help="Run no sooner than this.")] = None,
+    max_retries: Annotated[int | None, typer.Option(
+        help="Retries after a failed attempt (default: $JOB_MAX_RETRIES, else 3).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="Fail an attempt running longer (default: $JOB_DEFAULT_TIMEOUT).")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="Submitting the same key again returns the existing job.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Show live progress until the job ends; exit 1 unless it completed.")] = False,
+    timeout_wait: Annotated[float | None, typer.Option(
+        metavar="SECONDS", help="With --wait: give up waiting after this long (exit 1).")] = None,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Submit a job and print its id.
+
+    Example: jobhandle submit resize --param path=a.png --param width=200 --priority high --wait
+    """
+    parameters = build_parameters(params or [], params_json)
+    with JobQueue(store) as q:
+        job = q.submit(job_type, parameters, priority=priority, user_id=user, queue=queue, delay_seconds=delay,
+                       max_retries=max_retries, timeout_seconds=timeout, idempotency_key=idempotency_key)
+        if not wait:
+            if as_json:
+                _print_json(job.to_dict())
+            else:
+                typer.echo(job.job_id)
+            return
+        if as_json:
+            final = q.wait(job.job_id, timeout_wait)
+            _print_json(final.to_dict())
+        else:
+            typer.echo(job.job_id)
+            console = _console()
+            [final] = watch(q, [job.job_id], timeout_wait, console)
+            print_outcome(console, final)
+    if final.status is not JobStatus.COMPLETED:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@command("status")
+def status_command(job_id: JobIdArgument, as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Show one job: status, progress, times, attempts, error, result, metrics.
+
+    Example: jobhandle status 3f2c9a1e
+    """
+    with JobQueue(store) as q:
+        job = q.get(resolve_job_id(q, job_id))
+    if as_json:
+        _print_json(job.to_dict())
+    else:
+        _console().print(job_details(job))
+
+
+@command("list")
+def list_command(
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", "-s", help="Only jobs in this status; repeatable.")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", "-t", help="Only jobs of this type.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's jobs.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only jobs of this queue.")] = None,
+    search: Annotated[str | None, typer.Option(help="Job id prefix or part of a user id.")] = None,
+    sort: Annotated[str, typer.Option(
+        help="created_at, status, progress, priority, started_at or completed_at; - for descending.")]
+    = "-created_at",
+    limit: Annotated[int, typer.Option(help="At most this many jobs (1-10000).")] = 50,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """List jobs, newest first.
+
+    Example: jobhandle list --status failed --status cancelled --type resize --limit 20
+    """
+    with JobQueue(store) as q:
+        jobs = q.list(status or None, job_type=job_type, user_id=user, queue=queue, search=search, sort=sort,
+                      limit=limit)
+    if as_json:
+        _print_json([job.to_dict() for job in jobs])
+    elif not jobs:
+        typer.echo("no jobs")
+    else:
+        _console().print(jobs_table(jobs))
+
+
+@command("cancel")
+def cancel_command(
+    job_id: JobIdArgument,
+    reason: Annotated[str | None, typer.Option(help="Kept as the job's error message.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Cancel a job that has not finished (a running handler is told to stop).
+
+    Example: jobhandle cancel 3f2c9a1e --reason "wrong input"
+    """
+    with JobQueue(store) as q:
+        job = q.cancel(resolve_job_id(q, job_id), reason)
+    typer.echo(f"{job.job_id} {job.status.value}")
+
+
+@command("restart")
+def restart_command(job_id: JobIdArgument, store: StoreOption = None) -> None:
+    """Run a failed or cancelled job again (same id, attempts reset).
+
+    Example: jobhandle restart 3f2c9a1e
+    """
+    with JobQueue(store) as q:
+        job = q.restart(resolve_job_id(q, job_id))
+    typer.echo(f"{job.job_id} {job.status.value}")
+
+
+@command("stats")
+def stats_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Queue statistics: jobs by status and type, workers, health, last cleanup.
+
+    Example: jobhandle stats
+    """
+    with JobQueue(store) as q:
+        stats = q.stats()
+    if as_json:
+        _print_json(stats)
+    else:
+        _console().print(stats_table(stats))
+
+
+@command("workers")
+def workers_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Registered workers with their heartbeat age and running jobs.
+
+    Example: jobhandle workers
+    """
+    with JobQueue(store) as q:
+        workers = q.workers()
+    if as_json:
+        _print_json(workers)
+    elif not workers:
+        typer.echo("no workers")
+    else:
+        _console().print(workers_table(workers))
+
+
+@command("cleanup")
+def cleanup_command(
+    days_old: Annotated[float | None, typer.Option(
+        min=0, help="Remove finished jobs older than this many days, instead of applying the retention "
+                    "settings (JOBHANDLE_RETENTION_*_HOURS).")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Remove finished (completed, failed, cancelled) jobs past their retention.
+
+    Example: jobhandle cleanup --days-old 7
+    """
+    with JobQueue(store) as q:
+        removed = q.cleanup() if days_old is None else q.cleanup_old_jobs(days_old)
+    typer.echo(f"removed {removed} job{'' if removed == 1 else 's'}")
+
+
+def _default_demo_dir() -> Path:
+    """The repository's docs/ folder when running from a source checkout, else the current directory."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    return docs if docs.is_dir() else Path.cwd()
+
+
+def _import_demo_handlers(module: str) -> None:
+    try:
+        import_app(module)
+    except InvalidParameterError:
+        if module != DEMO_HANDLERS:
+            raise
+        raise JobHandleError(f"the demo needs the bundled document handlers ({DEMO_HANDLERS}), "
+                             "which this installation does not have") from None
+    missing = [name for name in ("process_batch", "process_document") if name not in default_registry]
+    if missing:
+        raise JobHandleError(f"{module} did not register the demo's job type(s): {', '.join(missing)}")
+
+
+def _submit_demo_jobs(q: JobQueue, directory: Path) -> list[Job]:
+    documents = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in DEMO_SUFFIXES)
+    specs = [{"job_type": "process_batch", "parameters": {"input_dir": str(directory)}, "user_id": "demo"}]
+    specs += [{"job_type": "process_document", "parameters": {"file_path": str(path)}, "user_id": "demo"}
+              for path in documents[:DEMO_DOCUMENTS]]
+    return q.submit_many(specs)
+
+
+@command("demo")
+def demo_command(
+    input_dir: Annotated[Path | None, typer.Option(
+        show_default=False, help="Folder of documents to process (default: the docs/ folder of a source "
+                                 "checkout, else the current directory).")] = None,
+    handlers: Annotated[str, typer.Option(
+        metavar="MODULE_OR_FILE", help="Where process_document and process_batch come from.")] = DEMO_HANDLERS,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker slots.")] = 4,
+    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds.")] = 300.0,
+    store: StoreOption = None,
+) -> None:
+    """A first run: process a folder of documents with an in-process worker, with live progress.
+
+    Example: jobhandle demo --input-dir ./docs
+    """
+    _import_demo_handlers(handlers)
+    directory = input_dir or _default_demo_dir()
+    if not directory.is_dir():
+        raise InvalidParameterError(f"--input-dir {directory}: not a directory")
+    console = _console()
+    with JobQueue(store) as q:
+        typer.echo(f"demo: processing {directory.resolve()} with {concurrency} worker slots, "
+                   f"store {store or q.settings.store}")
+        with q.worker(concurrency, name="demo"):
+            jobs = _submit_demo_jobs(q, directory)
+            finished = watch(q, [job.job_id for job in jobs], timeout, console)
+            console.print(jobs_table(finished))
+            for job in finished:
+                typer.echo(f"{job.job_id[:8]} {job.job_type}: {_summary(job.result)}")
+            console.print(stats_table(q.stats()))
+    typer.echo("next: jobhandle list, jobhandle status ID, jobhandle worker --app YOUR_MODULE")
+    if any(job.status is not JobStatus.COMPLETED for job in finished):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def main() -> None:
+    """The ``jobhandle`` console script."""
+    app(prog_name="jobhandle")

@@ -1,0 +1,157 @@
+"""Conformance: transition-maintained counters stay exact; retention cleanup removes only what it should."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import pytest
+from helpers import all_jobs, claim_one, later, submit
+
+from jobhandle import InvalidParameterError, JobQueue, JobStatus
+from jobhandle.models import utcnow
+from jobhandle.retry import lost_worker_policy
+from jobhandle.stores import JobQuery, Outcome, Store
+
+
+def recount(store: Store) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Counts by status, by queue and by type, computed by listing every job."""
+    jobs = all_jobs(store)
+    by_status = dict(Counter(j.status.value for j in jobs))
+    by_queue: dict[str, Counter[str]] = {}
+    by_type: dict[str, Counter[str]] = {}
+    for job in jobs:
+        by_queue.setdefault(job.queue, Counter())[job.status.value] += 1
+        by_type.setdefault(job.job_type, Counter())[job.status.value] += 1
+    return by_status, {k: dict(v) for k, v in by_queue.items()}, {k: dict(v) for k, v in by_type.items()}
+
+
+def nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in counts.items() if v}
+
+
+def assert_counts_exact(store: Store) -> None:
+    counts = store.counts()
+    by_status, by_queue, by_type = recount(store)
+    assert nonzero(counts.by_status) == by_status
+    assert {q: nonzero(c) for q, c in counts.by_queue.items() if nonzero(c)} == by_queue
+    assert {t: nonzero(c) for t, c in counts.by_type.items() if nonzero(c)} == by_type
+
+
+def finish(store: Store, job_id: str, worker_id: str, attempt: int, status: JobStatus, when: datetime,
+           run_at: datetime | None = None) -> None:
+    error = None if status is JobStatus.COMPLETED else "E: x"
+    assert store.finish(job_id, worker_id, attempt, Outcome(status, error=error, run_at=run_at), when) is True
+
+
+def test_counters_equal_a_recount_after_mixed_operations(store: Store) -> None:
+    now = utcnow()
+    for _ in range(4):
+        submit(store, now, "x", queue="a", max_retries=1)
+    for _ in range(3):
+        submit(store, now, "y", queue="b")
+    submit(store, now, "y", queue="a", scheduled_time=later(now, 5), run_at=later(now, 5))
+    submit(store, now, "x", queue="b", scheduled_time=later(now, 500), run_at=later(now, 500))
+    assert_counts_exact(store)
+
+    first, second, third, fourth = store.claim("w1", ["a"], 4, 10, now)
+    finish(store, first.job_id, "w1", 1, JobStatus.COMPLETED, later(now, 1))
+    finish(store, second.job_id, "w1", 1, JobStatus.RETRYING, later(now, 1), run_at=later(now, 2))
+    finish(store, third.job_id, "w1", 1, JobStatus.FAILED, later(now, 1))
+    assert store.release(fourth.job_id, "w1", 1, later(now, 1)) is not None
+    assert_counts_exact(store)
+
+    pending_b = store.claim("w2", ["b"], 1, 1, now)[0]
+    [waiting_b] = store.list_jobs(JobQuery(statuses=[JobStatus.PENDING], queue="b", limit=1))
+    store.cancel(waiting_b.job_id, later(now, 1))
+    store.restart(third.job_id, later(now, 2))
+    store.recover_expired(later(now, 3), lost_worker_policy(cap=0))  # pending_b's worker is lost
+    assert store.get(pending_b.job_id).status is JobStatus.RETRYING  # type: ignore[union-attr]
+    assert_counts_exact(store)
+
+    store.claim("w3", ["a", "b"], 100, 30, later(now, 10))  # promotes the due scheduled/retrying jobs
+    store.cleanup({JobStatus.COMPLETED: later(now, 5)}, later(now, 10))
+    assert_counts_exact(store)
+    assert recount(store)[0] == {"running": 6, "cancelled": 1, "scheduled": 1}
+
+
+def test_queue_stats_come_from_the_counters(queue: JobQueue) -> None:
+    for _ in range(3):
+        queue.submit("x")
+    queue.submit("y", queue="other", delay_seconds=60)
+    queue.cancel(queue.submit("x").job_id)
+    stats = queue.stats()
+    assert (stats["pending_jobs"], stats["scheduled_jobs"], stats["cancelled_jobs"]) == (3, 1, 1)
+    assert (stats["running_jobs"], stats["completed_jobs"], stats["failed_jobs"]) == (0, 0, 0)
+    assert stats["total_jobs"] == 5
+    assert stats["queue_type"] == queue.store.kind
+    assert stats["by_type"]["x"] == {"pending": 3, "cancelled": 1}
+    assert stats["by_queue"]["other"] == {"scheduled": 1}
+
+
+# -- cleanup ---------------------------------------------------------------------------------------------
+
+def make_finished(store: Store, now: datetime, status: JobStatus, hours_ago: float) -> str:
+    """A job that reached ``status`` ``hours_ago`` (in its own queue, so other pending jobs stay unclaimed)."""
+    job = submit(store, later(now, -hours_ago * 3600 - 1), queue="finished")
+    when = later(now, -hours_ago * 3600)
+    if status is JobStatus.CANCELLED:
+        store.cancel(job.job_id, when)
+    else:
+        assert claim_one(store, when, worker_id="w1", queues=["finished"]).job_id == job.job_id
+        finish(store, job.job_id, "w1", 1, status, when)
+    return job.job_id
+
+
+def test_cleanup_uses_each_status_cutoff_and_records_the_run(store: Store) -> None:
+    now = utcnow()
+    old_completed = make_finished(store, now, JobStatus.COMPLETED, 10)
+    new_completed = make_finished(store, now, JobStatus.COMPLETED, 1)
+    old_failed = make_finished(store, now, JobStatus.FAILED, 10)
+    old_cancelled = make_finished(store, now, JobStatus.CANCELLED, 10)
+
+    removed = store.cleanup({JobStatus.COMPLETED: later(now, -5 * 3600), JobStatus.FAILED: later(now, -20 * 3600)},
+                            now)
+    assert removed == 1
+    assert store.get(old_completed) is None
+    assert {j.job_id for j in all_jobs(store)} == {new_completed, old_failed, old_cancelled}
+    counts = store.counts()
+    assert counts.last_cleanup == now
+    assert counts.last_cleanup_removed == 1
+    assert_counts_exact(store)
+
+
+def test_cleanup_never_removes_jobs_that_are_not_terminal(store: Store) -> None:
+    now = utcnow()
+    old = later(now, -30 * 24 * 3600)
+    running = submit(store, old).job_id
+    assert claim_one(store, old).job_id == running
+    retrying = submit(store, old, max_retries=5).job_id
+    assert claim_one(store, old).job_id == retrying
+    finish(store, retrying, "w1", 1, JobStatus.RETRYING, old, run_at=later(now, 60))
+    pending = submit(store, old).job_id
+    scheduled = submit(store, old, scheduled_time=later(now, 60), run_at=later(now, 60)).job_id
+    terminal = [make_finished(store, now, s, 1) for s in (JobStatus.COMPLETED, JobStatus.FAILED,
+                                                          JobStatus.CANCELLED)]
+    restarted = make_finished(store, now, JobStatus.FAILED, 24 * 30)
+    store.restart(restarted, old)
+
+    everything = {status: later(now, 3600) for status in JobStatus}
+    assert store.cleanup(everything, now) == len(terminal)
+    assert {j.job_id for j in all_jobs(store)} == {pending, scheduled, running, retrying, restarted}
+    assert store.counts().last_cleanup_removed == 3
+    assert_counts_exact(store)
+
+
+def test_queue_cleanup_old_jobs(queue: JobQueue) -> None:
+    kept = queue.submit("echo")
+    done = queue.cancel(queue.submit("echo").job_id)
+    assert queue.cleanup_old_jobs(days_old=7) == 0
+    assert queue.cleanup() == 0  # settings retention is hours long
+    assert queue.cleanup_old_jobs(days_old=0) == 1
+    assert [j.job_id for j in queue.list()] == [kept.job_id]
+    assert done.job_id not in {j.job_id for j in queue.list()}
+    stats = queue.stats()
+    assert stats["last_cleanup_removed"] == 1 and stats["last_cleanup"] is not None
+    with pytest.raises(InvalidParameterError, match="days_old"):
+        queue.cleanup_old_jobs(days_old=-1)
