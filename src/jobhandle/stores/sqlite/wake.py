@@ -76,11 +76,17 @@ class Listener:
         self.path: str | None = None
         self._sock: socket.socket | None = None
         if SUPPORTED:
-            directory = wake_dir(db_path)
-            directory.mkdir(mode=0o700, exist_ok=True)
-            self.path = str(directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            self._dir = wake_dir(db_path)
+            self.path = str(self._dir / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sock.bind(self.path)
+            for attempt in range(3):  # the last listener of another process may remove the folder meanwhile
+                self._dir.mkdir(mode=0o700, exist_ok=True)
+                try:
+                    self._sock.bind(self.path)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
             self._sock.settimeout(fallback_interval)
         self._thread = threading.Thread(target=self._run, name="jobhandle-sqlite-wake", daemon=True)
         self._thread.start()
@@ -121,6 +127,8 @@ class Listener:
             if self.path:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)
+                with contextlib.suppress(OSError):  # not empty: other processes still listen
+                    self._dir.rmdir()
             with contextlib.suppress(OSError):
                 self._sock.sendto(b"", self._sock.getsockname())
         self._thread.join(timeout=2)
