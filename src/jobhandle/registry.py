@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .errors import InvalidParameterError
@@ -18,14 +18,21 @@ class Handler:
     fn: Callable[..., Any]
     signature: inspect.Signature
     is_async: bool
+    fitting: set[frozenset[str]] = field(default_factory=set, compare=False)
+    """Parameter name sets already known to fit: binding depends on the names only, and is slow."""
 
     def check_parameters(self, parameters: dict[str, Any]) -> None:
         """Raise InvalidParameterError when ``fn(ctx, **parameters)`` could not be called."""
+        names = frozenset(parameters)
+        if names in self.fitting:
+            return
         try:
             self.signature.bind(None, **parameters)
         except TypeError as exc:
             raise InvalidParameterError(f"parameters do not fit handler {self.name!r}: {exc}",
                                         job_type=self.name) from None
+        if len(self.fitting) < 64:
+            self.fitting.add(names)
 
 
 class HandlerRegistry:
