@@ -35,7 +35,7 @@ def test_submitted_job_round_trips_every_field(store: Store) -> None:
     assert fetched.status is JobStatus.PENDING
     assert (fetched.job_type, fetched.queue, fetched.priority, fetched.user_id) == ("resize", "images", 7, "alice")
     assert fetched.parameters == job.parameters
-    assert fetched.created_at == created
+    assert fetched.created_at == now, "the store stamps created_at with the submit time it is given"
     assert fetched.scheduled_time == later(now, -5)
     assert (fetched.max_retries, fetched.retry_delay, fetched.timeout_seconds) == (5, 2.5, 30.0)
     assert (fetched.cron_expression, fetched.schedule_id, fetched.idempotency_key) == \

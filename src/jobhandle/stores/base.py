@@ -144,7 +144,8 @@ class Store(ABC):
     def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
         """Insert new jobs atomically (all or none) and return them as stored.
 
-        Each job's initial status is decided here: SCHEDULED when ``run_at`` is after ``now``, else PENDING.
+        Each job's initial status is decided here: SCHEDULED when ``run_at`` is after ``now``, else PENDING;
+        ``created_at`` is ``now``.
         A job whose ``idempotency_key`` matches a retained job is not inserted; that job is returned instead.
         """
 

@@ -135,7 +135,8 @@ SELECT value FROM meta WHERE key = :key;
 INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- name: expired_terminal
-SELECT job_id FROM jobs WHERE status = :status AND completed_at < :cutoff LIMIT 2000;  -- CLEANUP_BATCH
+SELECT job_id FROM jobs INDEXED BY jobs_created
+WHERE created_at < :cutoff AND status = :status AND completed_at < :cutoff LIMIT 2000;  -- CLEANUP_BATCH
 
 -- name: delete_job
 DELETE FROM jobs WHERE job_id = :job_id;

@@ -8,6 +8,7 @@ serialises them. Waiters in other processes are woken by a datagram after each c
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -75,17 +76,22 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _loads_list(text: str) -> list[Any]:
+    """A JSON list column; most are empty, and decoding ``[]`` is the common case worth skipping."""
+    return [] if text == "[]" else json.loads(text)
+
+
 def row_to_job(r: sqlite3.Row) -> Job:
     return Job(
         job_id=r["job_id"], job_type=r["job_type"], queue=r["queue"], status=JobStatus(r["status"]),
         priority=r["priority"], user_id=r["user_id"], parameters=json.loads(r["parameters"]),
         result=_loads(r["result"]), error=r["error"], error_type=r["error_type"], progress=r["progress"],
-        progress_message=r["progress_message"], progress_history=json.loads(r["progress_history"]),
-        error_history=json.loads(r["error_history"]), created_at=from_ts(r["created_at"]),
+        progress_message=r["progress_message"], progress_history=_loads_list(r["progress_history"]),
+        error_history=_loads_list(r["error_history"]), created_at=from_ts(r["created_at"]),
         scheduled_time=from_ts(r["scheduled_time"]), started_at=from_ts(r["started_at"]),
         completed_at=from_ts(r["completed_at"]), attempts=r["attempts"], max_retries=r["max_retries"],
         retry_delay=r["retry_delay"], timeout_seconds=r["timeout_seconds"],
-        depends_on=[Dependency(**d) for d in json.loads(r["depends_on"])],
+        depends_on=[Dependency(**d) for d in _loads_list(r["depends_on"])],
         cron_expression=r["cron_expression"], schedule_id=r["schedule_id"],
         idempotency_key=r["idempotency_key"], worker_id=r["worker_id"],
         metrics=JobMetrics(execution_time_seconds=r["execution_time"], items_processed=r["items_processed"],
@@ -308,11 +314,12 @@ class SQLiteStore(Store):
                     by_key[job.idempotency_key] = job
                 run_at = to_ts(job.run_at)
                 job.status = JobStatus.SCHEDULED if run_at is not None and run_at > now_ts else JobStatus.PENDING
+                job.created_at = now
                 job.seq = seq
                 depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
                 rows.append((
                     job.job_id, job.job_type, job.queue, job.status.value, job.priority, job.user_id,
-                    dumps_json(job.parameters), to_ts(job.created_at), to_ts(job.scheduled_time), job.max_retries,
+                    dumps_json(job.parameters), now_ts, to_ts(job.scheduled_time), job.max_retries,
                     job.retry_delay, job.timeout_seconds, dumps_json(depends_on) if depends_on else "[]",
                     job.cron_expression, job.schedule_id, job.idempotency_key, run_at, seq,
                 ))
@@ -363,14 +370,16 @@ class SQLiteStore(Store):
             tx.conn.executemany(Q["make_pending"],
                                 [{"job_id": j, "seq": s} for j, s in zip(due, tx.seqs(len(due)))])
 
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _ready_query(queue_count: int) -> str:
+        """The claim order query for that many queues (bound as :q0, :q1, ...)."""
+        cond = "queue = :q0" if queue_count == 1 else \
+            "queue IN (" + ", ".join(f":q{i}" for i in range(queue_count)) + ")"
+        return f"SELECT job_id FROM jobs WHERE status = 'pending' AND {cond} ORDER BY priority DESC, seq LIMIT :limit"
+
     def _ready_sql(self, queues: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        params = {f"q{i}": q for i, q in enumerate(queues)}
-        if len(queues) == 1:
-            cond = "queue = :q0"
-        else:
-            cond = "queue IN (" + ", ".join(f":{k}" for k in params) + ")"
-        return (f"SELECT job_id FROM jobs WHERE status = 'pending' AND {cond} "
-                f"ORDER BY priority DESC, seq LIMIT :limit"), params
+        return self._ready_query(len(queues)), {f"q{i}": q for i, q in enumerate(queues)}
 
     def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
               now: datetime) -> list[Job]:
