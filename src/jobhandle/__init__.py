@@ -12,6 +12,7 @@ from .errors import (
     JobTimeoutError,
     StoreClosedError,
     StoreURLError,
+    TimeLimitExceeded,
     UnknownHandlerError,
 )
 from .models import Job, JobMetrics, JobPriority, JobStatus
@@ -21,8 +22,8 @@ from .retry import PermanentError, Retry
 from .worker import JobContext, Worker
 
 __all__ = [
-    "HandlerRegistry", "InvalidParameterError", "InvalidTransitionError", "Job", "JobAlreadyCompletedError", "JobManager",
-    "JobCancelled", "JobContext", "JobHandleError", "JobMetrics", "JobNotFoundError", "JobPriority", "JobQueue",
-    "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Settings", "StoreClosedError", "StoreURLError",
-    "UnknownHandlerError", "Worker", "default_registry", "handler",
+    "HandlerRegistry", "InvalidParameterError", "InvalidTransitionError", "Job", "JobAlreadyCompletedError",
+    "JobCancelled", "JobContext", "JobHandleError", "JobManager", "JobMetrics", "JobNotFoundError", "JobPriority",
+    "JobQueue", "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Settings", "StoreClosedError",
+    "StoreURLError", "TimeLimitExceeded", "UnknownHandlerError", "Worker", "default_registry", "handler",
 ]

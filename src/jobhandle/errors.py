@@ -61,6 +61,10 @@ class JobTimeoutError(JobHandleError, TimeoutError):
     """Raised by ``JobQueue.wait`` when the job is not terminal within the timeout."""
 
 
+class TimeLimitExceeded(Exception):
+    """A job ran longer than its ``timeout_seconds``: recorded as the attempt's error (retry policy applies)."""
+
+
 class JobCancelled(Exception):
     """Raised inside a handler by ``ctx.check_cancelled()`` once its job was cancelled or its lease lost.
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from ..config import Settings
-from ..errors import InvalidParameterError, JobCancelled, UnknownHandlerError
+from ..errors import InvalidParameterError, JobCancelled, TimeLimitExceeded, UnknownHandlerError
 from ..models import Job, JobStatus, check_json, utcnow
 from ..registry import HandlerRegistry
 from ..retry import outcome_for_error, permanent_failure
@@ -275,6 +275,7 @@ class Worker:
             if running or batched:
                 for ctx in running:
                     ctx.flush_progress(force=False)
+                self._enforce_time_limits(running)
                 owned = self.store.owned_jobs(self.worker_id)
                 self._mark_lost(running, owned)
                 with self._running_lock:
@@ -284,6 +285,29 @@ class Worker:
                 break
             wait = min(self.settings.progress_interval or 0.2, max(0.0, next_heartbeat - time.monotonic()))
             self.store.wait_for_change(seen, wait)
+
+    def _enforce_time_limits(self, running: list[JobContext]) -> None:
+        """End attempts that ran past their job's ``timeout_seconds`` and tell their handlers to stop.
+
+        A thread cannot be killed: the handler is asked to stop (``ctx.cancelled``), and the attempt ends now,
+        as a failure with TimeLimitExceeded under the retry policy. Whatever the handler returns later is
+        fenced out. (Process-mode workers kill the job instead.)
+        """
+        now = utcnow()
+        for ctx in running:
+            job = ctx.job
+            if job.started_at is None or ctx.cancelled:
+                continue
+            overrun = (now - job.started_at).total_seconds() - job.timeout_seconds
+            if overrun < 0:
+                continue
+            exc = TimeLimitExceeded(f"the job ran longer than its timeout of {job.timeout_seconds:g}s")
+            outcome = outcome_for_error(job, exc, now, self.settings.retry_backoff_cap)
+            outcome.progress = ctx.take_pending_progress()
+            if self.store.finish(job.job_id, self.worker_id, job.attempts, outcome, now):
+                job_log.warning("job %s (%s) attempt %d: %s -> %s", job.job_id, job.job_type, job.attempts,
+                                outcome.error, outcome.status.value)
+            ctx.mark_cancelled()
 
     def _running_now(self) -> list[JobContext]:
         with self._running_lock:
