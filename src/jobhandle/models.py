@@ -61,7 +61,7 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 
 # The state machine: for each status, the statuses it may move to.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.WAITING: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
+    JobStatus.WAITING: frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.CANCELLED}),
     JobStatus.SCHEDULED: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.RETRYING, JobStatus.FAILED,
@@ -86,6 +86,16 @@ CANCELLABLE = sources_of(JobStatus.CANCELLED)
 RESTARTABLE = tuple(s for s in sources_of(JobStatus.PENDING) if s in TERMINAL_STATUSES)
 DUE_STATUSES = (JobStatus.SCHEDULED, JobStatus.RETRYING)
 """Statuses that become pending by themselves once their ``run_at`` has passed."""
+
+
+def dependency_met(condition: str, parent: JobStatus) -> bool | None:
+    """Whether a dependency on a parent now in status ``parent`` is met (True), can no longer be met (False),
+    or is undecided while the parent is not finished (None). Conditions: success, failure, completion."""
+    if parent not in TERMINAL_STATUSES:
+        return None
+    if condition == "completion":
+        return True
+    return parent is (JobStatus.COMPLETED if condition == "success" else JobStatus.FAILED)
 
 
 class JobPriority(IntEnum):

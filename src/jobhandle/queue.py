@@ -14,6 +14,7 @@ from .errors import InvalidParameterError, JobNotFoundError, JobTimeoutError
 from .models import (
     ALL_STATUSES,
     TERMINAL_STATUSES,
+    Dependency,
     Job,
     JobPriority,
     JobStatus,
@@ -109,8 +110,7 @@ class JobQueue:
         if delay_seconds is not None:
             delay = _number(delay_seconds, "delay_seconds", minimum=0)
             when = now + timedelta(seconds=delay)
-        if depends_on:
-            raise InvalidParameterError("depends_on is not supported by this release yet")
+        dependencies = _dependencies(depends_on)
         for name, value in (("queue", queue), ("user_id", user_id)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise InvalidParameterError(f"{name} must be a non-empty string, not {value!r}")
@@ -126,7 +126,7 @@ class JobQueue:
             retry_delay=_number(s.retry_delay if retry_delay is None else retry_delay, "retry_delay", minimum=0),
             timeout_seconds=_number(s.default_timeout if timeout_seconds is None else timeout_seconds,
                                     "timeout_seconds", minimum=0, exclusive=True),
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, depends_on=dependencies,
         )
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -285,6 +285,22 @@ class JobQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _dependencies(depends_on: Sequence[Any] | None) -> list[Dependency]:
+    """``depends_on`` as Dependency records: job ids or {job_id, condition}, each parent once."""
+    if depends_on is None:
+        return []
+    if not isinstance(depends_on, (list, tuple)):
+        raise InvalidParameterError(f"depends_on must be a list of job ids or {{job_id, condition}}, "
+                                    f"not {type(depends_on).__name__}")
+    parsed = [Dependency.parse(d) for d in depends_on]
+    seen: set[str] = set()
+    for dep in parsed:
+        if dep.job_id in seen:
+            raise InvalidParameterError(f"depends_on names job {dep.job_id} twice", job_id=dep.job_id)
+        seen.add(dep.job_id)
+    return parsed
 
 
 def _number(value: Any, name: str, *, minimum: float, integer: bool = False, exclusive: bool = False) -> float:

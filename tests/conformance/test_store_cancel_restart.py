@@ -16,7 +16,7 @@ from jobhandle import (
     JobQueue,
     JobStatus,
 )
-from jobhandle.models import Job, utcnow
+from jobhandle.models import Dependency, Job, utcnow
 from jobhandle.stores import Outcome, ProgressUpdate, Store
 
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -60,14 +60,19 @@ def make_cancelled(store: Store, now: datetime) -> Job:
     return store.cancel(job.job_id, now)
 
 
+def make_waiting(store: Store, now: datetime) -> Job:
+    parent = submit(store, now, queue="parents")  # its own queue: other makers' claims never take it
+    return submit(store, now, depends_on=[Dependency(parent.job_id)])
+
+
 MAKERS: dict[JobStatus, Callable[[Store, datetime], Job]] = {
-    JobStatus.SCHEDULED: make_scheduled, JobStatus.PENDING: make_pending, JobStatus.RUNNING: make_running,
+    JobStatus.WAITING: make_waiting, JobStatus.SCHEDULED: make_scheduled, JobStatus.PENDING: make_pending, JobStatus.RUNNING: make_running,
     JobStatus.RETRYING: make_retrying, JobStatus.COMPLETED: make_completed, JobStatus.FAILED: make_failed,
     JobStatus.CANCELLED: make_cancelled,
 }
-"""A job in each status the store can produce today (WAITING needs dependencies, not in this release)."""
+"""A job in each status."""
 
-CANCELLABLE_HERE = [JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.RUNNING, JobStatus.RETRYING]
+CANCELLABLE_HERE = [JobStatus.WAITING, JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.RUNNING, JobStatus.RETRYING]
 TERMINAL = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 

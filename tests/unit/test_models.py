@@ -44,7 +44,7 @@ def test_terminal_statuses_only_leave_by_restart() -> None:
 
 
 def test_the_documented_transitions() -> None:
-    assert TRANSITIONS[S.WAITING] == {S.PENDING, S.CANCELLED}
+    assert TRANSITIONS[S.WAITING] == {S.PENDING, S.SCHEDULED, S.CANCELLED}  # scheduled: its time is still ahead
     assert TRANSITIONS[S.SCHEDULED] == {S.PENDING, S.CANCELLED}
     assert TRANSITIONS[S.PENDING] == {S.RUNNING, S.CANCELLED}
     assert TRANSITIONS[S.RUNNING] == {S.COMPLETED, S.RETRYING, S.FAILED, S.CANCELLED}

@@ -8,8 +8,31 @@ UPDATE meta SET value = :value WHERE key = 'seq';
 -- Positional: bound from a tuple in INSERT_COLUMNS order (store.py), the cheapest binding for bulk submits.
 INSERT INTO jobs (job_id, job_type, queue, status, priority, user_id, parameters, created_at, scheduled_time,
                   max_retries, retry_delay, timeout_seconds, depends_on, cron_expression, schedule_id,
-                  idempotency_key, run_at, seq)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                  idempotency_key, run_at, seq, error, error_type, completed_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_dependency
+INSERT INTO dependencies (parent_id, job_id, condition) VALUES (?, ?, ?);
+
+-- name: waiting_dependants
+SELECT d.job_id FROM dependencies d JOIN jobs j ON j.job_id = d.job_id
+WHERE d.parent_id = :parent_id AND j.status = 'waiting';
+
+-- name: dependencies_of
+SELECT d.parent_id, d.condition, p.status FROM dependencies d LEFT JOIN jobs p ON p.job_id = d.parent_id
+WHERE d.job_id = :job_id;
+
+-- name: release_waiting
+UPDATE jobs SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'pending' END, seq = :seq
+WHERE job_id = :job_id AND status = 'waiting';
+
+-- name: cancel_waiting
+UPDATE jobs SET status = 'cancelled', completed_at = :now, error = :error, error_type = 'DependencyFailedError',
+                seq = :seq
+WHERE job_id = :job_id AND status = 'waiting';
+
+-- name: delete_dependencies
+DELETE FROM dependencies WHERE job_id = :job_id OR parent_id = :job_id;
 
 -- name: count_inserted
 -- The counters' share of a submit: the jobs just inserted, with sequence numbers :first .. :last.

@@ -78,6 +78,15 @@ CREATE TRIGGER IF NOT EXISTS counters_delete AFTER DELETE ON jobs BEGIN
     UPDATE counters SET n = n - 1 WHERE queue = OLD.queue AND job_type = OLD.job_type AND status = OLD.status;
 END;
 
+-- What waiting jobs wait for: rows of jobs in status 'waiting' (and of their finished parents until cleanup).
+CREATE TABLE IF NOT EXISTS dependencies (
+    parent_id  TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    condition  TEXT NOT NULL,  -- success | failure | completion
+    PRIMARY KEY (parent_id, job_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dependencies_job ON dependencies (job_id);
+
 CREATE TABLE IF NOT EXISTS workers (
     worker_id    TEXT PRIMARY KEY,
     name         TEXT NOT NULL,

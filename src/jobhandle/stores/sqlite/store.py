@@ -20,7 +20,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...errors import StoreClosedError, InvalidTransitionError, JobAlreadyCompletedError, JobNotFoundError
+from ...errors import (
+    InvalidParameterError,
+    InvalidTransitionError,
+    JobAlreadyCompletedError,
+    JobNotFoundError,
+    StoreClosedError,
+)
 from ...models import (
     CANCELLABLE,
     DUE_STATUSES,
@@ -30,6 +36,7 @@ from ...models import (
     TERMINAL_STATUSES,
     Dependency,
     Job,
+    dependency_met,
     dumps_json,
     JobMetrics,
     JobStatus,
@@ -99,6 +106,11 @@ def row_to_job(r: sqlite3.Row) -> Job:
                            peak_memory_mb=r["peak_memory_mb"]),
         run_at=from_ts(r["run_at"]), lease_expires_at=from_ts(r["lease_expires_at"]), seq=r["seq"],
     )
+
+
+def _unmet(parent_id: str, status: JobStatus | None, condition: str) -> str:
+    ended = "no longer exists" if status is None else f"ended {status.value}"
+    return f"dependency {parent_id} {ended}; this job needed its {condition}"
 
 
 def _progress_params(update: ProgressUpdate | None) -> dict[str, Any]:
@@ -300,8 +312,9 @@ class SQLiteStore(Store):
         def op(tx: _Tx) -> list[Job]:
             out: list[Job] = []
             seqs = tx.seqs(len(jobs))
-            rows = []
+            rows, dependency_rows = [], []
             by_key: dict[str, Job] = {}  # idempotency keys met earlier in this same batch
+            in_batch: dict[str, JobStatus] = {}  # parents may come earlier in the same batch
             for job, seq in zip(jobs, seqs):
                 if job.idempotency_key is not None:
                     if job.idempotency_key in by_key:
@@ -316,20 +329,69 @@ class SQLiteStore(Store):
                 job.status = JobStatus.SCHEDULED if run_at is not None and run_at > now_ts else JobStatus.PENDING
                 job.created_at = now
                 job.seq = seq
+                if job.depends_on:
+                    self._apply_dependencies(tx, job, in_batch, now)
+                    if job.status is JobStatus.WAITING:
+                        dependency_rows += [(d.job_id, job.job_id, d.condition) for d in job.depends_on]
+                in_batch[job.job_id] = job.status
                 depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
                 rows.append((
                     job.job_id, job.job_type, job.queue, job.status.value, job.priority, job.user_id,
                     dumps_json(job.parameters), now_ts, to_ts(job.scheduled_time), job.max_retries,
                     job.retry_delay, job.timeout_seconds, dumps_json(depends_on) if depends_on else "[]",
                     job.cron_expression, job.schedule_id, job.idempotency_key, run_at, seq,
+                    job.error, job.error_type, to_ts(job.completed_at),
                 ))
                 out.append(job)
             tx.conn.executemany(Q["insert_job"], rows)
+            tx.conn.executemany(Q["insert_dependency"], dependency_rows)
             if rows:
                 tx.conn.execute(Q["count_inserted"], {"first": seqs[0], "last": seqs[-1]})
             return out
 
         return self._transact(op)
+
+    def _apply_dependencies(self, tx: _Tx, job: Job, in_batch: dict[str, JobStatus], now: datetime) -> None:
+        """A new job's status given its parents': WAITING while undecided, CANCELLED if one can no longer be
+        met, else as decided without dependencies. Unknown parents are refused (the whole submit is)."""
+        undecided = False
+        for dep in job.depends_on:
+            status = in_batch.get(dep.job_id)
+            if status is None:
+                row = tx.conn.execute(Q["job_status"], {"job_id": dep.job_id}).fetchone()
+                if row is None:
+                    raise InvalidParameterError(f"depends_on names job {dep.job_id}, which does not exist",
+                                                job_id=dep.job_id)
+                status = JobStatus(row[0])
+            met = dependency_met(dep.condition, status)
+            if met is False:
+                job.status, job.completed_at = JobStatus.CANCELLED, now
+                job.error, job.error_type = _unmet(dep.job_id, status, dep.condition), "DependencyFailedError"
+                return
+            undecided = undecided or met is None
+        if undecided:
+            job.status = JobStatus.WAITING
+
+    def _resolve_dependants(self, tx: _Tx, parent_id: str, now_ts: float) -> None:
+        """A job just finished: release its waiting dependants whose parents are all met, cancel those one of
+        whose parents can no longer be met, and so on down the chain (a cancelled dependant is a parent too)."""
+        todo = [parent_id]
+        while todo:
+            parent = todo.pop()
+            for (child,) in tx.conn.execute(Q["waiting_dependants"], {"parent_id": parent}).fetchall():
+                unmet, undecided = None, False
+                for dep_parent, condition, status in tx.conn.execute(Q["dependencies_of"], {"job_id": child}):
+                    met = False if status is None else dependency_met(condition, JobStatus(status))
+                    if met is False:
+                        unmet = _unmet(dep_parent, None if status is None else JobStatus(status), condition)
+                        break
+                    undecided = undecided or met is None
+                if unmet is not None:
+                    tx.conn.execute(Q["cancel_waiting"], {"job_id": child, "now": now_ts, "error": unmet,
+                                                          "seq": tx.seq()})
+                    todo.append(child)
+                elif not undecided:
+                    tx.conn.execute(Q["release_waiting"], {"job_id": child, "now": now_ts, "seq": tx.seq()})
 
     def get(self, job_id: str) -> Job | None:
         with self._read() as conn:
@@ -467,7 +529,11 @@ class SQLiteStore(Store):
             "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
             "seq": tx.seq(), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
         })
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        if terminal:
+            self._resolve_dependants(tx, job_id, now_ts)
+        return True
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
         return self._transact(lambda tx: self._finish(tx, job_id, worker_id, attempt, outcome, now.timestamp()))
@@ -495,6 +561,7 @@ class SQLiteStore(Store):
                                                     "reason": reason, "seq": tx.seq()}).fetchone()
             if row is None:
                 self._refuse(tx, job_id, "cancel")
+            self._resolve_dependants(tx, job_id, now.timestamp())
             return row_to_job(row)
 
         return self._transact(op)
@@ -570,6 +637,7 @@ class SQLiteStore(Store):
                 ids = [r[0] for r in tx.conn.execute(Q["expired_terminal"], {"status": status.value,
                                                                              "cutoff": cutoff})]
                 tx.conn.executemany(Q["delete_job"], [{"job_id": j} for j in ids])
+                tx.conn.executemany(Q["delete_dependencies"], [{"job_id": j} for j in ids])
                 return len(ids)
             return self._transact(op)
 
