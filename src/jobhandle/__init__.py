@@ -10,12 +10,13 @@ from .errors import (
     JobHandleError,
     JobNotFoundError,
     JobTimeoutError,
+    ScheduleNotFoundError,
     StoreClosedError,
     StoreURLError,
     TimeLimitExceeded,
     UnknownHandlerError,
 )
-from .models import Job, JobMetrics, JobPriority, JobStatus
+from .models import Job, JobMetrics, JobPriority, JobStatus, Schedule
 from .queue import JobQueue
 from .registry import HandlerRegistry, default_registry, handler
 from .retry import PermanentError, Retry
@@ -24,6 +25,7 @@ from .worker import JobContext, Worker
 __all__ = [
     "HandlerRegistry", "InvalidParameterError", "InvalidTransitionError", "Job", "JobAlreadyCompletedError",
     "JobCancelled", "JobContext", "JobHandleError", "JobManager", "JobMetrics", "JobNotFoundError", "JobPriority",
-    "JobQueue", "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Settings", "StoreClosedError",
-    "StoreURLError", "TimeLimitExceeded", "UnknownHandlerError", "Worker", "default_registry", "handler",
+    "JobQueue", "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Schedule", "ScheduleNotFoundError",
+    "Settings", "StoreClosedError", "StoreURLError", "TimeLimitExceeded", "UnknownHandlerError", "Worker",
+    "default_registry", "handler",
 ]

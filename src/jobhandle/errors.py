@@ -27,6 +27,11 @@ class JobNotFoundError(JobHandleError, LookupError):
         super().__init__(f"Job {job_id} not found", job_id=job_id)
 
 
+class ScheduleNotFoundError(JobHandleError, LookupError):
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"Schedule {schedule_id} not found", schedule_id=schedule_id)
+
+
 class InvalidTransitionError(JobHandleError):
     """The job's current status does not allow the requested change."""
 

@@ -341,3 +341,41 @@ def clamp_progress(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise InvalidParameterError(f"progress must be a number between 0 and 1, not {value!r}")
     return min(1.0, max(0.0, float(value)))
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A recurring job: a cron expression (in a time zone) and the job to enqueue at each fire time.
+
+    The job for the next fire always exists, as a ``scheduled`` job; when its time passes, the job for the
+    fire after it is created. ``generation`` grows each time the schedule is resumed.
+    """
+
+    job_type: str
+    cron_expression: str
+    schedule_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    name: str | None = None
+    timezone: str = "UTC"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    user_id: str = "default_user"
+    max_retries: int = 3
+    retry_delay: float = 60.0
+    timeout_seconds: float = 259200.0
+    paused: bool = False
+    generation: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+    next_fire_at: datetime | None = None
+    last_fire_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schedule_id": self.schedule_id, "name": self.name, "cron_expression": self.cron_expression,
+            "timezone": self.timezone, "job_type": self.job_type, "parameters": self.parameters,
+            "queue": self.queue, "priority": self.priority, "user_id": self.user_id,
+            "max_retries": self.max_retries, "retry_delay": self.retry_delay,
+            "timeout_seconds": self.timeout_seconds, "paused": self.paused, "created_at": iso(self.created_at),
+            "next_fire_at": iso(self.next_fire_at), "last_fire_at": iso(self.last_fire_at),
+        }
+

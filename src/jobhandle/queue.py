@@ -10,7 +10,14 @@ from typing import Any
 import psutil
 
 from .config import Settings
-from .errors import InvalidParameterError, JobNotFoundError, JobTimeoutError
+from . import cron
+from .errors import (
+    InvalidParameterError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    JobTimeoutError,
+    ScheduleNotFoundError,
+)
 from .models import (
     ALL_STATUSES,
     TERMINAL_STATUSES,
@@ -18,6 +25,7 @@ from .models import (
     Job,
     JobPriority,
     JobStatus,
+    Schedule,
     as_utc,
     check_json,
     iso,
@@ -62,8 +70,21 @@ class JobQueue:
                queue: str = "default", scheduled_time: datetime | str | None = None,
                delay_seconds: float | None = None, max_retries: int | None = None,
                retry_delay: float | None = None, timeout_seconds: float | None = None,
-               depends_on: Sequence[Any] | None = None, idempotency_key: str | None = None) -> Job:
-        """Submit one job and return it as stored (status pending or scheduled)."""
+               depends_on: Sequence[Any] | None = None, idempotency_key: str | None = None,
+               cron_expression: str | None = None) -> Job:
+        """Submit one job and return it as stored (pending, scheduled, waiting for dependencies...).
+
+        With ``cron_expression`` it creates a recurring schedule (see ``schedule``) and returns the job of its
+        first fire, which carries the ``schedule_id``.
+        """
+        if cron_expression is not None:
+            if scheduled_time is not None or delay_seconds is not None or depends_on or idempotency_key:
+                raise InvalidParameterError("cron_expression cannot be combined with scheduled_time, "
+                                            "delay_seconds, depends_on or idempotency_key")
+            schedule = self.schedule(job_type, cron_expression, parameters, priority=priority, user_id=user_id,
+                                     queue=queue, max_retries=max_retries, retry_delay=retry_delay,
+                                     timeout_seconds=timeout_seconds)
+            return self.next_job_of(schedule.schedule_id)
         job = self._build(job_type, parameters, priority=priority, user_id=user_id, queue=queue,
                           scheduled_time=scheduled_time, delay_seconds=delay_seconds, max_retries=max_retries,
                           retry_delay=retry_delay, timeout_seconds=timeout_seconds, depends_on=depends_on,
@@ -128,6 +149,58 @@ class JobQueue:
                                     "timeout_seconds", minimum=0, exclusive=True),
             idempotency_key=idempotency_key, depends_on=dependencies,
         )
+
+    # -- schedules (recurring jobs) ----------------------------------------------------------------------
+
+    def schedule(self, job_type: str, cron_expression: str, parameters: Mapping[str, Any] | None = None, *,
+                 timezone: str | None = None, name: str | None = None,
+                 priority: int | str | JobPriority | None = None, user_id: str | None = None,
+                 queue: str = "default", max_retries: int | None = None, retry_delay: float | None = None,
+                 timeout_seconds: float | None = None) -> Schedule:
+        """Run ``job_type`` at every fire time of a standard 5-field cron expression, in ``timezone`` (an IANA
+        name; default UTC, or a ``CRON_TZ=Area/City`` prefix). Each fire enqueues exactly one job, however
+        many workers run; fires missed while nothing ran are coalesced into one late run."""
+        template = self._build(job_type, parameters, priority=priority, user_id=user_id, queue=queue,
+                               max_retries=max_retries, retry_delay=retry_delay, timeout_seconds=timeout_seconds)
+        expression, tz = cron.split_timezone(cron_expression, timezone)
+        cron.validate(expression, tz)
+        if name is not None and not isinstance(name, str):
+            raise InvalidParameterError(f"a schedule's name must be a string, not {name!r}")
+        now = utcnow()
+        schedule = Schedule(
+            job_type=template.job_type, cron_expression=expression, name=name, timezone=tz,
+            parameters=template.parameters, queue=template.queue, priority=template.priority,
+            user_id=template.user_id, max_retries=template.max_retries, retry_delay=template.retry_delay,
+            timeout_seconds=template.timeout_seconds, created_at=now,
+            next_fire_at=cron.next_fire(expression, tz, now))
+        return self.store.create_schedule(schedule, now)[0]
+
+    def schedules(self) -> list[Schedule]:
+        return self.store.list_schedules()
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        schedule = self.store.get_schedule(parse_job_id(schedule_id))
+        if schedule is None:
+            raise ScheduleNotFoundError(str(schedule_id))
+        return schedule
+
+    def next_job_of(self, schedule_id: str) -> Job:
+        """The job of a schedule's next fire (a scheduled job)."""
+        schedule = self.get_schedule(schedule_id)
+        if schedule.paused or schedule.next_fire_at is None:
+            raise InvalidTransitionError(schedule.schedule_id, "paused", "take the next job of")
+        key = cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
+        [job] = self.store.list_jobs(JobQuery(idempotency_key=key, limit=1))
+        return job
+
+    def pause_schedule(self, schedule_id: str) -> Schedule:
+        return self.store.pause_schedule(parse_job_id(schedule_id), utcnow())
+
+    def resume_schedule(self, schedule_id: str) -> Schedule:
+        return self.store.resume_schedule(parse_job_id(schedule_id), utcnow())
+
+    def delete_schedule(self, schedule_id: str) -> Schedule:
+        return self.store.delete_schedule(parse_job_id(schedule_id), utcnow())
 
     # -- reading -----------------------------------------------------------------------------------------
 

@@ -14,6 +14,10 @@ from .stores.base import Store
 
 log = logging.getLogger("jobhandle.maintenance")
 
+SCHEDULE_TICK_SECONDS = 1.0
+"""How often schedules are advanced. Precision does not depend on it: each fire's job exists ahead of its time
+(it is created when the previous fire passes) and starts when due like any scheduled job."""
+
 
 def retention_cutoffs(settings: Settings, now: datetime) -> dict[JobStatus, datetime]:
     """Terminal jobs finished before these times are removed by cleanup."""
@@ -32,9 +36,13 @@ class Maintenance:
         self.settings = settings
         self._next_recover = 0.0
         self._next_cleanup = 0.0  # cleanup runs at start, then every cleanup_interval
+        self._next_schedules = 0.0
 
     def run_due(self) -> None:
         clock = time.monotonic()
+        if clock >= self._next_schedules:
+            self._next_schedules = clock + SCHEDULE_TICK_SECONDS
+            self.advance_schedules()
         if clock >= self._next_recover:
             self._next_recover = clock + self.settings.heartbeat_interval
             self.recover()
@@ -50,6 +58,13 @@ class Maintenance:
         dead = self.store.reap_workers(now - timedelta(seconds=self.settings.worker_timeout))
         for worker_id in dead:
             log.warning("worker %s stopped heartbeating; registration removed", worker_id)
+        return jobs
+
+    def advance_schedules(self, now: datetime | None = None) -> list[Job]:
+        """Create the jobs of the fires that follow those whose time has come (see Store.advance_schedules)."""
+        jobs = self.store.advance_schedules(now or utcnow())
+        for job in jobs:
+            log.info("schedule %s: next job %s at %s", job.schedule_id, job.job_id, job.run_at)
         return jobs
 
     def cleanup(self, now: datetime | None = None) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..models import Job, JobStatus
+from ..models import Job, JobStatus, Schedule
 
 
 @dataclass(slots=True)
@@ -36,6 +36,7 @@ class JobQuery:
     user_id: str | None = None
     queue: str | None = None
     search: str | None = None  # job id prefix or user id substring
+    idempotency_key: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     sort: str = "-created_at"
@@ -230,6 +231,38 @@ class Store(ABC):
     @abstractmethod
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
         """Delete terminal jobs finished before their status's cutoff; record the run; return how many."""
+
+    # -- schedules (recurring jobs): the job of a schedule's next fire always exists, as a scheduled job ---
+
+    @abstractmethod
+    def create_schedule(self, schedule: Schedule, now: datetime) -> tuple[Schedule, Job]:
+        """Store a schedule whose ``next_fire_at`` is set, with the job of that fire; return both."""
+
+    @abstractmethod
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        """The schedule, or None."""
+
+    @abstractmethod
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, oldest first."""
+
+    @abstractmethod
+    def advance_schedules(self, now: datetime) -> list[Job]:
+        """For each active schedule whose next fire time has come: create the job of the following fire
+        (the first one after ``now``: missed fires are coalesced into the one overdue job) and move the
+        schedule on. Exactly one job per fire, however many callers run this at once. Returns new jobs."""
+
+    @abstractmethod
+    def pause_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        """Stop firing; the job of a fire not yet come is cancelled. ScheduleNotFoundError if unknown."""
+
+    @abstractmethod
+    def resume_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        """Fire again from the first fire time after ``now`` (its job is created)."""
+
+    @abstractmethod
+    def delete_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        """Remove the schedule; the job of a fire not yet come is cancelled; jobs already run are kept."""
 
     @abstractmethod
     def changes_since(self, seq: int, limit: int = 500) -> list[Job]:

@@ -169,3 +169,33 @@ SELECT * FROM jobs WHERE seq > :seq ORDER BY seq LIMIT :limit;
 
 -- name: last_seq
 SELECT value FROM meta WHERE key = 'seq';
+
+-- name: insert_schedule
+INSERT INTO schedules (schedule_id, name, cron_expression, timezone, job_type, parameters, queue, priority,
+                       user_id, max_retries, retry_delay, timeout_seconds, paused, generation, created_at,
+                       next_fire_at, last_fire_at)
+VALUES (:schedule_id, :name, :cron_expression, :timezone, :job_type, :parameters, :queue, :priority, :user_id,
+        :max_retries, :retry_delay, :timeout_seconds, :paused, :generation, :created_at, :next_fire_at,
+        :last_fire_at);
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE schedule_id = :schedule_id;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY created_at, schedule_id;
+
+-- name: due_schedules
+SELECT * FROM schedules WHERE paused = 0 AND next_fire_at <= :now;
+
+-- name: set_schedule_fire
+UPDATE schedules SET next_fire_at = :next_fire_at, last_fire_at = :last_fire_at, paused = :paused,
+                     generation = :generation
+WHERE schedule_id = :schedule_id;
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE schedule_id = :schedule_id;
+
+-- name: cancel_upcoming
+-- A schedule's job for a fire that has not come yet (paused or deleted schedule).
+UPDATE jobs SET status = 'cancelled', completed_at = :now, error = :reason, seq = :seq
+WHERE idempotency_key = :key AND status = 'scheduled';

@@ -87,6 +87,28 @@ CREATE TABLE IF NOT EXISTS dependencies (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dependencies_job ON dependencies (job_id);
 
+-- Recurring jobs. The job of the next fire exists as a scheduled job (idempotency key per fire, cron.py).
+CREATE TABLE IF NOT EXISTS schedules (
+    schedule_id      TEXT PRIMARY KEY,
+    name             TEXT,
+    cron_expression  TEXT NOT NULL,
+    timezone         TEXT NOT NULL,
+    job_type         TEXT NOT NULL,
+    parameters       TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    priority         INTEGER NOT NULL,
+    user_id          TEXT NOT NULL,
+    max_retries      INTEGER NOT NULL,
+    retry_delay      REAL NOT NULL,
+    timeout_seconds  REAL NOT NULL,
+    paused           INTEGER NOT NULL DEFAULT 0,
+    generation       INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL NOT NULL,
+    next_fire_at     REAL,
+    last_fire_at     REAL
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+
 CREATE TABLE IF NOT EXISTS workers (
     worker_id    TEXT PRIMARY KEY,
     name         TEXT NOT NULL,

@@ -25,6 +25,7 @@ from ...errors import (
     InvalidTransitionError,
     JobAlreadyCompletedError,
     JobNotFoundError,
+    ScheduleNotFoundError,
     StoreClosedError,
 )
 from ...models import (
@@ -36,16 +37,18 @@ from ...models import (
     TERMINAL_STATUSES,
     Dependency,
     Job,
-    dependency_met,
-    dumps_json,
     JobMetrics,
     JobStatus,
+    Schedule,
+    dependency_met,
+    dumps_json,
     from_ts,
     iso,
     to_ts,
 )
-from .wake import Listener, Notifier
+from ... import cron
 from ..base import ChangeSignal, Finished, JobQuery, Outcome, ProgressUpdate, Store, StoreCounts, WorkerInfo
+from .wake import Listener, Notifier
 
 
 def _status_list(statuses: Sequence[JobStatus]) -> str:
@@ -106,6 +109,28 @@ def row_to_job(r: sqlite3.Row) -> Job:
                            peak_memory_mb=r["peak_memory_mb"]),
         run_at=from_ts(r["run_at"]), lease_expires_at=from_ts(r["lease_expires_at"]), seq=r["seq"],
     )
+
+
+def row_to_schedule(r: sqlite3.Row) -> Schedule:
+    return Schedule(
+        schedule_id=r["schedule_id"], name=r["name"], cron_expression=r["cron_expression"], timezone=r["timezone"],
+        job_type=r["job_type"], parameters=json.loads(r["parameters"]), queue=r["queue"], priority=r["priority"],
+        user_id=r["user_id"], max_retries=r["max_retries"], retry_delay=r["retry_delay"],
+        timeout_seconds=r["timeout_seconds"], paused=bool(r["paused"]), generation=r["generation"],
+        created_at=from_ts(r["created_at"]), next_fire_at=from_ts(r["next_fire_at"]),
+        last_fire_at=from_ts(r["last_fire_at"]),
+    )
+
+
+def _schedule_params(s: Schedule) -> dict[str, Any]:
+    return {
+        "schedule_id": s.schedule_id, "name": s.name, "cron_expression": s.cron_expression, "timezone": s.timezone,
+        "job_type": s.job_type, "parameters": dumps_json(s.parameters), "queue": s.queue, "priority": s.priority,
+        "user_id": s.user_id, "max_retries": s.max_retries, "retry_delay": s.retry_delay,
+        "timeout_seconds": s.timeout_seconds, "paused": int(s.paused), "generation": s.generation,
+        "created_at": to_ts(s.created_at), "next_fire_at": to_ts(s.next_fire_at),
+        "last_fire_at": to_ts(s.last_fire_at),
+    }
 
 
 def _unmet(parent_id: str, status: JobStatus | None, condition: str) -> str:
@@ -307,49 +332,49 @@ class SQLiteStore(Store):
     # -- jobs --------------------------------------------------------------------------------------------
 
     def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        return self._transact(lambda tx: self._insert(tx, jobs, now))
+
+    def _insert(self, tx: _Tx, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        """Insert new jobs (see ``submit``); part of the caller's transaction."""
         now_ts = now.timestamp()
-
-        def op(tx: _Tx) -> list[Job]:
-            out: list[Job] = []
-            seqs = tx.seqs(len(jobs))
-            rows, dependency_rows = [], []
-            by_key: dict[str, Job] = {}  # idempotency keys met earlier in this same batch
-            in_batch: dict[str, JobStatus] = {}  # parents may come earlier in the same batch
-            for job, seq in zip(jobs, seqs):
-                if job.idempotency_key is not None:
-                    if job.idempotency_key in by_key:
-                        out.append(by_key[job.idempotency_key])
-                        continue
-                    existing = tx.conn.execute(Q["job_by_idempotency_key"], {"key": job.idempotency_key}).fetchone()
-                    if existing is not None:
-                        out.append(row_to_job(existing))
-                        continue
-                    by_key[job.idempotency_key] = job
-                run_at = to_ts(job.run_at)
-                job.status = JobStatus.SCHEDULED if run_at is not None and run_at > now_ts else JobStatus.PENDING
-                job.created_at = now
-                job.seq = seq
-                if job.depends_on:
-                    self._apply_dependencies(tx, job, in_batch, now)
-                    if job.status is JobStatus.WAITING:
-                        dependency_rows += [(d.job_id, job.job_id, d.condition) for d in job.depends_on]
-                in_batch[job.job_id] = job.status
-                depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
-                rows.append((
-                    job.job_id, job.job_type, job.queue, job.status.value, job.priority, job.user_id,
-                    dumps_json(job.parameters), now_ts, to_ts(job.scheduled_time), job.max_retries,
-                    job.retry_delay, job.timeout_seconds, dumps_json(depends_on) if depends_on else "[]",
-                    job.cron_expression, job.schedule_id, job.idempotency_key, run_at, seq,
-                    job.error, job.error_type, to_ts(job.completed_at),
-                ))
-                out.append(job)
-            tx.conn.executemany(Q["insert_job"], rows)
-            tx.conn.executemany(Q["insert_dependency"], dependency_rows)
-            if rows:
-                tx.conn.execute(Q["count_inserted"], {"first": seqs[0], "last": seqs[-1]})
-            return out
-
-        return self._transact(op)
+        out: list[Job] = []
+        seqs = tx.seqs(len(jobs))
+        rows, dependency_rows = [], []
+        by_key: dict[str, Job] = {}  # idempotency keys met earlier in this same batch
+        in_batch: dict[str, JobStatus] = {}  # parents may come earlier in the same batch
+        for job, seq in zip(jobs, seqs):
+            if job.idempotency_key is not None:
+                if job.idempotency_key in by_key:
+                    out.append(by_key[job.idempotency_key])
+                    continue
+                existing = tx.conn.execute(Q["job_by_idempotency_key"], {"key": job.idempotency_key}).fetchone()
+                if existing is not None:
+                    out.append(row_to_job(existing))
+                    continue
+                by_key[job.idempotency_key] = job
+            run_at = to_ts(job.run_at)
+            job.status = JobStatus.SCHEDULED if run_at is not None and run_at > now_ts else JobStatus.PENDING
+            job.created_at = now
+            job.seq = seq
+            if job.depends_on:
+                self._apply_dependencies(tx, job, in_batch, now)
+                if job.status is JobStatus.WAITING:
+                    dependency_rows += [(d.job_id, job.job_id, d.condition) for d in job.depends_on]
+            in_batch[job.job_id] = job.status
+            depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
+            rows.append((
+                job.job_id, job.job_type, job.queue, job.status.value, job.priority, job.user_id,
+                dumps_json(job.parameters), now_ts, to_ts(job.scheduled_time), job.max_retries,
+                job.retry_delay, job.timeout_seconds, dumps_json(depends_on) if depends_on else "[]",
+                job.cron_expression, job.schedule_id, job.idempotency_key, run_at, seq,
+                job.error, job.error_type, to_ts(job.completed_at),
+            ))
+            out.append(job)
+        tx.conn.executemany(Q["insert_job"], rows)
+        tx.conn.executemany(Q["insert_dependency"], dependency_rows)
+        if rows:
+            tx.conn.execute(Q["count_inserted"], {"first": seqs[0], "last": seqs[-1]})
+        return out
 
     def _apply_dependencies(self, tx: _Tx, job: Job, in_batch: dict[str, JobStatus], now: datetime) -> None:
         """A new job's status given its parents': WAITING while undecided, CANCELLED if one can no longer be
@@ -402,7 +427,7 @@ class SQLiteStore(Store):
         where, params = [], {}
         if query.statuses:
             where.append(f"status IN ({_status_list(query.statuses)})")
-        for name in ("job_type", "user_id", "queue"):
+        for name in ("job_type", "user_id", "queue", "idempotency_key"):
             if getattr(query, name) is not None:
                 where.append(f"{name} = :{name}")
                 params[name] = getattr(query, name)
@@ -607,6 +632,90 @@ class SQLiteStore(Store):
                            queues=json.loads(r["queues"]), concurrency=r["concurrency"],
                            started_at=from_ts(r["started_at"]), last_seen=from_ts(r["last_seen"]),
                            state=r["state"], current_jobs=json.loads(r["current_jobs"])) for r in rows]
+
+    # -- schedules -----------------------------------------------------------------------------------------
+
+    def create_schedule(self, schedule: Schedule, now: datetime) -> tuple[Schedule, Job]:
+        assert schedule.next_fire_at is not None, "a new schedule knows its first fire time"
+
+        def op(tx: _Tx) -> tuple[Schedule, Job]:
+            tx.conn.execute(Q["insert_schedule"], _schedule_params(schedule))
+            [job] = self._insert(tx, [cron.job_for_fire(schedule, schedule.next_fire_at)], now)
+            return schedule, job
+
+        return self._transact(op)
+
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        with self._read() as conn:
+            row = conn.execute(Q["get_schedule"], {"schedule_id": schedule_id}).fetchone()
+        return None if row is None else row_to_schedule(row)
+
+    def list_schedules(self) -> list[Schedule]:
+        with self._read() as conn:
+            return [row_to_schedule(r) for r in conn.execute(Q["list_schedules"])]
+
+    def advance_schedules(self, now: datetime) -> list[Job]:
+        now_ts = now.timestamp()
+        with self._read() as conn:  # the usual answer is "nothing due": no write lock for it
+            if conn.execute(Q["due_schedules"], {"now": now_ts}).fetchone() is None:
+                return []
+
+        def op(tx: _Tx) -> list[Job]:
+            created = []
+            for row in tx.conn.execute(Q["due_schedules"], {"now": now_ts}).fetchall():
+                schedule = row_to_schedule(row)
+                fired = schedule.next_fire_at
+                assert fired is not None
+                following = cron.next_fire(schedule.cron_expression, schedule.timezone, max(now, fired))
+                created += self._insert(tx, [cron.job_for_fire(schedule, following)], now)
+                schedule.last_fire_at, schedule.next_fire_at = fired, following
+                tx.conn.execute(Q["set_schedule_fire"], _schedule_params(schedule))
+            return created
+
+        return self._transact(op)
+
+    def _schedule_or_raise(self, tx: _Tx, schedule_id: str) -> Schedule:
+        row = tx.conn.execute(Q["get_schedule"], {"schedule_id": schedule_id}).fetchone()
+        if row is None:
+            raise ScheduleNotFoundError(schedule_id)
+        return row_to_schedule(row)
+
+    def _cancel_upcoming(self, tx: _Tx, schedule: Schedule, now_ts: float, reason: str) -> None:
+        if schedule.next_fire_at is not None:
+            key = cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
+            tx.conn.execute(Q["cancel_upcoming"], {"key": key, "now": now_ts, "reason": reason, "seq": tx.seq()})
+
+    def pause_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        def op(tx: _Tx) -> Schedule:
+            schedule = self._schedule_or_raise(tx, schedule_id)
+            if not schedule.paused:
+                self._cancel_upcoming(tx, schedule, now.timestamp(), "its schedule was paused")
+                schedule.paused = True
+                tx.conn.execute(Q["set_schedule_fire"], _schedule_params(schedule))
+            return schedule
+
+        return self._transact(op)
+
+    def resume_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        def op(tx: _Tx) -> Schedule:
+            schedule = self._schedule_or_raise(tx, schedule_id)
+            if schedule.paused:
+                schedule.paused, schedule.generation = False, schedule.generation + 1
+                schedule.next_fire_at = cron.next_fire(schedule.cron_expression, schedule.timezone, now)
+                self._insert(tx, [cron.job_for_fire(schedule, schedule.next_fire_at)], now)
+                tx.conn.execute(Q["set_schedule_fire"], _schedule_params(schedule))
+            return schedule
+
+        return self._transact(op)
+
+    def delete_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        def op(tx: _Tx) -> Schedule:
+            schedule = self._schedule_or_raise(tx, schedule_id)
+            self._cancel_upcoming(tx, schedule, now.timestamp(), "its schedule was deleted")
+            tx.conn.execute(Q["delete_schedule"], {"schedule_id": schedule_id})
+            return schedule
+
+        return self._transact(op)
 
     # -- counters, retention, change feed ----------------------------------------------------------------
 
