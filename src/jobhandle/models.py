@@ -379,3 +379,14 @@ class Schedule:
             "next_fire_at": iso(self.next_fire_at), "last_fire_at": iso(self.last_fire_at),
         }
 
+
+def take_token(tokens: float, updated_at: float, now: float, per_second: float, burst: float) -> tuple[float, float]:
+    """One step of a token bucket: refill since ``updated_at``, then take a token if there is one.
+
+    Returns (tokens left, seconds to wait): a wait of 0 means the token was taken.
+    """
+    tokens = min(burst, tokens + max(0.0, now - updated_at) * per_second)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0.0
+    return tokens, (1.0 - tokens) / per_second
+

@@ -232,6 +232,11 @@ class Store(ABC):
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
         """Delete terminal jobs finished before their status's cutoff; record the run; return how many."""
 
+    @abstractmethod
+    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
+        """Token bucket ``key`` shared by every worker: take a token and return 0, or return how many seconds
+        until one is free (nothing taken). A new bucket starts full (``burst`` tokens)."""
+
     # -- schedules (recurring jobs): the job of a schedule's next fire always exists, as a scheduled job ---
 
     @abstractmethod

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import JobCancelled
+from ..errors import InvalidParameterError, JobCancelled
 from ..models import Job, clamp_progress, utcnow
 from ..stores.base import ProgressUpdate, Store
 
@@ -20,8 +20,9 @@ class JobContext:
     """
 
     def __init__(self, job: Job, store: Store, worker_id: str, progress_interval: float,
-                 logger: logging.Logger) -> None:
+                 logger: logging.Logger, rate_per_minute: float = 60.0) -> None:
         self.job = job
+        self._rate_default = rate_per_minute
         self._store = store
         self._worker_id = worker_id
         self._interval = progress_interval
@@ -69,6 +70,22 @@ class JobContext:
         with self._lock:
             self._pending = _merge(self._pending, update)
         self.flush_progress(force=False)
+
+    def rate_limit(self, key: str = "api", per_minute: float | None = None, *, burst: float = 1.0) -> None:
+        """Block until a call under limit ``key`` is allowed: at most ``per_minute`` calls a minute (default
+        ``JOB_MAX_API_CALLS_PER_MINUTE``), shared by every worker of the store, with bursts of up to ``burst``
+        calls. Raises JobCancelled if the job is cancelled while waiting."""
+        rate = self._rate_default if per_minute is None else per_minute
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+            raise InvalidParameterError(f"per_minute must be a positive number, not {rate!r}")
+        if isinstance(burst, bool) or not isinstance(burst, (int, float)) or burst < 1:
+            raise InvalidParameterError(f"burst must be a number of at least 1, not {burst!r}")
+        while True:
+            wait = self._store.take_token(f"rate:{key}", rate / 60.0, float(burst), utcnow())
+            if wait <= 0:
+                return
+            if self._cancel.wait(wait):
+                raise JobCancelled(self.job_id)
 
     # -- used by the worker ----------------------------------------------------------------------------
 

@@ -216,7 +216,7 @@ class Worker:
     def _execute(self, job: Job) -> Finished | None:
         """Run one job; return how it ended (None: nothing to write, e.g. it was cancelled or handed back)."""
         ctx = JobContext(job, self.store, self.worker_id, self.settings.progress_interval,
-                         job_log.getChild(job.job_type))
+                         job_log.getChild(job.job_type), self.settings.max_api_calls_per_minute)
         with self._running_lock:
             self._running[job.job_id] = ctx
         started = time.perf_counter()

@@ -199,3 +199,10 @@ DELETE FROM schedules WHERE schedule_id = :schedule_id;
 -- A schedule's job for a fire that has not come yet (paused or deleted schedule).
 UPDATE jobs SET status = 'cancelled', completed_at = :now, error = :reason, seq = :seq
 WHERE idempotency_key = :key AND status = 'scheduled';
+
+-- name: get_bucket
+SELECT tokens, updated_at FROM rate_limits WHERE key = :key;
+
+-- name: set_bucket
+INSERT INTO rate_limits (key, tokens, updated_at) VALUES (:key, :tokens, :now)
+ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at;

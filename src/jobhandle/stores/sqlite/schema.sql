@@ -109,6 +109,13 @@ CREATE TABLE IF NOT EXISTS schedules (
 );
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire_at) WHERE paused = 0;
 
+-- Token buckets shared by every worker (ctx.rate_limit).
+CREATE TABLE IF NOT EXISTS rate_limits (
+    key         TEXT PRIMARY KEY,
+    tokens      REAL NOT NULL,
+    updated_at  REAL NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS workers (
     worker_id    TEXT PRIMARY KEY,
     name         TEXT NOT NULL,

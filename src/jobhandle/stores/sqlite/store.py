@@ -43,6 +43,7 @@ from ...models import (
     dependency_met,
     dumps_json,
     from_ts,
+    take_token,
     iso,
     to_ts,
 )
@@ -632,6 +633,18 @@ class SQLiteStore(Store):
                            queues=json.loads(r["queues"]), concurrency=r["concurrency"],
                            started_at=from_ts(r["started_at"]), last_seen=from_ts(r["last_seen"]),
                            state=r["state"], current_jobs=json.loads(r["current_jobs"])) for r in rows]
+
+    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
+        now_ts = now.timestamp()
+
+        def op(tx: _Tx) -> float:
+            row = tx.conn.execute(Q["get_bucket"], {"key": key}).fetchone()
+            tokens, updated_at = (burst, now_ts) if row is None else (row[0], row[1])
+            tokens, wait = take_token(tokens, updated_at, now_ts, per_second, burst)
+            tx.conn.execute(Q["set_bucket"], {"key": key, "tokens": tokens, "now": max(now_ts, updated_at)})
+            return wait
+
+        return self._transact(op)
 
     # -- schedules -----------------------------------------------------------------------------------------
 
