@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import os
+
 import pytest
 
 from jobhandle import HandlerRegistry, JobQueue, Settings
 from jobhandle.stores import Store
+
+# Resource protection pauses claiming while other processes load the CPU; test machines run busy suites, so
+# tests turn it off (by default, and for the worker processes they start) unless they test it themselves.
+os.environ.setdefault("JOB_QUEUE_CPU_THRESHOLD", "100")
 
 
 def memory_url(request: pytest.FixtureRequest) -> str:

@@ -241,9 +241,10 @@ class JobQueue:
         workers = self.store.list_workers()
         fresh = [w for w in workers if w.last_seen and
                  (now - w.last_seen).total_seconds() <= self.settings.worker_timeout]
+        paused = [w for w in fresh if w.state.startswith("paused")]
         if not workers:
             health = "no_workers"
-        elif len(fresh) == len(workers):
+        elif len(fresh) == len(workers) and not paused:
             health = "healthy"
         else:
             health = "degraded"
@@ -268,6 +269,8 @@ class JobQueue:
             "global_max_concurrent_jobs": self.settings.global_max_concurrent_jobs,
             "per_user_max_concurrent_jobs": self.settings.per_user_max_concurrent_jobs,
             "worker_health_status": health,
+            "paused_workers": len(paused),
+            "resource_alerts": [f"worker {w.worker_id} {w.state}" for w in paused],
             "last_cleanup": iso(counts.last_cleanup),
             "last_cleanup_removed": counts.last_cleanup_removed,
             "by_status": by_status,

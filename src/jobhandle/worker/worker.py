@@ -8,13 +8,13 @@ instead of leaving it half alive.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -26,10 +26,13 @@ from ..retry import outcome_for_error, permanent_failure
 from ..scheduler import Maintenance
 from ..stores.base import Finished, Outcome, Store, WorkerInfo
 from .context import JobContext
+from .load import LoadSampler
 
 log = logging.getLogger("jobhandle.worker")
 job_log = logging.getLogger("jobhandle.job")
 
+RESOURCE_CHECK_SECONDS = 1.0
+"""How often a worker compares system CPU and memory use with its thresholds."""
 SHORT_JOB_SECONDS = 0.005
 """Jobs quicker than this are claimed and acknowledged in batches (see Worker._slot_loop)."""
 BATCH_LIMIT = 16
@@ -63,6 +66,11 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._running: dict[str, JobContext] = {}
+        self.cpu_threshold = settings.cpu_threshold  # percent of the machine; claiming pauses above either
+        self.memory_threshold = settings.memory_threshold
+        self._claiming = threading.Event()  # cleared while resources are over their thresholds
+        self._claiming.set()
+        self._load = LoadSampler()
         self._batched: set[str] = set()  # claimed in a batch, not started yet
         self._lost: set[str] = set()  # batched jobs no longer ours: skip them
         self._running_lock = threading.Lock()
@@ -85,6 +93,7 @@ class Worker:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
         self._stopping.set()
+        self._claiming.set()  # a slot waiting out an overload must see the stop
         if not self._threads:  # never started: nothing runs, nothing is registered
             self._stopped.set()
             return
@@ -158,6 +167,10 @@ class Worker:
                 if self._stopping.is_set():
                     self._flush(done, 0)
                     return
+                if not self._claiming.is_set():  # the machine is overloaded: claim nothing new for now
+                    self._flush(done, 0)
+                    self._claiming.wait(IDLE_RECHECK_SECONDS)
+                    continue
                 if done:
                     self._enqueue(batch, self._flush(done, claim_size))
                     continue
@@ -262,11 +275,15 @@ class Worker:
 
     def _monitor_loop(self) -> None:
         next_heartbeat = time.monotonic() + self.settings.heartbeat_interval
+        next_resource_check = 0.0
         while not self._stopping.is_set():
             seen = self.store.change_version
+            if time.monotonic() >= next_resource_check:
+                next_resource_check = time.monotonic() + min(RESOURCE_CHECK_SECONDS, self.settings.heartbeat_interval)
+                if self._check_resources():
+                    next_heartbeat = 0.0  # a new state is reported at once
             if time.monotonic() >= next_heartbeat:
                 next_heartbeat = time.monotonic() + self.settings.heartbeat_interval
-                self.info.state = "running"
                 running = self._running_now()
                 self._mark_lost(running, self.store.heartbeat(self.info, self._lease, utcnow()))
             running = self._running_now()
@@ -285,6 +302,28 @@ class Worker:
                 break
             wait = min(self.settings.progress_interval or 0.2, max(0.0, next_heartbeat - time.monotonic()))
             self.store.wait_for_change(seen, wait)
+
+    def _check_resources(self) -> bool:
+        """Pause claiming while the CPU other work uses, or the machine's memory use, is above its threshold;
+        resume below. Returns whether the state changed; the state (with the reason) shows in list_workers
+        and stats. Running jobs go on."""
+        cpu, memory = self._load.sample()
+        over = []
+        if cpu > self.cpu_threshold:
+            over.append(f"cpu used by other work {cpu:.0f}% > {self.cpu_threshold:g}%")
+        if memory > self.memory_threshold:
+            over.append(f"memory {memory:.0f}% > {self.memory_threshold:g}%")
+        state = f"paused ({', '.join(over)})" if over else "running"
+        if state == self.info.state:
+            return False
+        if over:
+            self._claiming.clear()
+            log.warning("worker %s stops claiming: %s", self.worker_id, ", ".join(over))
+        else:
+            self._claiming.set()
+            log.info("worker %s claims again: resources back under their thresholds", self.worker_id)
+        self.info.state = state
+        return True
 
     def _enforce_time_limits(self, running: list[JobContext]) -> None:
         """End attempts that ran past their job's ``timeout_seconds`` and tell their handlers to stop.
