@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import InvalidParameterError, JobHandleError, JobNotFoundError, JobTimeoutError, StoreURLError
-from .models import ALL_STATUSES, Job, JobStatus, parse_job_id
+from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id
 from .queue import JobQueue
 from .registry import default_registry
 from .worker import Worker
@@ -90,8 +90,9 @@ class LogLevel(str, Enum):
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def command(name: str) -> Callable[[F], F]:
-    """Register a command whose user errors end as one ``error:`` line on stderr instead of a traceback."""
+def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
+    """Register a command (on ``app``, or a command group) whose user errors end as one ``error:`` line on
+    stderr instead of a traceback."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
@@ -107,7 +108,7 @@ def command(name: str) -> Callable[[F], F]:
                                      for e in exc.errors())
                 fail(f"invalid configuration: {problems}", EXIT_USAGE)
 
-        app.command(name)(run)
+        (group or app).command(name)(run)
         return fn
 
     return decorate
@@ -720,6 +721,110 @@ def demo_command(
     typer.echo("next: jobhandle list, jobhandle status ID, jobhandle worker --app YOUR_MODULE")
     if any(job.status is not JobStatus.COMPLETED for job in finished):
         raise typer.Exit(EXIT_FAILED)
+
+
+# -- schedules ---------------------------------------------------------------------------------------------
+
+schedule_app = typer.Typer(name="schedule", help="Recurring jobs: add, list, pause, resume, delete.",
+                           no_args_is_help=True)
+app.add_typer(schedule_app)
+ScheduleIdArgument = Annotated[str, typer.Argument(metavar="SCHEDULE_ID", show_default=False,
+                                                   help="The schedule's id (see: jobhandle schedule list).")]
+
+
+def schedule_line(s: Schedule) -> str:
+    """One schedule on one line (the id whole, to paste into pause/resume/delete)."""
+    name = f"  {s.name}" if s.name else ""
+    state = "paused" if s.paused else f"next {_short_time(s.next_fire_at)} UTC"
+    return f"{s.schedule_id}  {s.job_type}  \"{s.cron_expression}\" {s.timezone}  {state}{name}"
+
+
+def _short_time(when: datetime | None) -> str:
+    return "" if when is None else when.strftime("%Y-%m-%d %H:%M")
+
+
+@command("add", schedule_app)
+def schedule_add_command(
+    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type (handler name) to run.")],
+    cron_expression: Annotated[str, typer.Argument(
+        metavar="CRON", help='5-field cron expression, e.g. "0 9 * * 1-5" (quote it).')],
+    params: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", metavar="KEY=VALUE", help="A job parameter; VALUE is JSON when it parses. Repeatable.")]
+    = None,
+    params_json: Annotated[str | None, typer.Option(
+        "--params-json", metavar="JSON", help="All parameters as one JSON object.")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="IANA time zone of the expression (default UTC).")]
+    = None,
+    name: Annotated[str | None, typer.Option(help="A name to recognise the schedule by.")] = None,
+    priority: Annotated[str | None, typer.Option(help="Integer or LOW/NORMAL/HIGH/URGENT.")] = None,
+    user: Annotated[str | None, typer.Option(help="The user the jobs run for.")] = None,
+    queue: Annotated[str, typer.Option(help="The queue the jobs go to.")] = "default",
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Run a job type on a cron schedule: one job per fire time, however many workers run.
+
+    Example: jobhandle schedule add report "0 9 * * 1-5" --tz Europe/Paris --param team=ops
+    """
+    with JobQueue(store) as q:
+        schedule = q.schedule(job_type, cron_expression, build_parameters(params or [], params_json),
+                              timezone=tz, name=name, priority=priority, user_id=user, queue=queue)
+    if as_json:
+        _print_json(schedule.to_dict())
+    else:
+        typer.echo(f"{schedule.schedule_id} next fire {_short_time(schedule.next_fire_at)} UTC")
+
+
+@command("list", schedule_app)
+def schedule_list_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Every schedule with its next and last fire times.
+
+    Example: jobhandle schedule list
+    """
+    with JobQueue(store) as q:
+        schedules = q.schedules()
+    if as_json:
+        _print_json([s.to_dict() for s in schedules])
+    elif not schedules:
+        typer.echo("no schedules")
+    else:
+        for schedule in schedules:
+            typer.echo(schedule_line(schedule))
+
+
+def _change_schedule(action: str, schedule_id: str, store: str | None) -> None:
+    with JobQueue(store) as q:
+        change = {"pause": q.pause_schedule, "resume": q.resume_schedule, "delete": q.delete_schedule}[action]
+        schedule = change(schedule_id)
+    state = "deleted" if action == "delete" else ("paused" if schedule.paused else "active")
+    typer.echo(f"{schedule.schedule_id} {state}")
+
+
+@command("pause", schedule_app)
+def schedule_pause_command(schedule_id: ScheduleIdArgument, store: StoreOption = None) -> None:
+    """Stop firing (the job of the coming fire is cancelled).
+
+    Example: jobhandle schedule pause 0b6f...
+    """
+    _change_schedule("pause", schedule_id, store)
+
+
+@command("resume", schedule_app)
+def schedule_resume_command(schedule_id: ScheduleIdArgument, store: StoreOption = None) -> None:
+    """Fire again, from the next fire time after now.
+
+    Example: jobhandle schedule resume 0b6f...
+    """
+    _change_schedule("resume", schedule_id, store)
+
+
+@command("delete", schedule_app)
+def schedule_delete_command(schedule_id: ScheduleIdArgument, store: StoreOption = None) -> None:
+    """Remove the schedule (jobs it already ran are kept).
+
+    Example: jobhandle schedule delete 0b6f...
+    """
+    _change_schedule("delete", schedule_id, store)
 
 
 def main() -> None:
