@@ -17,6 +17,8 @@ run: install
 	$(BIN)/jobhandle demo
 
 test: install
+	$(BIN)/ruff check src
+	$(BIN)/mypy src/jobhandle
 	$(BIN)/pytest
 
 bench: install

@@ -29,11 +29,23 @@ import pydantic
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-from .errors import InvalidParameterError, JobHandleError, JobNotFoundError, JobTimeoutError, StoreURLError
+from .errors import (
+    InvalidParameterError,
+    JobHandleError,
+    JobNotFoundError,
+    JobTimeoutError,
+    StoreURLError,
+)
 from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id
 from .queue import JobQueue
 from .registry import default_registry

@@ -161,6 +161,11 @@ def from_ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 
 
+def at_ts(value: float) -> datetime:
+    """POSIX seconds -> datetime, for times that are always set."""
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
 def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -9,8 +10,8 @@ from typing import Any
 
 import psutil
 
-from .config import Settings
 from . import cron
+from .config import Settings
 from .errors import (
     InvalidParameterError,
     InvalidTransitionError,
@@ -215,7 +216,7 @@ class JobQueue:
              job_type: str | None = None, user_id: str | None = None, queue: str | None = None,
              search: str | None = None, created_after: datetime | str | None = None,
              created_before: datetime | str | None = None, sort: str = "-created_at", limit: int = 100,
-             offset: int = 0) -> list[Job]:
+             offset: int = 0) -> builtins.list[Job]:
         """Jobs, newest first by default. ``sort`` is one of JobQuery.SORTABLE, ``-`` for descending."""
         statuses = None
         if status is not None:
@@ -278,7 +279,7 @@ class JobQueue:
             "by_type": counts.by_type,
         }
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         """Registered workers with heartbeat age (seconds) and the ids of the jobs they run."""
         now = utcnow()
         out = []

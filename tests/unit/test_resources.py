@@ -24,7 +24,7 @@ def test_a_worker_over_its_memory_threshold_claims_nothing_until_back_under(queu
         job = queue.submit("quick")
         for _ in range(2):  # two more heartbeats, and the job is still waiting
             seen = queue.workers()[0]["last_seen"]
-            wait_until(lambda: queue.workers()[0]["last_seen"] != seen, 10, "a heartbeat")
+            wait_until(lambda seen=seen: queue.workers()[0]["last_seen"] != seen, 10, "a heartbeat")
         assert queue.get(job.job_id).status is JobStatus.PENDING
 
         worker.memory_threshold = 100

@@ -16,10 +16,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 from ..config import Settings
-from ..errors import InvalidParameterError, JobCancelled, TimeLimitExceeded, UnknownHandlerError
+from ..errors import (
+    InvalidParameterError,
+    JobCancelled,
+    TimeLimitExceeded,
+    UnknownHandlerError,
+)
 from ..models import Job, JobStatus, check_json, utcnow
 from ..registry import HandlerRegistry
 from ..retry import outcome_for_error, permanent_failure
@@ -214,7 +218,7 @@ class Worker:
             return []
         owned, claimed = self.store.finish_many_and_claim(self.worker_id, done, self.queues, claim_size,
                                                           self._lease, utcnow())
-        for f, ok in zip(done, owned):
+        for f, ok in zip(done, owned, strict=True):
             if not ok:
                 log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", f.job_id)
         done.clear()

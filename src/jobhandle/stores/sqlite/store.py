@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ... import cron
 from ...errors import (
     InvalidParameterError,
     InvalidTransitionError,
@@ -40,15 +41,24 @@ from ...models import (
     JobMetrics,
     JobStatus,
     Schedule,
+    at_ts,
     dependency_met,
     dumps_json,
     from_ts,
-    take_token,
     iso,
+    take_token,
     to_ts,
 )
-from ... import cron
-from ..base import ChangeSignal, Finished, JobQuery, Outcome, ProgressUpdate, Store, StoreCounts, WorkerInfo
+from ..base import (
+    ChangeSignal,
+    Finished,
+    JobQuery,
+    Outcome,
+    ProgressUpdate,
+    Store,
+    StoreCounts,
+    WorkerInfo,
+)
 from .wake import Listener, Notifier
 
 
@@ -98,7 +108,7 @@ def row_to_job(r: sqlite3.Row) -> Job:
         priority=r["priority"], user_id=r["user_id"], parameters=json.loads(r["parameters"]),
         result=_loads(r["result"]), error=r["error"], error_type=r["error_type"], progress=r["progress"],
         progress_message=r["progress_message"], progress_history=_loads_list(r["progress_history"]),
-        error_history=_loads_list(r["error_history"]), created_at=from_ts(r["created_at"]),
+        error_history=_loads_list(r["error_history"]), created_at=at_ts(r["created_at"]),
         scheduled_time=from_ts(r["scheduled_time"]), started_at=from_ts(r["started_at"]),
         completed_at=from_ts(r["completed_at"]), attempts=r["attempts"], max_retries=r["max_retries"],
         retry_delay=r["retry_delay"], timeout_seconds=r["timeout_seconds"],
@@ -118,7 +128,7 @@ def row_to_schedule(r: sqlite3.Row) -> Schedule:
         job_type=r["job_type"], parameters=json.loads(r["parameters"]), queue=r["queue"], priority=r["priority"],
         user_id=r["user_id"], max_retries=r["max_retries"], retry_delay=r["retry_delay"],
         timeout_seconds=r["timeout_seconds"], paused=bool(r["paused"]), generation=r["generation"],
-        created_at=from_ts(r["created_at"]), next_fire_at=from_ts(r["next_fire_at"]),
+        created_at=at_ts(r["created_at"]), next_fire_at=from_ts(r["next_fire_at"]),
         last_fire_at=from_ts(r["last_fire_at"]),
     )
 
@@ -343,7 +353,7 @@ class SQLiteStore(Store):
         rows, dependency_rows = [], []
         by_key: dict[str, Job] = {}  # idempotency keys met earlier in this same batch
         in_batch: dict[str, JobStatus] = {}  # parents may come earlier in the same batch
-        for job, seq in zip(jobs, seqs):
+        for job, seq in zip(jobs, seqs, strict=True):
             if job.idempotency_key is not None:
                 if job.idempotency_key in by_key:
                     out.append(by_key[job.idempotency_key])
@@ -456,7 +466,7 @@ class SQLiteStore(Store):
         due = [r[0] for r in tx.conn.execute(Q["due_jobs"], {"now": now_ts})]
         if due:
             tx.conn.executemany(Q["make_pending"],
-                                [{"job_id": j, "seq": s} for j, s in zip(due, tx.seqs(len(due)))])
+                                [{"job_id": j, "seq": s} for j, s in zip(due, tx.seqs(len(due)), strict=True)])
 
     @staticmethod
     @functools.lru_cache(maxsize=64)
@@ -492,7 +502,7 @@ class SQLiteStore(Store):
         lease = now_ts + lease_seconds
         return [row_to_job(tx.conn.execute(Q["start_job"], {
             "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
-        }).fetchone()) for job_id, seq in zip(ids, tx.seqs(len(ids)))]
+        }).fetchone()) for job_id, seq in zip(ids, tx.seqs(len(ids)), strict=True)]
 
     def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
                               claim_limit: int, lease_seconds: float, now: datetime) -> tuple[list[bool], list[Job]]:
@@ -631,7 +641,7 @@ class SQLiteStore(Store):
             rows = conn.execute(Q["list_workers"]).fetchall()
         return [WorkerInfo(worker_id=r["worker_id"], name=r["name"], hostname=r["hostname"], pid=r["pid"],
                            queues=json.loads(r["queues"]), concurrency=r["concurrency"],
-                           started_at=from_ts(r["started_at"]), last_seen=from_ts(r["last_seen"]),
+                           started_at=at_ts(r["started_at"]), last_seen=from_ts(r["last_seen"]),
                            state=r["state"], current_jobs=json.loads(r["current_jobs"])) for r in rows]
 
     def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
@@ -649,11 +659,12 @@ class SQLiteStore(Store):
     # -- schedules -----------------------------------------------------------------------------------------
 
     def create_schedule(self, schedule: Schedule, now: datetime) -> tuple[Schedule, Job]:
-        assert schedule.next_fire_at is not None, "a new schedule knows its first fire time"
+        first_fire = schedule.next_fire_at
+        assert first_fire is not None, "a new schedule knows its first fire time"
 
         def op(tx: _Tx) -> tuple[Schedule, Job]:
             tx.conn.execute(Q["insert_schedule"], _schedule_params(schedule))
-            [job] = self._insert(tx, [cron.job_for_fire(schedule, schedule.next_fire_at)], now)
+            [job] = self._insert(tx, [cron.job_for_fire(schedule, first_fire)], now)
             return schedule, job
 
         return self._transact(op)
@@ -855,6 +866,7 @@ class SQLiteStore(Store):
             self._checkpointer.join(timeout=10)
         if self._listener is not None:
             self._listener.close()
+        if self._listener_conn is not None:
             self._listener_conn.close()
         if self._notifier is not None:
             self._notifier.close()
