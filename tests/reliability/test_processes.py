@@ -115,3 +115,11 @@ def test_other_process_submission_is_picked_up_without_polling_delay(queue: JobQ
     assert done.status is JobStatus.COMPLETED
     pickup = (done.started_at - done.created_at).total_seconds()
     assert pickup < 0.5, f"pickup took {pickup:.3f}s"
+
+
+def test_a_delayed_job_starts_on_time_in_another_process(queue: JobQueue, spawn_worker, tmp_path: Path) -> None:
+    spawn_worker(concurrency=1)
+    job = queue.submit("record", {"log": str(tmp_path / "runs.log")}, delay_seconds=0.5)
+    done = queue.wait(job.job_id, timeout=10)
+    late = (done.started_at - done.scheduled_time).total_seconds()
+    assert 0 <= late < 0.1, late
