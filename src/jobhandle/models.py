@@ -336,12 +336,6 @@ class Job:
         }
 
 
-def append_bounded(history: list[dict[str, Any]], entry: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    """History lists keep their newest ``limit`` entries."""
-    history = [*history, entry]
-    return history[-limit:] if len(history) > limit else history
-
-
 def clamp_progress(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise InvalidParameterError(f"progress must be a number between 0 and 1, not {value!r}")

@@ -17,7 +17,6 @@ from jobhandle.models import (
     TERMINAL_STATUSES,
     TRANSITIONS,
     Dependency,
-    append_bounded,
     as_utc,
     can_transition,
     check_json,
@@ -208,14 +207,6 @@ def test_check_json() -> None:
             check_json(bad, "parameters")
 
 
-def test_append_bounded_keeps_the_newest() -> None:
-    history: list[dict[str, Any]] = []
-    for i in range(7):
-        history = append_bounded(history, {"i": i}, limit=3)
-    assert history == [{"i": 4}, {"i": 5}, {"i": 6}]
-
-
-@pytest.mark.parametrize(("value", "expected"), [(0, 0.0), (0.5, 0.5), (1, 1.0), (1.7, 1.0), (-0.2, 0.0)])
 def test_clamp_progress(value: float, expected: float) -> None:
     assert clamp_progress(value) == expected
 
