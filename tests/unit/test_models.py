@@ -207,6 +207,7 @@ def test_check_json() -> None:
             check_json(bad, "parameters")
 
 
+@pytest.mark.parametrize(("value", "expected"), [(0, 0.0), (0.5, 0.5), (1, 1.0), (1.7, 1.0), (-0.2, 0.0)])
 def test_clamp_progress(value: float, expected: float) -> None:
     assert clamp_progress(value) == expected
 
