@@ -615,8 +615,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Params]:
     return args, params
 
 
+NO_CONCURRENCY_LIMITS = {"JOBHANDLE_GLOBAL_MAX_CONCURRENT_JOBS": "0", "JOBHANDLE_PER_USER_MAX_CONCURRENT_JOBS": "0"}
+"""jobhandle caps running jobs (10 in all, 3 per user, by default); Huey has no such limits, so the comparison
+lifts them, here and in the worker subprocesses (which inherit the environment)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args, params = parse_args(argv)
+    for name, value in NO_CONCURRENCY_LIMITS.items():
+        os.environ.setdefault(name, value)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.profile:
         log(f"profiling jobhandle in-process end-to-end x{params.e2e_n}")

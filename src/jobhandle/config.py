@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     max_api_calls_per_minute: int = Field(60, gt=0, validation_alias=_env("JOB_MAX_API_CALLS_PER_MINUTE"))
 
     # jobhandle's own.
-    global_max_concurrent_jobs: int = Field(10, ge=1)
-    per_user_max_concurrent_jobs: int = Field(3, ge=1)
+    global_max_concurrent_jobs: int = Field(10, ge=0, description="Jobs running at once in all; 0: no limit")
+    per_user_max_concurrent_jobs: int = Field(3, ge=0, description="Jobs running at once per user; 0: no limit")
     worker_concurrency: int = Field(4, ge=1, description="Slots of a worker started without --concurrency")
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker heartbeats")
     worker_timeout: float = Field(30.0, gt=0, description="A worker silent this long is dead")

@@ -15,7 +15,9 @@ from jobhandle import JobQueue, Settings
 
 WORKER = Path(__file__).parent / "worker_proc.py"
 FAST = {"JOBHANDLE_HEARTBEAT_INTERVAL": "0.2", "JOBHANDLE_WORKER_TIMEOUT": "1.5", "JOB_RETRY_DELAY": "0",
-        "JOBHANDLE_SHUTDOWN_GRACE": "5"}
+        "JOBHANDLE_SHUTDOWN_GRACE": "5",
+        # These tests race many slots against each other: concurrency limits would leave most of them idle.
+        "JOBHANDLE_GLOBAL_MAX_CONCURRENT_JOBS": "0", "JOBHANDLE_PER_USER_MAX_CONCURRENT_JOBS": "0"}
 
 
 class WorkerProcess:

@@ -75,6 +75,25 @@ class Outcome:
     progress: ProgressUpdate | None = None  # the last throttled progress report not yet written
 
 
+NO_LIMIT = 1 << 62
+"""A limit that never binds."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimits:
+    """At most ``global_max`` jobs running in all, and ``per_user_max`` per user (claims stop short of them)."""
+
+    global_max: int
+    per_user_max: int
+
+    @classmethod
+    def from_settings(cls, global_max: int, per_user_max: int) -> ConcurrencyLimits | None:
+        """Settings' limits, where 0 means none; None when neither limits anything."""
+        if not global_max and not per_user_max:
+            return None
+        return cls(global_max or NO_LIMIT, per_user_max or NO_LIMIT)
+
+
 @dataclass(slots=True)
 class Finished:
     """An attempt's end, reported by the worker that ran it (``attempt``), at the time it ended."""
@@ -160,12 +179,15 @@ class Store(ABC):
 
     @abstractmethod
     def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
-              now: datetime) -> list[Job]:
+              now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
         """Move up to ``limit`` ready jobs of ``queues`` to RUNNING under ``worker_id`` and return them.
 
-        Due SCHEDULED/RETRYING jobs become PENDING first (in the same step). Order: higher priority first,
-        then the order in which jobs became pending. Each claimed job's ``attempts`` grows by one and its
-        lease runs until ``now + lease_seconds``. No job is ever returned to two callers.
+        Due SCHEDULED/RETRYING jobs become PENDING first (in the same step). Order: higher priority first;
+        within a priority, the users with jobs waiting take turns (round robin: whoever was served least
+        recently goes first), and each user's jobs come in the order they became pending. With ``limits``,
+        no claim makes more than ``global_max`` jobs run in all or ``per_user_max`` for one user; the jobs of
+        a user at the limit wait without holding back other users' jobs. Each claimed job's ``attempts``
+        grows by one and its lease runs until ``now + lease_seconds``. No job is ever returned to two callers.
         """
 
     @abstractmethod
@@ -185,11 +207,14 @@ class Store(ABC):
         """Fenced end of an attempt; False (and no change) when the caller no longer owns the job."""
 
     def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
-                              claim_limit: int, lease_seconds: float, now: datetime) -> tuple[list[bool], list[Job]]:
-        """Each ``finish`` (fenced, as reported) then ``claim(worker_id, queues, claim_limit)`` when the limit
-        is above 0: a busy worker's hot path. Several primitives, which a store may run in one transaction."""
+                              claim_limit: int, lease_seconds: float, now: datetime,
+                              limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
+        """Each ``finish`` (fenced, as reported) then ``claim(worker_id, queues, claim_limit, ...)`` when the
+        limit is above 0: a busy worker's hot path. Several primitives, which a store may run in one
+        transaction."""
         owned = [self.finish(f.job_id, worker_id, f.attempt, f.outcome, f.at) for f in finished]
-        return owned, (self.claim(worker_id, queues, claim_limit, lease_seconds, now) if claim_limit > 0 else [])
+        claimed = self.claim(worker_id, queues, claim_limit, lease_seconds, now, limits) if claim_limit > 0 else []
+        return owned, claimed
 
     @abstractmethod
     def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:

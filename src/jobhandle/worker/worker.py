@@ -28,7 +28,7 @@ from ..models import Job, JobStatus, check_json, utcnow
 from ..registry import HandlerRegistry
 from ..retry import outcome_for_error, permanent_failure
 from ..scheduler import Maintenance
-from ..stores.base import Finished, Outcome, Store, WorkerInfo
+from ..stores.base import ConcurrencyLimits, Finished, Outcome, Store, WorkerInfo
 from .context import JobContext
 from .load import LoadSampler
 
@@ -67,6 +67,8 @@ class Worker:
         self.failure: BaseException | None = None
         self.maintenance = Maintenance(store, settings)
         self._lease = settings.worker_timeout
+        self._limits = ConcurrencyLimits.from_settings(settings.global_max_concurrent_jobs,
+                                                       settings.per_user_max_concurrent_jobs)
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._running: dict[str, JobContext] = {}
@@ -179,7 +181,8 @@ class Worker:
                     self._enqueue(batch, self._flush(done, claim_size))
                     continue
                 seen = self.store.change_version
-                claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow())
+                claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow(),
+                                           self._limits)
                 if not claimed:
                     claim_size = 1
                     self.store.wait_for_change(seen, self._idle_timeout())
@@ -217,7 +220,7 @@ class Worker:
         if not done and claim_size == 0:
             return []
         owned, claimed = self.store.finish_many_and_claim(self.worker_id, done, self.queues, claim_size,
-                                                          self._lease, utcnow())
+                                                          self._lease, utcnow(), self._limits)
         for f, ok in zip(done, owned, strict=True):
             if not ok:
                 log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", f.job_id)

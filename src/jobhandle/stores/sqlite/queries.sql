@@ -206,3 +206,39 @@ SELECT tokens, updated_at FROM rate_limits WHERE key = :key;
 -- name: set_bucket
 INSERT INTO rate_limits (key, tokens, updated_at) VALUES (:key, :tokens, :now)
 ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at;
+
+-- name: running_total
+SELECT coalesce(sum(n), 0) FROM counters WHERE status = 'running';
+
+-- name: running_per_user
+SELECT user_id, count(*) FROM jobs WHERE status = 'running' GROUP BY user_id;
+
+-- name: any_pending
+SELECT 1 FROM jobs WHERE status = 'pending' AND queue = :q LIMIT 1;
+
+-- name: top_priority
+-- The highest priority below :below among a queue's pending jobs.
+SELECT max(priority) FROM jobs WHERE status = 'pending' AND queue = :q AND priority < :below;
+
+-- name: waiting_users
+-- The users with pending jobs at one priority of one queue: a loose index scan, one seek per user.
+WITH RECURSIVE u(user_id) AS (
+    SELECT min(user_id) FROM jobs WHERE status = 'pending' AND queue = :q AND priority = :p
+    UNION ALL
+    SELECT (SELECT min(user_id) FROM jobs
+            WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id > u.user_id)
+    FROM u WHERE u.user_id IS NOT NULL
+)
+SELECT user_id FROM u WHERE user_id IS NOT NULL;
+
+-- name: next_of_user
+SELECT job_id, seq FROM jobs
+WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id = :u AND seq > :after
+ORDER BY seq LIMIT 1;
+
+-- name: user_turn
+SELECT turn FROM user_turns WHERE user_id = :u;
+
+-- name: set_user_turn
+INSERT INTO user_turns (user_id, turn) VALUES (:u, :turn)
+ON CONFLICT (user_id) DO UPDATE SET turn = excluded.turn;

@@ -39,8 +39,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     seq               INTEGER NOT NULL
 );
 
--- Claim order: the ready jobs of a queue, highest priority first, then in the order they became pending.
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, priority DESC, seq) WHERE status = 'pending';
+-- Claim order: per queue, highest priority first; within a priority, the users waiting there are served in
+-- turn (round robin, user_turns), and each user's jobs in the order they became pending.
+DROP INDEX IF EXISTS jobs_ready;
+CREATE INDEX IF NOT EXISTS jobs_ready_users ON jobs (queue, priority DESC, user_id, seq) WHERE status = 'pending';
 -- Due scheduled/retrying jobs; running jobs by lease (also how a worker's own jobs are found).
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (run_at) WHERE status IN ('scheduled', 'retrying');
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires_at) WHERE status = 'running';
@@ -108,6 +110,12 @@ CREATE TABLE IF NOT EXISTS schedules (
     last_fire_at     REAL
 );
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+
+-- When each user was last given a job (a change sequence number): the round robin's memory.
+CREATE TABLE IF NOT EXISTS user_turns (
+    user_id  TEXT PRIMARY KEY,
+    turn     INTEGER NOT NULL
+) WITHOUT ROWID;
 
 -- Token buckets shared by every worker (ctx.rate_limit).
 CREATE TABLE IF NOT EXISTS rate_limits (

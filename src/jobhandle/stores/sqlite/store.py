@@ -8,7 +8,6 @@ serialises them. Waiters in other processes are woken by a datagram after each c
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sqlite3
@@ -50,7 +49,9 @@ from ...models import (
     to_ts,
 )
 from ..base import (
+    NO_LIMIT,
     ChangeSignal,
+    ConcurrencyLimits,
     Finished,
     JobQuery,
     Outcome,
@@ -83,6 +84,8 @@ T = TypeVar("T")
 Q = _load_queries()
 SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
 
+UNLIMITED = NO_LIMIT
+"""Stands for "no limit" and "above every priority" in the claim's arithmetic."""
 CLEANUP_BATCH = 2000
 CHECKPOINT_INTERVAL = 0.25
 """Seconds between background WAL checkpoints while commits happen."""
@@ -468,50 +471,94 @@ class SQLiteStore(Store):
             tx.conn.executemany(Q["make_pending"],
                                 [{"job_id": j, "seq": s} for j, s in zip(due, tx.seqs(len(due)), strict=True)])
 
-    @staticmethod
-    @functools.lru_cache(maxsize=64)
-    def _ready_query(queue_count: int) -> str:
-        """The claim order query for that many queues (bound as :q0, :q1, ...)."""
-        cond = "queue = :q0" if queue_count == 1 else \
-            "queue IN (" + ", ".join(f":q{i}" for i in range(queue_count)) + ")"
-        return f"SELECT job_id FROM jobs WHERE status = 'pending' AND {cond} ORDER BY priority DESC, seq LIMIT :limit"
-
-    def _ready_sql(self, queues: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        return self._ready_query(len(queues)), {f"q{i}": q for i, q in enumerate(queues)}
-
     def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
-              now: datetime) -> list[Job]:
+              now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
         now_ts = now.timestamp()
-        sql, params = self._ready_sql(queues)
-        with self._read() as conn:  # cheap look first: an idle poll takes no write lock
-            nothing_ready = conn.execute(sql, {**params, "limit": 1}).fetchone() is None
-            if nothing_ready:
-                due = conn.execute(Q["next_due"]).fetchone()[0]
-                if due is None or due > now_ts:
-                    return []
+        with self._read() as conn:
+            # A read-only dry run first: waiting with nothing claimable (no work, or every user with work at
+            # their limit) must not take the write lock, or idle slots would storm it on every change.
+            due = conn.execute(Q["next_due"]).fetchone()[0]
+            if (due is None or due > now_ts) and not self._pick_fairly(conn, queues,
+                                                                       *self._limits_now(conn, 1, limits)):
+                return []
+        return self._transact(lambda tx: self._claim(tx, worker_id, queues, limit, lease_seconds, now_ts, limits))
 
-        return self._transact(lambda tx: self._claim(tx, worker_id, queues, limit, lease_seconds, now_ts))
+    @staticmethod
+    def _limits_now(conn: sqlite3.Connection, limit: int,
+                    limits: ConcurrencyLimits | None) -> tuple[int, dict[str, int], int]:
+        """(jobs that may still start, running jobs per user, per-user maximum) under ``limits``."""
+        if limits is None:
+            return limit, {}, UNLIMITED
+        in_all = conn.execute(Q["running_total"]).fetchone()[0]
+        return (min(limit, limits.global_max - in_all), dict(conn.execute(Q["running_per_user"]).fetchall()),
+                limits.per_user_max)
 
     def _claim(self, tx: _Tx, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
-               now_ts: float) -> list[Job]:
-        sql, params = self._ready_sql(queues)
+               now_ts: float, limits: ConcurrencyLimits | None) -> list[Job]:
         self._promote_due(tx, now_ts)
-        ids = [r[0] for r in tx.conn.execute(sql, {**params, "limit": limit})]
-        if not ids:
-            return []
+        picks = self._pick_fairly(tx.conn, queues, *self._limits_now(tx.conn, limit, limits))
         lease = now_ts + lease_seconds
-        return [row_to_job(tx.conn.execute(Q["start_job"], {
+        jobs = [row_to_job(tx.conn.execute(Q["start_job"], {
             "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
-        }).fetchone()) for job_id, seq in zip(ids, tx.seqs(len(ids)), strict=True)]
+        }).fetchone()) for job_id, seq in zip(picks, tx.seqs(len(picks)), strict=True)]
+        for job in jobs:  # later picks overwrite earlier ones: each user's turn is its last job's seq
+            tx.conn.execute(Q["set_user_turn"], {"u": job.user_id, "turn": job.seq})
+        return jobs
+
+    def _pick_fairly(self, conn: sqlite3.Connection, queues: Sequence[str], allowed: int, running: dict[str, int],
+                     per_user_max: int) -> list[str]:
+        """Up to ``allowed`` pending job ids in claim order (see Store.claim), skipping users at their limit."""
+        picks: list[str] = []
+        if allowed <= 0:
+            return picks
+        level = self._next_level(conn, queues, UNLIMITED)
+        while level is not None and len(picks) < allowed:
+            users = {u for q in queues for (u,) in conn.execute(Q["waiting_users"], {"q": q, "p": level})}
+            ring = sorted((u for u in users if running.get(u, 0) < per_user_max),
+                          key=lambda u: (self._turn(conn, u), u))
+            after = dict.fromkeys(ring, -1)
+            while ring and len(picks) < allowed:
+                for user in list(ring):
+                    found = self._next_of_user(conn, queues, level, user, after[user])
+                    if found is None:
+                        ring.remove(user)
+                        continue
+                    picks.append(found[0])
+                    after[user] = found[1]
+                    running[user] = running.get(user, 0) + 1
+                    if running[user] >= per_user_max:
+                        ring.remove(user)
+                    if len(picks) == allowed:
+                        break
+            level = self._next_level(conn, queues, level)
+        return picks
+
+    @staticmethod
+    def _next_level(conn: sqlite3.Connection, queues: Sequence[str], below: int) -> int | None:
+        levels = [conn.execute(Q["top_priority"], {"q": q, "below": below}).fetchone()[0] for q in queues]
+        return max((level for level in levels if level is not None), default=None)
+
+    @staticmethod
+    def _turn(conn: sqlite3.Connection, user: str) -> int:
+        row = conn.execute(Q["user_turn"], {"u": user}).fetchone()
+        return 0 if row is None else int(row[0])
+
+    @staticmethod
+    def _next_of_user(conn: sqlite3.Connection, queues: Sequence[str], level: int, user: str,
+                      after: int) -> tuple[str, int] | None:
+        found = [row for q in queues if (row := conn.execute(Q["next_of_user"], {
+            "q": q, "p": level, "u": user, "after": after}).fetchone()) is not None]
+        return None if not found else min(((r[0], r[1]) for r in found), key=lambda r: r[1])
 
     def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
-                              claim_limit: int, lease_seconds: float, now: datetime) -> tuple[list[bool], list[Job]]:
+                              claim_limit: int, lease_seconds: float, now: datetime,
+                              limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
         def op(tx: _Tx) -> tuple[list[bool], list[Job]]:
             owned = [self._finish(tx, f.job_id, worker_id, f.attempt, f.outcome, f.at.timestamp())
                      for f in finished]
             if claim_limit <= 0:
                 return owned, []
-            return owned, self._claim(tx, worker_id, queues, claim_limit, lease_seconds, now.timestamp())
+            return owned, self._claim(tx, worker_id, queues, claim_limit, lease_seconds, now.timestamp(), limits)
 
         return self._transact(op)
 
