@@ -475,12 +475,16 @@ class SQLiteStore(Store):
               now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
         now_ts = now.timestamp()
         with self._read() as conn:
-            # A read-only dry run first: waiting with nothing claimable (no work, or every user with work at
-            # their limit) must not take the write lock, or idle slots would storm it on every change.
+            # A read-only look first: waiting with nothing claimable (no work, or with limits every user with
+            # work at their limit) must not take the write lock, or idle slots would storm it on every change.
             due = conn.execute(Q["next_due"]).fetchone()[0]
-            if (due is None or due > now_ts) and not self._pick_fairly(conn, queues,
-                                                                       *self._limits_now(conn, 1, limits)):
-                return []
+            if due is None or due > now_ts:
+                if limits is None:
+                    claimable = any(conn.execute(Q["any_pending"], {"q": q}).fetchone() for q in queues)
+                else:
+                    claimable = bool(self._pick_fairly(conn, queues, *self._limits_now(conn, 1, limits)))
+                if not claimable:
+                    return []
         return self._transact(lambda tx: self._claim(tx, worker_id, queues, limit, lease_seconds, now_ts, limits))
 
     @staticmethod
@@ -514,8 +518,9 @@ class SQLiteStore(Store):
         level = self._next_level(conn, queues, UNLIMITED)
         while level is not None and len(picks) < allowed:
             users = {u for q in queues for (u,) in conn.execute(Q["waiting_users"], {"q": q, "p": level})}
-            ring = sorted((u for u in users if running.get(u, 0) < per_user_max),
-                          key=lambda u: (self._turn(conn, u), u))
+            ring = [u for u in users if running.get(u, 0) < per_user_max]
+            if len(ring) > 1:  # whose turn: only a question when several users wait
+                ring.sort(key=lambda u: (self._turn(conn, u), u))
             after = dict.fromkeys(ring, -1)
             while ring and len(picks) < allowed:
                 for user in list(ring):
