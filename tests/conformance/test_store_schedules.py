@@ -139,8 +139,9 @@ def test_a_schedule_runs_through_a_worker_and_queues_its_next_fire(queue: JobQue
         runs.append(ctx.job_id)
 
     now = datetime.now(timezone.utc)
-    schedule = Schedule(job_type="tick", cron_expression="* * * * *", created_at=now,
-                        next_fire_at=later(now, 0.3))  # a first fire just ahead, as if the minute were ending
+    # A first fire just ahead (as if its time were coming); a yearly expression, so that no other fire time
+    # can pass meanwhile and be coalesced into it.
+    schedule = Schedule(job_type="tick", cron_expression="0 0 1 1 *", created_at=now, next_fire_at=later(now, 0.3))
     queue.store.create_schedule(schedule, now)
     with queue.worker(1):
         wait_until(lambda: len(runs) == 1, 10, "the first fire's job to run")
@@ -148,7 +149,7 @@ def test_a_schedule_runs_through_a_worker_and_queues_its_next_fire(queue: JobQue
     first, upcoming = jobs_of(queue.store, schedule)
     assert get(queue.store, first.job_id).status is JobStatus.COMPLETED
     assert upcoming.status is JobStatus.SCHEDULED
-    assert upcoming.run_at == next_fire("* * * * *", "UTC", first.scheduled_time)
+    assert upcoming.run_at == next_fire("0 0 1 1 *", "UTC", first.scheduled_time)
 
 
 def test_submit_with_a_cron_expression_returns_the_first_fires_job(queue: JobQueue) -> None:

@@ -42,6 +42,11 @@ class WorkerProcess:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.signal(signal.SIGUSR1)  # worker_proc dumps every thread's stack to its log
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
             raise AssertionError(f"worker did not stop within {timeout}s; its log:\n{self.log.read_text()}") from None
 
 

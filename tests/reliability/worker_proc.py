@@ -5,6 +5,7 @@ Prints ``ready <worker_id>`` once registered; on SIGTERM stops with the given gr
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from jobhandle import JobQueue  # noqa: E402
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # the tests ask for every thread's stack when a worker hangs
     url, concurrency = sys.argv[1], int(sys.argv[2])
     grace = float(sys.argv[3]) if len(sys.argv) > 3 else None
     queue = JobQueue(url)
@@ -24,7 +26,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     worker = queue.worker(concurrency).start()
     print("ready", worker.worker_id, flush=True)
-    stop.wait()
+    # Wait with a timeout: a signal may land in another thread, and Python runs handlers only when the main
+    # thread executes bytecode, which an untimed wait never lets it do (the CLI's worker loop does the same).
+    while not stop.wait(0.2):
+        pass
     worker.stop(grace)
     queue.close()
     print("stopped", flush=True)
