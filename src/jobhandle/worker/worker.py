@@ -40,6 +40,10 @@ RESOURCE_CHECK_SECONDS = 1.0
 SHORT_JOB_SECONDS = 0.005
 """Jobs quicker than this are claimed and acknowledged in batches (see Worker._slot_loop)."""
 BATCH_LIMIT = 16
+RESULT_HOLD_SECONDS = 0.1
+"""Outcomes of finished jobs wait at most about this long to be written with a batch."""
+BUFFER_HOLD_SECONDS = 0.5
+"""A claimed job waiting this long for a free slot of its worker goes back to the store for other workers."""
 IDLE_RECHECK_SECONDS = 5.0
 """A safety net only: idle slots wake on store changes and on the next due time, not on this."""
 
@@ -77,8 +81,9 @@ class Worker:
         self._claiming = threading.Event()  # cleared while resources are over their thresholds
         self._claiming.set()
         self._load = LoadSampler()
-        self._batched: set[str] = set()  # claimed in a batch, not started yet
-        self._lost: set[str] = set()  # batched jobs no longer ours: skip them
+        self._buffer: deque[tuple[float, Job]] = deque()  # claimed, not started yet: (held since, job)
+        self._held: list[Finished] = []  # outcomes not written yet (batched with the next claim)
+        self._held_since = 0.0
         self._running_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -111,6 +116,7 @@ class Worker:
                 thread.join(max(0.0, deadline - time.monotonic()))
         if monitor is not threading.current_thread():
             monitor.join()  # it notices _stopping within one loop (~50 ms) and must not outlive the store
+        self._release_buffered(held_since_after(float("inf")))  # claimed, never started: attempts not counted
         for ctx in self._running_now():
             # Hand back first, then tell the handler: its result, if it still returns one, is fenced out.
             ctx.handed_back = True
@@ -161,62 +167,89 @@ class Worker:
         """Claim > run > finish, adaptively batched.
 
         While jobs are short (under SHORT_JOB_SECONDS) a slot claims up to BATCH_LIMIT at once and writes their
-        outcomes together with its next claim: one transaction for many jobs. A long job flushes at once and
-        drops the batch size back to one, so no slot hoards work it will not start soon. Outcomes held back
-        are lost only if the process dies, and then the jobs run again (at-least-once, as with any crash).
+        outcomes together with its next claim: one transaction for many jobs. The claimed jobs it does not
+        start at once go to the worker's buffer, which every slot takes from, so a long job never holds back
+        the jobs claimed with it while another slot is free; the monitor hands back to the store any job held
+        there longer than BUFFER_HOLD_SECONDS (all slots busy). A long job also drops the batch size back to
+        one. Outcomes are held for the next batch at most RESULT_HOLD_SECONDS (the monitor writes them when a
+        slot has gone on to a longer job); they are lost only if the process dies, and then the jobs run
+        again (at-least-once, as with any crash).
         """
-        batch: deque[Job] = deque()
-        done: list[Finished] = []
         claim_size = 1
         while True:
-            if not batch:
-                if self._stopping.is_set():
-                    self._flush(done, 0)
-                    return
+            if self._stopping.is_set():  # buffered jobs are handed back by stop()
+                self._flush(0)
+                return
+            job = self._take_buffered()
+            if job is None:
                 if not self._claiming.is_set():  # the machine is overloaded: claim nothing new for now
-                    self._flush(done, 0)
+                    self._flush(0)
                     self._claiming.wait(IDLE_RECHECK_SECONDS)
                     continue
-                if done:
-                    self._enqueue(batch, self._flush(done, claim_size))
-                    continue
-                seen = self.store.change_version
-                claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow(),
-                                           self._limits)
-                if not claimed:
-                    claim_size = 1
-                    self.store.wait_for_change(seen, self._idle_timeout())
-                self._enqueue(batch, claimed)
-                continue
-            job = batch.popleft()  # a claimed job shows as running: it runs, even if a stop began meanwhile
-            with self._running_lock:
-                self._batched.discard(job.job_id)
-                if job.job_id in self._lost:  # cancelled (or recovered) while it waited in the batch
-                    self._lost.discard(job.job_id)
-                    continue
+                if self._held_count():
+                    claimed = self._flush(claim_size)
+                    if not claimed:
+                        continue  # nothing more now: the next round claims, or waits for work
+                else:
+                    seen = self.store.change_version
+                    claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow(),
+                                               self._limits)
+                    if not claimed:
+                        claim_size = 1
+                        self.store.wait_for_change(seen, self._idle_timeout())
+                        continue
+                job = claimed[0]  # a claimed job shows as running: it runs, even if a stop began meanwhile
+                self._buffer_jobs(claimed[1:])
             started = time.perf_counter()
             finished = self._execute(job)
             short = time.perf_counter() - started < SHORT_JOB_SECONDS
             claim_size = BATCH_LIMIT if short else 1
-            if finished is not None:
-                done.append(finished)
+            held = self._hold(finished)
             if self._stopping.is_set():
-                self._flush(done, 0)
-                for unstarted in batch:  # give back the rest of the batch, attempts not counted
-                    self.store.release(unstarted.job_id, self.worker_id, unstarted.attempts, utcnow())
+                self._flush(0)
                 return
-            if done and (not short or len(done) >= BATCH_LIMIT):
-                self._enqueue(batch, self._flush(done, 0 if batch else claim_size))
+            if held and (not short or held >= BATCH_LIMIT):
+                self._buffer_jobs(self._flush(0 if self._buffered_count() else claim_size))
 
-    def _enqueue(self, batch: deque[Job], claimed: list[Job]) -> None:
-        """Queue claimed jobs in a slot's batch; the monitor watches them for cancellation (see _lost)."""
-        if len(claimed) > 1:
+    def _buffer_jobs(self, jobs: list[Job]) -> None:
+        if jobs:
+            held_since = time.monotonic()
             with self._running_lock:
-                self._batched.update(j.job_id for j in claimed[1:])
-        batch.extend(claimed)
+                self._buffer.extend((held_since, job) for job in jobs)
 
-    def _flush(self, done: list[Finished], claim_size: int) -> list[Job]:
-        """Write the held-back outcomes (and claim more in the same step); empties ``done``."""
+    def _take_buffered(self) -> Job | None:
+        with self._running_lock:
+            return self._buffer.popleft()[1] if self._buffer else None
+
+    def _buffered_count(self) -> int:
+        with self._running_lock:
+            return len(self._buffer)
+
+    def _release_buffered(self, keep: Callable[[float, Job], bool]) -> None:
+        """Hand back to the store (attempts not counted) the buffered jobs ``keep`` says no to."""
+        with self._running_lock:
+            given_back = [job for held, job in self._buffer if not keep(held, job)]
+            self._buffer = deque((held, job) for held, job in self._buffer if keep(held, job))
+        for job in given_back:
+            self.store.release(job.job_id, self.worker_id, job.attempts, utcnow())
+
+    def _hold(self, finished: Finished | None) -> int:
+        """Keep an attempt's outcome to write with the next flush; return how many are held."""
+        with self._running_lock:
+            if finished is not None:
+                if not self._held:
+                    self._held_since = time.monotonic()
+                self._held.append(finished)
+            return len(self._held)
+
+    def _held_count(self) -> int:
+        with self._running_lock:
+            return len(self._held)
+
+    def _flush(self, claim_size: int) -> list[Job]:
+        """Write the held outcomes (and claim more in the same step)."""
+        with self._running_lock:
+            done, self._held = self._held, []
         if not done and claim_size == 0:
             return []
         owned, claimed = self.store.finish_many_and_claim(self.worker_id, done, self.queues, claim_size,
@@ -224,7 +257,6 @@ class Worker:
         for f, ok in zip(done, owned, strict=True):
             if not ok:
                 log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", f.job_id)
-        done.clear()
         return claimed
 
     def _idle_timeout(self) -> float:
@@ -295,15 +327,21 @@ class Worker:
                 self._mark_lost(running, self.store.heartbeat(self.info, self._lease, utcnow()))
             running = self._running_now()
             with self._running_lock:
-                batched = set(self._batched)
-            if running or batched:
+                buffered = {job.job_id for _, job in self._buffer}
+            if running or buffered:
                 for ctx in running:
                     ctx.flush_progress(force=False)
                 self._enforce_time_limits(running)
                 owned = self.store.owned_jobs(self.worker_id)
                 self._mark_lost(running, owned)
-                with self._running_lock:
-                    self._lost |= (batched - owned) & self._batched
+                with self._running_lock:  # buffered jobs cancelled (or recovered) meanwhile: never start them
+                    self._buffer = deque((h, j) for h, j in self._buffer if j.job_id in owned or
+                                         j.job_id not in buffered)
+                self._release_buffered(held_since_after(time.monotonic() - BUFFER_HOLD_SECONDS))
+            with self._running_lock:
+                overdue = bool(self._held) and time.monotonic() - self._held_since > RESULT_HOLD_SECONDS
+            if overdue:  # a slot went on to a longer job: its finished jobs' outcomes must not wait for it
+                self._flush(0)
             self.maintenance.run_due()
             if self._stopping.wait(0.05):  # at most 20 checks a second, however busy the store is
                 break
@@ -368,3 +406,14 @@ class Worker:
         for ctx in running:
             if ctx.job_id not in owned:
                 ctx.mark_cancelled()
+
+
+def held_since_after(moment: float) -> Callable[[float, Job], bool]:
+    """Keep buffered jobs held since after ``moment``; the others go back to the store (every slot was busy
+    for BUFFER_HOLD_SECONDS, or the worker stops)."""
+
+    def keep(held_since: float, job: Job) -> bool:
+        return held_since > moment
+
+    return keep
+

@@ -505,8 +505,8 @@ class SQLiteStore(Store):
         jobs = [row_to_job(tx.conn.execute(Q["start_job"], {
             "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
         }).fetchone()) for job_id, seq in zip(picks, tx.seqs(len(picks)), strict=True)]
-        for job in jobs:  # later picks overwrite earlier ones: each user's turn is its last job's seq
-            tx.conn.execute(Q["set_user_turn"], {"u": job.user_id, "turn": job.seq})
+        turns = {job.user_id: job.seq for job in jobs}  # each user's turn: the seq of its last job claimed
+        tx.conn.executemany(Q["set_user_turn"], [{"u": u, "turn": t} for u, t in turns.items()])
         return jobs
 
     def _pick_fairly(self, conn: sqlite3.Connection, queues: Sequence[str], allowed: int, running: dict[str, int],
