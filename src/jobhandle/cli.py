@@ -99,6 +99,11 @@ class LogLevel(str, Enum):
     ERROR = "ERROR"
 
 
+class WorkerMode(str, Enum):
+    THREAD = "thread"
+    PROCESS = "process"
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -472,6 +477,11 @@ def worker_command(
     concurrency: Annotated[int | None, typer.Option(
         min=1, show_default=False,
         help="Jobs run at once (default: $JOBHANDLE_WORKER_CONCURRENCY, else 4).")] = None,
+    mode: Annotated[WorkerMode | None, typer.Option(
+        case_sensitive=False, show_default=False,
+        help="thread: handlers run in the worker's threads; process: each slot runs its jobs in a child process, "
+             "killed for real on cancel and timeout and held to $JOB_MAX_MEMORY_MB "
+             "(default: $JOBHANDLE_WORKER_MODE, else thread).")] = None,
     grace: Annotated[float | None, typer.Option(
         min=0, show_default=False,
         help="Seconds running jobs may still finish after SIGTERM/SIGINT; the rest are handed back "
@@ -495,9 +505,11 @@ def worker_command(
     request.install()
     try:
         with JobQueue(store) as q:
-            worker = q.worker(concurrency, queues=queues or ["default"], name=name).start()
+            worker = q.worker(concurrency, queues=queues or ["default"], name=name,
+                              mode=mode.value if mode else None).start()
             _print_flushed(f"worker {worker.worker_id} started: store {store or q.settings.store}, "
                            f"queues {','.join(worker.queues)}, concurrency {worker.concurrency}, "
+                           f"mode {worker.mode}, "
                            f"handlers {', '.join(handlers) or '(none)'}")
             _serve_until_stopped(worker, request, q.settings.shutdown_grace if grace is None else grace)
     finally:

@@ -6,6 +6,8 @@ prefixed ``JOBHANDLE_``. Construct ``Settings(...)`` with keyword arguments to o
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     global_max_concurrent_jobs: int = Field(10, ge=0, description="Jobs running at once in all; 0: no limit")
     per_user_max_concurrent_jobs: int = Field(3, ge=0, description="Jobs running at once per user; 0: no limit")
     worker_concurrency: int = Field(4, ge=1, description="Slots of a worker started without --concurrency")
+    worker_mode: Literal["thread", "process"] = Field(
+        "thread", description="thread: handlers run in the worker's threads; process: in a child process per slot")
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between worker heartbeats")
     worker_timeout: float = Field(30.0, gt=0, description="A worker silent this long is dead")
     shutdown_grace: float = Field(30.0, ge=0, description="SIGTERM: seconds running jobs may still finish")
@@ -51,6 +55,9 @@ class Settings(BaseSettings):
     sqlite_poll_interval: float = Field(
         0.1, gt=0, description="Fallback: how often a SQLite waiter checks for commits it was not woken for")
     retry_backoff_cap: float = Field(3600.0, ge=0, description="Longest automatic retry delay, seconds")
+    priority_aging_seconds: float = Field(
+        60.0, ge=0, description="A pending job gains one priority level per this many seconds waited; 0: off")
+    priority_aging_max: int = Field(10, ge=0, description="Most priority levels a job gains by waiting")
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Settings:

@@ -70,6 +70,15 @@ class TimeLimitExceeded(Exception):
     """A job ran longer than its ``timeout_seconds``: recorded as the attempt's error (retry policy applies)."""
 
 
+class ResourceLimitExceeded(Exception):
+    """A process-mode job used more memory than ``JOB_MAX_MEMORY_MB``: it was killed and fails (no retry)."""
+
+
+class JobProcessDied(Exception):
+    """A process-mode job's process ended without reporting how the job ended (a crash, or killed from
+    outside): the attempt failed, and the retry policy applies."""
+
+
 class JobCancelled(Exception):
     """Raised inside a handler by ``ctx.check_cancelled()`` once its job was cancelled or its lease lost.
 

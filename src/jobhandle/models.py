@@ -294,6 +294,7 @@ class Job:
     run_at: datetime | None = None  # when a scheduled/retrying job becomes due
     lease_expires_at: datetime | None = None  # a running job not heartbeaten by then is recovered
     seq: int = 0  # the change sequence number of this job's last change
+    priority_boost: int = 0  # levels a pending job gained by waiting (priority aging); 0 once it starts
 
     @property
     def is_terminal(self) -> bool:
@@ -333,6 +334,7 @@ class Job:
             "run_at": iso(self.run_at),
             "lease_expires_at": iso(self.lease_expires_at),
             "seq": self.seq,
+            "priority_boost": self.priority_boost,
         }
 
 

@@ -336,16 +336,20 @@ class JobQueue:
     # -- in-process workers ------------------------------------------------------------------------------
 
     def worker(self, concurrency: int | None = None, *, queues: Sequence[str] = ("default",),
-               name: str | None = None) -> Worker:
-        """A worker on this queue's store and registry; use it as a context manager or call start()/stop()."""
+               name: str | None = None, mode: str | None = None) -> Worker:
+        """A worker on this queue's store and registry; use it as a context manager or call start()/stop().
+
+        ``mode``: "thread" (default: $JOBHANDLE_WORKER_MODE, else thread) or "process" (each slot runs its
+        jobs in a child process: real kills on cancel and timeout, JOB_MAX_MEMORY_MB enforced)."""
         worker = Worker(self.store, self.registry, self.settings, queues=queues, concurrency=concurrency,
-                        name=name)
+                        name=name, mode=mode)
         self._workers.append(worker)
         return worker
 
-    def start(self, concurrency: int | None = None, *, queues: Sequence[str] = ("default",)) -> Worker:
-        """Start an in-process worker (threads) and return it; ``stop()`` stops them all."""
-        return self.worker(concurrency, queues=queues).start()
+    def start(self, concurrency: int | None = None, *, queues: Sequence[str] = ("default",),
+              mode: str | None = None) -> Worker:
+        """Start a worker in this process (see ``worker``) and return it; ``stop()`` stops them all."""
+        return self.worker(concurrency, queues=queues, mode=mode).start()
 
     def stop(self, grace: float | None = None) -> None:
         workers, self._workers = self._workers, []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .models import Job, JobStatus
@@ -40,14 +41,33 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What a failed attempt raised, reduced to what the retry policy needs (a process-mode job's child
+    process sends this, not the exception, which may not cross a process boundary)."""
+
+    error: str
+    error_type: str
+    permanent: bool = False
+    asked_delay: float | None = None  # Retry(delay=...) from the handler
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Failure:
+        return cls(describe(exc), type(exc).__name__, isinstance(exc, PermanentError),
+                   exc.delay if isinstance(exc, Retry) else None)
+
+
 def outcome_for_error(job: Job, exc: BaseException, now: datetime, cap: float) -> Outcome:
     """How an attempt that raised ``exc`` ends: RETRYING with a run time, or FAILED."""
-    error, error_type = describe(exc), type(exc).__name__
-    if isinstance(exc, PermanentError) or job.attempts > job.max_retries:
-        return Outcome(JobStatus.FAILED, error=error, error_type=error_type)
-    delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
+    return outcome_for_failure(job, Failure.of(exc), now, cap)
+
+
+def outcome_for_failure(job: Job, failure: Failure, now: datetime, cap: float) -> Outcome:
+    if failure.permanent or job.attempts > job.max_retries:
+        return Outcome(JobStatus.FAILED, error=failure.error, error_type=failure.error_type)
+    delay = failure.asked_delay if failure.asked_delay is not None else \
         backoff_seconds(job.retry_delay, job.attempts, cap)
-    return Outcome(JobStatus.RETRYING, error=error, error_type=error_type,
+    return Outcome(JobStatus.RETRYING, error=failure.error, error_type=failure.error_type,
                    run_at=now + timedelta(seconds=max(0.0, delay)))
 
 

@@ -1,5 +1,6 @@
 """Maintenance that any number of processes may run at once (every primitive it calls is idempotent):
-recovering jobs whose worker's lease expired, forgetting dead workers, and retention cleanup."""
+recovering jobs whose worker's lease expired, forgetting dead workers, advancing cron schedules, priority
+aging and retention cleanup."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from .stores.base import Store
 
 log = logging.getLogger("jobhandle.maintenance")
 
+AGING_TICK_SECONDS = 5.0
+"""Priority aging runs this often at most (and at least twice per aging interval)."""
 SCHEDULE_TICK_SECONDS = 1.0
 """How often schedules are advanced. Precision does not depend on it: each fire's job exists ahead of its time
 (it is created when the previous fire passes) and starts when due like any scheduled job."""
@@ -37,6 +40,7 @@ class Maintenance:
         self._next_recover = 0.0
         self._next_cleanup = 0.0  # cleanup runs at start, then every cleanup_interval
         self._next_schedules = 0.0
+        self._next_aging = 0.0
 
     def run_due(self) -> None:
         clock = time.monotonic()
@@ -46,6 +50,10 @@ class Maintenance:
         if clock >= self._next_recover:
             self._next_recover = clock + self.settings.heartbeat_interval
             self.recover()
+        aging = self.settings.priority_aging_seconds
+        if aging and self.settings.priority_aging_max and clock >= self._next_aging:
+            self._next_aging = clock + min(AGING_TICK_SECONDS, aging / 2)
+            self.age()
         if clock >= self._next_cleanup:
             self._next_cleanup = clock + self.settings.cleanup_interval
             self.cleanup()
@@ -66,6 +74,11 @@ class Maintenance:
         for job in jobs:
             log.info("schedule %s: next job %s at %s", job.schedule_id, job.job_id, job.run_at)
         return jobs
+
+    def age(self, now: datetime | None = None) -> int:
+        """Priority aging (see Store.age_pending): long-waiting jobs are not starved by higher priorities."""
+        return self.store.age_pending(now or utcnow(), self.settings.priority_aging_seconds,
+                                      self.settings.priority_aging_max)
 
     def cleanup(self, now: datetime | None = None) -> int:
         now = now or utcnow()

@@ -59,12 +59,12 @@ def db_url(tmp_path: Path) -> str:
 def spawn_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     procs: list[subprocess.Popen[str]] = []
 
-    def spawn(concurrency: int = 2, grace: float | None = None) -> WorkerProcess:
+    def spawn(concurrency: int = 2, grace: float | None = None, mode: str = "thread") -> WorkerProcess:
         args = [sys.executable, str(WORKER), db_url, str(concurrency)] + ([str(grace)] if grace is not None else [])
         log = tmp_path / f"worker{len(procs)}.log"
         with log.open("w") as stderr:
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                    env={**os.environ, **FAST})
+                                    env={**os.environ, **FAST, "JOBHANDLE_WORKER_MODE": mode})
         procs.append(proc)
         return WorkerProcess(proc, log)
 

@@ -7,6 +7,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 
 from helpers import wait_until
@@ -52,6 +53,28 @@ def test_sigkilled_worker_loses_no_job(queue: JobQueue, spawn_worker, tmp_path: 
     assert done.error_history[-1]["error_type"] == "WorkerLostError"
     wait_until(lambda: victim.worker_id not in {w["worker_id"] for w in queue.workers()}, timeout=20,
                message="dead worker's registration removed")
+    assert rescuer.terminate_and_wait() == 0
+
+
+def test_sigkilled_process_mode_worker_takes_its_job_process_with_it(queue: JobQueue, spawn_worker,
+                                                                   tmp_path: Path) -> None:
+    """The job's own process must not outlive its worker: the job is recovered and runs again elsewhere, so a
+    survivor would run it twice at once."""
+    victim = spawn_worker(concurrency=1, mode="process")
+    job = queue.submit("block", {"started": str(tmp_path / "started"), "release": str(tmp_path / "release")},
+                       max_retries=2)
+    child = int(wait_until(lambda: (tmp_path / "started.1").exists() and (tmp_path / "started.1").read_text(),
+                           timeout=30, message="first attempt started"))
+    assert child != victim.pid, "the job ran in a process of its own"
+    victim.signal(signal.SIGKILL)
+    victim.proc.wait(10)
+    wait_until(lambda: not psutil.pid_exists(child), timeout=10, message="the job's process to die with its worker")
+
+    (tmp_path / "release").touch()
+    rescuer = spawn_worker(concurrency=1, mode="process")
+    done = queue.wait(job.job_id, timeout=60)
+    assert done.status is JobStatus.COMPLETED and done.attempts == 2
+    assert done.result["pid"] not in (child, rescuer.pid), "attempt 2 ran in the rescuer's job process"
     assert rescuer.terminate_and_wait() == 0
 
 

@@ -393,6 +393,17 @@ def test_worker_process_runs_jobs_submitted_with_wait_from_another_process(
     assert worker.exit_code() == 0
 
 
+def test_process_mode_worker_runs_handlers_of_an_app_file_in_a_child_process(
+        start_worker: Callable[..., WorkerProcess], q: JobQueue) -> None:
+    worker = start_worker("--concurrency", "1", "--mode", "process")
+    assert "mode process" in worker.seen[-1]
+    done = q.wait(q.submit("echo", {"text": "in a child"}).job_id, timeout=PROCESS_TIMEOUT)
+    assert done.status is JobStatus.COMPLETED and done.result == {"echo": "in a child"}
+    assert done.metrics.cpu_seconds is not None and done.metrics.peak_memory_mb, "measured in its own process"
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.exit_code() == 0
+
+
 @pytest.mark.slow
 def test_sigterm_lets_the_running_job_finish_within_the_grace(
         start_worker: Callable[..., WorkerProcess], q: JobQueue, tmp_path: Path) -> None:

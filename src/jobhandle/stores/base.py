@@ -232,6 +232,13 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
+        """Priority aging: give each pending job one priority level per ``interval`` seconds it has waited since
+        it became due (its ``run_at``; else its creation), at most ``max_boost`` levels; return how many jobs
+        rose. Each rise is a change (new ``seq``), so an aged job queues behind the jobs already at its new
+        level. Starting (claim) and restart drop the boost; ``Job.priority`` always reads the submitted one."""
+
+    @abstractmethod
     def recover_expired(self, now: datetime, backoff: Any) -> list[Job]:
         """Running jobs whose lease ran out: RETRYING (``backoff(job)`` -> run_at) or FAILED when out of
         attempts, with a WorkerLostError. Returns the recovered jobs. Idempotent: any number of callers may

@@ -51,6 +51,11 @@ class JobContext:
         return self.job.parameters
 
     @property
+    def rate_per_minute(self) -> float:
+        """``rate_limit``'s default rate (``JOB_MAX_API_CALLS_PER_MINUTE``)."""
+        return self._rate_default
+
+    @property
     def cancelled(self) -> bool:
         """True once the job was cancelled (or this worker lost it): stop and return soon."""
         return self._cancel.is_set()
@@ -75,17 +80,17 @@ class JobContext:
         """Block until a call under limit ``key`` is allowed: at most ``per_minute`` calls a minute (default
         ``JOB_MAX_API_CALLS_PER_MINUTE``), shared by every worker of the store, with bursts of up to ``burst``
         calls. Raises JobCancelled if the job is cancelled while waiting."""
-        rate = self._rate_default if per_minute is None else per_minute
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
-            raise InvalidParameterError(f"per_minute must be a positive number, not {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, (int, float)) or burst < 1:
-            raise InvalidParameterError(f"burst must be a number of at least 1, not {burst!r}")
+        per_second, burst = rate_limit_args(self._rate_default if per_minute is None else per_minute, burst)
         while True:
-            wait = self._store.take_token(f"rate:{key}", rate / 60.0, float(burst), utcnow())
+            wait = self.take_token(key, per_second, burst)
             if wait <= 0:
                 return
             if self._cancel.wait(wait):
                 raise JobCancelled(self.job_id)
+
+    def take_token(self, key: str, per_second: float, burst: float) -> float:
+        """One try at limit ``key``'s token bucket: 0 when a call may go now, else seconds to wait."""
+        return self._store.take_token(f"rate:{key}", per_second, burst, utcnow())
 
     # -- used by the worker ----------------------------------------------------------------------------
 
@@ -106,6 +111,15 @@ class JobContext:
 
     def mark_cancelled(self) -> None:
         self._cancel.set()
+
+
+def rate_limit_args(per_minute: object, burst: object) -> tuple[float, float]:
+    """Check ``rate_limit``'s arguments; return (calls per second, burst)."""
+    if isinstance(per_minute, bool) or not isinstance(per_minute, (int, float)) or per_minute <= 0:
+        raise InvalidParameterError(f"per_minute must be a positive number, not {per_minute!r}")
+    if isinstance(burst, bool) or not isinstance(burst, (int, float)) or burst < 1:
+        raise InvalidParameterError(f"burst must be a number of at least 1, not {burst!r}")
+    return per_minute / 60.0, float(burst)
 
 
 def _merge(old: ProgressUpdate | None, new: ProgressUpdate) -> ProgressUpdate:

@@ -31,6 +31,7 @@ from ..scheduler import Maintenance
 from ..stores.base import ConcurrencyLimits, Finished, Outcome, Store, WorkerInfo
 from .context import JobContext
 from .load import LoadSampler
+from .process import JobProcess, target_of
 
 log = logging.getLogger("jobhandle.worker")
 job_log = logging.getLogger("jobhandle.job")
@@ -48,14 +49,25 @@ IDLE_RECHECK_SECONDS = 5.0
 """A safety net only: idle slots wake on store changes and on the next due time, not on this."""
 
 
+MODES = ("thread", "process")
+
+
 class Worker:
-    """Runs jobs of ``queues`` from ``store`` with ``concurrency`` thread slots."""
+    """Runs jobs of ``queues`` from ``store`` with ``concurrency`` slots.
+
+    ``mode`` "thread" runs handlers in the slot threads; "process" gives each slot a child process that runs
+    its jobs (see process.py): jobs are killed for real on cancel and timeout, held to JOB_MAX_MEMORY_MB, and
+    their CPU seconds and peak memory are recorded.
+    """
 
     def __init__(self, store: Store, registry: HandlerRegistry, settings: Settings, *,
                  queues: Sequence[str] = ("default",), concurrency: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, mode: str | None = None) -> None:
         if not queues:
             raise InvalidParameterError("a worker needs at least one queue")
+        self.mode = settings.worker_mode if mode is None else mode
+        if self.mode not in MODES:
+            raise InvalidParameterError(f"worker mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         self.store = store
         self.registry = registry
         self.settings = settings
@@ -86,6 +98,7 @@ class Worker:
         self._held_since = 0.0
         self._running_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._processes: list[JobProcess] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -94,8 +107,8 @@ class Worker:
         self._spawn("monitor", self._monitor_loop)
         for i in range(self.concurrency):
             self._spawn(f"slot-{i}", self._slot_loop)
-        log.info("worker %s started: queues=%s concurrency=%d", self.worker_id, ",".join(self.queues),
-                 self.concurrency)
+        log.info("worker %s started: queues=%s concurrency=%d mode=%s", self.worker_id, ",".join(self.queues),
+                 self.concurrency, self.mode)
         return self
 
     def stop(self, grace: float | None = None) -> None:
@@ -123,6 +136,8 @@ class Worker:
             if self.store.release(ctx.job_id, self.worker_id, ctx.attempt, utcnow()) is not None:
                 log.warning("job %s did not finish within %.1fs of shutdown: handed back", ctx.job_id, grace)
             ctx.mark_cancelled()
+        for process in self._processes:  # their slots close them too; this covers slots still in a job
+            process.close()
         self.store.unregister_worker(self.worker_id)
         self._stopped.set()
         log.info("worker %s stopped", self.worker_id)
@@ -164,6 +179,19 @@ class Worker:
     # -- slots -------------------------------------------------------------------------------------------
 
     def _slot_loop(self) -> None:
+        process = None
+        if self.mode == "process":
+            process = JobProcess(self.settings.max_memory_mb, self.settings.retry_backoff_cap)
+            with self._running_lock:
+                self._processes.append(process)
+            process.start()  # before the first claim: a claimed job should not wait for Python to start
+        try:
+            self._run_slot(process)
+        finally:
+            if process is not None:
+                process.close()
+
+    def _run_slot(self, process: JobProcess | None) -> None:
         """Claim > run > finish, adaptively batched.
 
         While jobs are short (under SHORT_JOB_SECONDS) a slot claims up to BATCH_LIMIT at once and writes their
@@ -201,7 +229,7 @@ class Worker:
                 job = claimed[0]  # a claimed job shows as running: it runs, even if a stop began meanwhile
                 self._buffer_jobs(claimed[1:])
             started = time.perf_counter()
-            finished = self._execute(job)
+            finished = self._execute(job, process)
             short = time.perf_counter() - started < SHORT_JOB_SECONDS
             claim_size = BATCH_LIMIT if short else 1
             held = self._hold(finished)
@@ -265,7 +293,7 @@ class Worker:
             return IDLE_RECHECK_SECONDS
         return min(IDLE_RECHECK_SECONDS, max(0.0, (due - utcnow()).total_seconds()))
 
-    def _execute(self, job: Job) -> Finished | None:
+    def _execute(self, job: Job, process: JobProcess | None) -> Finished | None:
         """Run one job; return how it ended (None: nothing to write, e.g. it was cancelled or handed back)."""
         ctx = JobContext(job, self.store, self.worker_id, self.settings.progress_interval,
                          job_log.getChild(job.job_type), self.settings.max_api_calls_per_minute)
@@ -273,7 +301,7 @@ class Worker:
             self._running[job.job_id] = ctx
         started = time.perf_counter()
         try:
-            outcome = self._run_handler(job, ctx)
+            outcome = self._run_handler(job, ctx, process)
         finally:
             with self._running_lock:
                 self._running.pop(job.job_id, None)
@@ -283,15 +311,19 @@ class Worker:
         outcome.progress = ctx.take_pending_progress()
         return Finished(job.job_id, job.attempts, outcome, utcnow())
 
-    def _run_handler(self, job: Job, ctx: JobContext) -> Outcome | None:
+    def _run_handler(self, job: Job, ctx: JobContext, process: JobProcess | None) -> Outcome | None:
         handler = self.registry.get(job.job_type)
         try:  # what no retry can fix fails at once: no handler here, or parameters it cannot take
             if handler is None:
                 raise UnknownHandlerError(job.job_type)
             handler.check_parameters(job.parameters)
+            if process is not None:
+                target_of(handler)
         except (UnknownHandlerError, InvalidParameterError) as exc:
             job_log.warning("job %s (%s) cannot run: %s", job.job_id, job.job_type, exc)
             return permanent_failure(exc)
+        if process is not None:
+            return process.run(job, handler, ctx)
         try:
             if handler.is_async:
                 result = asyncio.run(handler.fn(ctx, **job.parameters))
@@ -373,9 +405,9 @@ class Worker:
     def _enforce_time_limits(self, running: list[JobContext]) -> None:
         """End attempts that ran past their job's ``timeout_seconds`` and tell their handlers to stop.
 
-        A thread cannot be killed: the handler is asked to stop (``ctx.cancelled``), and the attempt ends now,
-        as a failure with TimeLimitExceeded under the retry policy. Whatever the handler returns later is
-        fenced out. (Process-mode workers kill the job instead.)
+        The attempt ends now, as a failure with TimeLimitExceeded under the retry policy, and the job is told
+        to stop: in process mode its slot kills its process; a thread cannot be killed, so a thread-mode
+        handler is asked to stop (``ctx.cancelled``) and whatever it returns later is fenced out.
         """
         now = utcnow()
         for ctx in running:

@@ -57,7 +57,7 @@ SELECT min(run_at) FROM jobs WHERE status IN ({due});
 
 -- name: start_job
 UPDATE jobs SET status = 'running', worker_id = :worker_id, attempts = attempts + 1, started_at = :now,
-                completed_at = NULL, lease_expires_at = :lease, seq = :seq
+                completed_at = NULL, lease_expires_at = :lease, seq = :seq, priority = priority - aged, aged = 0
 WHERE job_id = :job_id AND status = 'pending'
 RETURNING *;
 
@@ -126,8 +126,9 @@ RETURNING *;
 -- name: restart_job
 UPDATE jobs SET status = 'pending', attempts = 0, result = NULL, error = NULL, error_type = NULL,
                 progress = 0, progress_message = NULL, started_at = NULL, completed_at = NULL, worker_id = NULL,
-                run_at = NULL, lease_expires_at = NULL, execution_time = NULL, items_processed = NULL,
-                total_items = NULL, cpu_seconds = NULL, peak_memory_mb = NULL, seq = :seq
+                run_at = :now, lease_expires_at = NULL, execution_time = NULL, items_processed = NULL,
+                total_items = NULL, cpu_seconds = NULL, peak_memory_mb = NULL, seq = :seq,
+                priority = priority - aged, aged = 0
 WHERE job_id = :job_id AND status IN ({restartable})
 RETURNING *;
 
@@ -242,3 +243,15 @@ SELECT turn FROM user_turns WHERE user_id = :u;
 -- name: set_user_turn
 INSERT INTO user_turns (user_id, turn) VALUES (:u, :turn)
 ON CONFLICT (user_id) DO UPDATE SET turn = excluded.turn;
+
+-- name: agable_jobs
+-- Pending jobs owed more priority than aging gave them: a level per :interval waited since they became due (or
+-- were created), at most :max_boost levels.
+SELECT job_id, min(:max_boost, CAST((:now - coalesce(run_at, created_at)) / :interval AS INTEGER)) AS boost
+FROM jobs
+WHERE status = 'pending' AND aged < :max_boost AND coalesce(run_at, created_at) <= :now - (aged + 1) * :interval
+LIMIT 1000;
+
+-- name: age_job
+UPDATE jobs SET priority = priority - aged + :boost, aged = :boost, seq = :seq
+WHERE job_id = :job_id AND status = 'pending' AND aged < :boost;

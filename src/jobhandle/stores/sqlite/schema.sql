@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     peak_memory_mb    REAL,
     run_at            REAL,
     lease_expires_at  REAL,
-    seq               INTEGER NOT NULL
+    seq               INTEGER NOT NULL,
+    aged              INTEGER NOT NULL DEFAULT 0  -- priority levels gained by waiting (in priority already)
 );
 
 -- Claim order: per queue, highest priority first; within a priority, the users waiting there are served in

@@ -108,7 +108,8 @@ def _loads_list(text: str) -> list[Any]:
 def row_to_job(r: sqlite3.Row) -> Job:
     return Job(
         job_id=r["job_id"], job_type=r["job_type"], queue=r["queue"], status=JobStatus(r["status"]),
-        priority=r["priority"], user_id=r["user_id"], parameters=json.loads(r["parameters"]),
+        priority=r["priority"] - r["aged"], priority_boost=r["aged"], user_id=r["user_id"],
+        parameters=json.loads(r["parameters"]),
         result=_loads(r["result"]), error=r["error"], error_type=r["error_type"], progress=r["progress"],
         progress_message=r["progress_message"], progress_history=_loads_list(r["progress_history"]),
         error_history=_loads_list(r["error_history"]), created_at=at_ts(r["created_at"]),
@@ -123,6 +124,23 @@ def row_to_job(r: sqlite3.Row) -> Job:
                            peak_memory_mb=r["peak_memory_mb"]),
         run_at=from_ts(r["run_at"]), lease_expires_at=from_ts(r["lease_expires_at"]), seq=r["seq"],
     )
+
+
+ADDED_COLUMNS = {"aged": "ALTER TABLE jobs ADD COLUMN aged INTEGER NOT NULL DEFAULT 0"}
+"""Columns added to ``jobs`` since its first release, for databases created before them."""
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")  # two processes opening an old database at once: one adds, one sees
+    try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for column, ddl in ADDED_COLUMNS.items():
+            if column not in have:
+                conn.execute(ddl)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def row_to_schedule(r: sqlite3.Row) -> Schedule:
@@ -290,6 +308,7 @@ class SQLiteStore(Store):
         self._shared = self._connect() if self._memory else None
         with self._lock:
             self._conn().executescript(SCHEMA)
+            _add_missing_columns(self._conn())
         self._writer = _GroupCommit(self._shared or self._connect(), self._after_commit)
 
     # -- connections -------------------------------------------------------------------------------------
@@ -656,10 +675,25 @@ class SQLiteStore(Store):
 
     def restart(self, job_id: str, now: datetime) -> Job:
         def op(tx: _Tx) -> Job:
-            row = tx.conn.execute(Q["restart_job"], {"job_id": job_id, "seq": tx.seq()}).fetchone()
+            row = tx.conn.execute(Q["restart_job"], {"job_id": job_id, "seq": tx.seq(), "now": now.timestamp()}
+                                  ).fetchone()
             if row is None:
                 self._refuse(tx, job_id, "restart")
             return row_to_job(row)
+
+        return self._transact(op)
+
+    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
+        params = {"now": now.timestamp(), "interval": interval, "max_boost": max_boost}
+        with self._read() as conn:  # the common case, nothing to age, takes no write lock
+            if conn.execute(Q["agable_jobs"], params).fetchone() is None:
+                return 0
+
+        def op(tx: _Tx) -> int:
+            rows = tx.conn.execute(Q["agable_jobs"], params).fetchall()
+            tx.conn.executemany(Q["age_job"], [{"job_id": job_id, "boost": boost, "seq": seq} for (job_id, boost), seq
+                                               in zip(rows, tx.seqs(len(rows)), strict=True)])
+            return len(rows)
 
         return self._transact(op)
 

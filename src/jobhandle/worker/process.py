@@ -1,0 +1,193 @@
+"""Process mode, the worker's side: each slot runs its jobs in a child process of its own.
+
+The child is spawned once per slot (not per job: starting Python and importing the handlers costs about half
+a second) and replaced whenever it is killed. While a job runs, the slot thread relays the child's progress
+reports and rate-limit requests to the store, and every WATCH_SECONDS it checks two things: whether the job
+should stop (cancelled, its lease lost, its timeout passed, the worker handing it back) — then the child is
+terminated for real — and the memory the child and its own children use, against ``JOB_MAX_MEMORY_MB``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import psutil
+
+from ..errors import InvalidParameterError, JobProcessDied, ResourceLimitExceeded
+from ..models import Job, JobStatus, utcnow
+from ..registry import Handler
+from ..retry import outcome_for_error, outcome_for_failure, permanent_failure
+from ..stores.base import Outcome
+from .child import Target, child_main
+from .context import JobContext
+
+log = logging.getLogger("jobhandle.worker")
+
+WATCH_SECONDS = 0.05
+"""How often a slot checks its running child for a stop request and for its memory use."""
+KILL_GRACE_SECONDS = 2.0
+"""After SIGTERM (the handler sees JobCancelled and its ``finally`` blocks run), SIGKILL."""
+MB = 2**20
+
+
+class JobProcess:
+    """One slot's child process. Not shared between threads, except ``close`` (the stopping worker's)."""
+
+    def __init__(self, memory_limit_mb: float, retry_backoff_cap: float) -> None:
+        self.memory_limit_mb = memory_limit_mb
+        self._cap = retry_backoff_cap
+        self._mp = multiprocessing.get_context("spawn")  # fork would copy the worker's threads and locks
+        self._lock = threading.Lock()
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._ps: psutil.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Spawn the child if there is none (the slot does this before it claims, so jobs do not wait)."""
+        with self._lock:
+            if self._proc is not None and self._proc.is_alive():
+                return
+            ours, theirs = self._mp.Pipe()
+            proc = self._mp.Process(target=child_main, args=(theirs, logging.getLogger().getEffectiveLevel()),
+                                    name="jobhandle-job", daemon=False)  # a job may start processes itself
+            proc.start()
+            theirs.close()
+            self._proc, self._conn, self._ps = proc, ours, psutil.Process(proc.pid)
+
+    def run(self, job: Job, handler: Handler, ctx: JobContext) -> Outcome | None:
+        """Run ``job`` in the child; return how it ended (None: it was told to stop, nothing to write)."""
+        payload = {"job_id": job.job_id, "job_type": job.job_type, "attempt": job.attempts,
+                   "user_id": job.user_id, "parameters": job.parameters, "target": target_of(handler),
+                   "rate_per_minute": ctx.rate_per_minute}
+        self.start()
+        conn, ps = self._conn, self._ps
+        assert conn is not None and ps is not None
+        cpu_before = _cpu_seconds(ps) or 0.0
+        peak = 0.0
+        try:
+            conn.send(payload)
+        except OSError:
+            return self._died(job, ctx)
+        next_watch = time.monotonic() + WATCH_SECONDS
+        while True:
+            if conn.poll(WATCH_SECONDS):
+                try:
+                    message: tuple[Any, ...] = conn.recv()
+                except (EOFError, OSError):
+                    return self._died(job, ctx)
+                kind = message[0]
+                if kind == "progress":
+                    ctx.progress(message[1], message[2], items_processed=message[3], total_items=message[4])
+                elif kind == "token":
+                    conn.send(ctx.take_token(message[1], message[2], message[3]))
+                else:
+                    outcome = self._outcome(job, message)
+                    outcome.cpu_seconds = _since(_cpu_seconds(ps), cpu_before)
+                    outcome.peak_memory_mb = max(peak, message[-1] or 0.0) or None
+                    return outcome
+            if time.monotonic() < next_watch:
+                continue
+            next_watch = time.monotonic() + WATCH_SECONDS
+            if ctx.cancelled:
+                self.close()
+                return None
+            used = _resident_mb(ps)
+            peak = max(peak, used or 0.0)
+            if used is not None and used > self.memory_limit_mb:
+                cpu = _since(_cpu_seconds(ps), cpu_before)
+                self.close()
+                outcome = permanent_failure(ResourceLimitExceeded(
+                    f"the job used {used:.0f} MB of memory, over its limit of {self.memory_limit_mb:g} MB "
+                    f"(JOB_MAX_MEMORY_MB): its process was killed"))
+                outcome.cpu_seconds, outcome.peak_memory_mb = cpu, peak
+                return outcome
+
+    def close(self) -> None:
+        """Terminate the child (SIGTERM, then SIGKILL after KILL_GRACE_SECONDS) and wait for it."""
+        with self._lock:
+            proc, conn, self._proc, self._conn, self._ps = self._proc, self._conn, None, None, None
+        if proc is None:
+            return
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(KILL_GRACE_SECONDS)
+            if proc.is_alive():
+                log.warning("job process %s did not stop within %.0fs of SIGTERM: killing it", proc.pid,
+                            KILL_GRACE_SECONDS)
+                proc.kill()
+        proc.join()
+        if conn is not None:
+            conn.close()
+
+    def _outcome(self, job: Job, message: tuple[Any, ...]) -> Outcome:
+        kind = message[0]
+        if kind == "result":
+            return Outcome(JobStatus.COMPLETED, result=json.loads(message[1]))
+        if kind == "failure":
+            return outcome_for_failure(job, message[1], utcnow(), self._cap)
+        if kind == "unfit":
+            return permanent_failure(InvalidParameterError(message[1]))
+        raise RuntimeError(f"unexpected message from a job process: {kind!r}")
+
+    def _died(self, job: Job, ctx: JobContext) -> Outcome | None:
+        proc = self._proc
+        code = None
+        if proc is not None:
+            proc.join(KILL_GRACE_SECONDS)
+            code = proc.exitcode
+        self.close()
+        if ctx.cancelled:
+            return None
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        exc = JobProcessDied(f"the job's process {how} before the job ended")
+        return outcome_for_error(job, exc, utcnow(), self._cap)
+
+
+def target_of(handler: Handler) -> Target:
+    """Where the child finds ``handler``'s function: it must be reachable by name from its module."""
+    fn = handler.fn
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or "<" in qualname:
+        raise InvalidParameterError(
+            f"handler {handler.name!r} ({qualname or fn!r}) cannot run in process mode: a process-mode handler "
+            "must be a function defined at the top level of a module", job_type=handler.name)
+    path = getattr(sys.modules.get(module), "__file__", None)
+    return module, qualname, path
+
+
+def _cpu_seconds(ps: psutil.Process) -> float | None:
+    try:
+        t = ps.cpu_times()
+    except psutil.Error:
+        return None
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _since(now: float | None, before: float) -> float | None:
+    return None if now is None else max(0.0, now - before)
+
+
+def _resident_mb(ps: psutil.Process) -> float | None:
+    """Resident memory of the child and every process it started, in MiB (None: it is gone)."""
+    try:
+        total = ps.memory_info().rss
+        for sub in ps.children(recursive=True):
+            try:
+                total += sub.memory_info().rss
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        return None
+    return total / MB
