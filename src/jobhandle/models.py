@@ -177,6 +177,8 @@ dumps_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 def check_json(value: Any, what: str) -> Any:
     """Reject anything that is not plain JSON (no pickling, ever), including object keys that are not
     strings: JSON would turn them into strings and the handler would get other data than was submitted."""
+    if value is None or type(value) in (str, int, bool):  # the common results, JSON as they are
+        return value
     try:
         dumps_json(value)
     except (TypeError, ValueError) as exc:

@@ -10,7 +10,9 @@ import pytest
 from helpers import all_jobs, claim_one, get, later, new_job, submit
 from jobhandle import InvalidParameterError, JobQueue
 from jobhandle.models import Dependency, Job, JobStatus, utcnow
+from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, Store
+from jobhandle.stores.base import Finished
 
 
 def end(store: Store, now: datetime, job: Job, status: JobStatus) -> None:
@@ -181,3 +183,31 @@ def test_the_same_parent_twice_is_refused(queue: JobQueue) -> None:
     p = queue.submit("step")
     with pytest.raises(InvalidParameterError, match="twice"):
         queue.submit("step", depends_on=[p.job_id, {"job_id": p.job_id, "condition": "failure"}])
+
+
+def test_a_parent_failed_by_its_lost_worker_cancels_its_dependant(store: Store) -> None:
+    now = utcnow()
+    p = submit(store, now, queue="parents", max_retries=0)
+    c = child(store, now, Dependency(p.job_id))
+    claim_one(store, now, queues=["parents"], lease=1)
+    [recovered] = store.recover_expired(later(now, 5), lost_worker_policy(60))
+    assert recovered.status is JobStatus.FAILED and recovered.error_type == "WorkerLostError"
+    cancelled = get(store, c.job_id)
+    assert cancelled.status is JobStatus.CANCELLED and p.job_id in (cancelled.error or "")
+
+
+def test_one_batch_of_finishes_releases_the_dependants_of_each(store: Store) -> None:
+    now = utcnow()
+    parents = [parent(store, now) for _ in range(3)]
+    kids = [child(store, now, Dependency(p.job_id)) for p in parents]
+    both = child(store, now, Dependency(parents[0].job_id), Dependency(parents[1].job_id))
+    claimed = store.claim("w1", ["parents"], 3, 30, now)
+    outcomes = [Finished(j.job_id, j.attempts, Outcome(JobStatus.COMPLETED, result=1), now) for j in claimed[:2]]
+    outcomes.append(Finished(claimed[2].job_id, claimed[2].attempts, Outcome(JobStatus.FAILED, error="E: x",
+                                                                             error_type="E"), now))
+    owned, _ = store.finish_many_and_claim("w1", outcomes, ["parents"], 0, 30, now)
+    assert owned == [True, True, True]
+    by_parent = {p.job_id: get(store, k.job_id).status for p, k in zip(parents, kids, strict=True)}
+    assert by_parent == {claimed[0].job_id: JobStatus.PENDING, claimed[1].job_id: JobStatus.PENDING,
+                         claimed[2].job_id: JobStatus.CANCELLED}
+    assert get(store, both.job_id).status is JobStatus.PENDING

@@ -8,6 +8,7 @@ instead of leaving it half alive.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -40,7 +41,7 @@ RESOURCE_CHECK_SECONDS = 1.0
 """How often a worker compares system CPU and memory use with its thresholds."""
 SHORT_JOB_SECONDS = 0.005
 """Jobs quicker than this are claimed and acknowledged in batches (see Worker._slot_loop)."""
-BATCH_LIMIT = 16
+BATCH_LIMIT = 64
 RESULT_HOLD_SECONDS = 0.1
 """Outcomes of finished jobs wait at most about this long to be written with a batch."""
 BUFFER_HOLD_SECONDS = 0.5
@@ -296,7 +297,7 @@ class Worker:
     def _execute(self, job: Job, process: JobProcess | None) -> Finished | None:
         """Run one job; return how it ended (None: nothing to write, e.g. it was cancelled or handed back)."""
         ctx = JobContext(job, self.store, self.worker_id, self.settings.progress_interval,
-                         job_log.getChild(job.job_type), self.settings.max_api_calls_per_minute)
+                         _job_logger(job.job_type), self.settings.max_api_calls_per_minute)
         with self._running_lock:
             self._running[job.job_id] = ctx
         started = time.perf_counter()
@@ -438,6 +439,12 @@ class Worker:
         for ctx in running:
             if ctx.job_id not in owned:
                 ctx.mark_cancelled()
+
+
+@functools.lru_cache(maxsize=1024)
+def _job_logger(job_type: str) -> logging.Logger:
+    """``jobhandle.job.<type>``: looked up once per type, not once per job."""
+    return job_log.getChild(job_type)
 
 
 def held_since_after(moment: float) -> Callable[[float, Job], bool]:

@@ -18,6 +18,11 @@ INSERT INTO dependencies (parent_id, job_id, condition) VALUES (?, ?, ?);
 SELECT d.job_id FROM dependencies d JOIN jobs j ON j.job_id = d.job_id
 WHERE d.parent_id = :parent_id AND j.status = 'waiting';
 
+-- name: parents_with_waiting_dependants
+-- Which of the jobs in :ids (a JSON array) have dependants still waiting.
+SELECT DISTINCT d.parent_id FROM dependencies d JOIN jobs j ON j.job_id = d.job_id
+WHERE d.parent_id IN (SELECT value FROM json_each(:ids)) AND j.status = 'waiting';
+
 -- name: dependencies_of
 SELECT d.parent_id, d.condition, p.status FROM dependencies d LEFT JOIN jobs p ON p.job_id = d.parent_id
 WHERE d.job_id = :job_id;
@@ -58,8 +63,12 @@ SELECT min(run_at) FROM jobs WHERE status IN ({due});
 -- name: start_job
 UPDATE jobs SET status = 'running', worker_id = :worker_id, attempts = attempts + 1, started_at = :now,
                 completed_at = NULL, lease_expires_at = :lease, seq = :seq, priority = priority - aged, aged = 0
-WHERE job_id = :job_id AND status = 'pending'
-RETURNING *;
+WHERE job_id = :job_id AND status = 'pending';
+
+-- name: jobs_by_seq
+-- The jobs whose last change has a seq in [:first, :last]: what one transaction just wrote (cheaper than
+-- RETURNING on each UPDATE).
+SELECT * FROM jobs WHERE seq BETWEEN :first AND :last ORDER BY seq;
 
 -- name: worker_upsert
 INSERT INTO workers (worker_id, name, hostname, pid, queues, concurrency, started_at, last_seen, state)
@@ -235,7 +244,7 @@ SELECT user_id FROM u WHERE user_id IS NOT NULL;
 -- name: next_of_user
 SELECT job_id, seq FROM jobs
 WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id = :u AND seq > :after
-ORDER BY seq LIMIT 1;
+ORDER BY seq LIMIT :n;
 
 -- name: user_turn
 SELECT turn FROM user_turns WHERE user_id = :u;

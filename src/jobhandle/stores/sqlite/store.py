@@ -105,24 +105,35 @@ def _loads_list(text: str) -> list[Any]:
     return [] if text == "[]" else json.loads(text)
 
 
+JOB_COLUMNS = (
+    "job_id", "job_type", "queue", "status", "priority", "user_id", "parameters", "result", "error", "error_type",
+    "progress", "progress_message", "progress_history", "error_history", "created_at", "scheduled_time",
+    "started_at", "completed_at", "attempts", "max_retries", "retry_delay", "timeout_seconds", "depends_on",
+    "cron_expression", "schedule_id", "idempotency_key", "worker_id", "execution_time", "items_processed",
+    "total_items", "cpu_seconds", "peak_memory_mb", "run_at", "lease_expires_at", "seq", "aged")
+"""The jobs table's columns in table order (checked at open): row_to_job unpacks rows by position, because
+reading 36 columns by name costs more than building the Job."""
+
+
 def row_to_job(r: sqlite3.Row) -> Job:
+    (job_id, job_type, queue, status, priority, user_id, parameters, result, error, error_type, progress,
+     progress_message, progress_history, error_history, created_at, scheduled_time, started_at, completed_at,
+     attempts, max_retries, retry_delay, timeout_seconds, depends_on, cron_expression, schedule_id,
+     idempotency_key, worker_id, execution_time, items_processed, total_items, cpu_seconds, peak_memory_mb,
+     run_at, lease_expires_at, seq, aged) = r
     return Job(
-        job_id=r["job_id"], job_type=r["job_type"], queue=r["queue"], status=JobStatus(r["status"]),
-        priority=r["priority"] - r["aged"], priority_boost=r["aged"], user_id=r["user_id"],
-        parameters=json.loads(r["parameters"]),
-        result=_loads(r["result"]), error=r["error"], error_type=r["error_type"], progress=r["progress"],
-        progress_message=r["progress_message"], progress_history=_loads_list(r["progress_history"]),
-        error_history=_loads_list(r["error_history"]), created_at=at_ts(r["created_at"]),
-        scheduled_time=from_ts(r["scheduled_time"]), started_at=from_ts(r["started_at"]),
-        completed_at=from_ts(r["completed_at"]), attempts=r["attempts"], max_retries=r["max_retries"],
-        retry_delay=r["retry_delay"], timeout_seconds=r["timeout_seconds"],
-        depends_on=[Dependency(**d) for d in _loads_list(r["depends_on"])],
-        cron_expression=r["cron_expression"], schedule_id=r["schedule_id"],
-        idempotency_key=r["idempotency_key"], worker_id=r["worker_id"],
-        metrics=JobMetrics(execution_time_seconds=r["execution_time"], items_processed=r["items_processed"],
-                           total_items=r["total_items"], cpu_seconds=r["cpu_seconds"],
-                           peak_memory_mb=r["peak_memory_mb"]),
-        run_at=from_ts(r["run_at"]), lease_expires_at=from_ts(r["lease_expires_at"]), seq=r["seq"],
+        job_id=job_id, job_type=job_type, queue=queue, status=JobStatus(status), priority=priority - aged,
+        priority_boost=aged, user_id=user_id, parameters=json.loads(parameters), result=_loads(result),
+        error=error, error_type=error_type, progress=progress, progress_message=progress_message,
+        progress_history=_loads_list(progress_history), error_history=_loads_list(error_history),
+        created_at=at_ts(created_at), scheduled_time=from_ts(scheduled_time), started_at=from_ts(started_at),
+        completed_at=from_ts(completed_at), attempts=attempts, max_retries=max_retries, retry_delay=retry_delay,
+        timeout_seconds=timeout_seconds, depends_on=[Dependency(**d) for d in _loads_list(depends_on)],
+        cron_expression=cron_expression, schedule_id=schedule_id, idempotency_key=idempotency_key,
+        worker_id=worker_id,
+        metrics=JobMetrics(execution_time_seconds=execution_time, items_processed=items_processed,
+                           total_items=total_items, cpu_seconds=cpu_seconds, peak_memory_mb=peak_memory_mb),
+        run_at=from_ts(run_at), lease_expires_at=from_ts(lease_expires_at), seq=seq,
     )
 
 
@@ -130,17 +141,21 @@ ADDED_COLUMNS = {"aged": "ALTER TABLE jobs ADD COLUMN aged INTEGER NOT NULL DEFA
 """Columns added to ``jobs`` since its first release, for databases created before them."""
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
+def _upgrade_jobs_table(conn: sqlite3.Connection) -> None:
+    """Add the columns a database created by an earlier release lacks; check the layout row_to_job expects."""
     conn.execute("BEGIN IMMEDIATE")  # two processes opening an old database at once: one adds, one sees
     try:
         have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         for column, ddl in ADDED_COLUMNS.items():
             if column not in have:
                 conn.execute(ddl)
+        layout = tuple(row[1] for row in conn.execute("PRAGMA table_info(jobs)"))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    if layout != JOB_COLUMNS:
+        raise RuntimeError(f"the jobs table has columns {layout}, expected {JOB_COLUMNS}")
 
 
 def row_to_schedule(r: sqlite3.Row) -> Schedule:
@@ -308,7 +323,7 @@ class SQLiteStore(Store):
         self._shared = self._connect() if self._memory else None
         with self._lock:
             self._conn().executescript(SCHEMA)
-            _add_missing_columns(self._conn())
+            _upgrade_jobs_table(self._conn())
         self._writer = _GroupCommit(self._shared or self._connect(), self._after_commit)
 
     # -- connections -------------------------------------------------------------------------------------
@@ -430,10 +445,13 @@ class SQLiteStore(Store):
         if undecided:
             job.status = JobStatus.WAITING
 
-    def _resolve_dependants(self, tx: _Tx, parent_id: str, now_ts: float) -> None:
-        """A job just finished: release its waiting dependants whose parents are all met, cancel those one of
+    def _resolve_dependants(self, tx: _Tx, parent_ids: Sequence[str], now_ts: float) -> None:
+        """Jobs just finished: release their waiting dependants whose parents are all met, cancel those one of
         whose parents can no longer be met, and so on down the chain (a cancelled dependant is a parent too)."""
-        todo = [parent_id]
+        if not parent_ids:
+            return
+        todo = [p for (p,) in tx.conn.execute(Q["parents_with_waiting_dependants"],
+                                              {"ids": dumps_json(list(parent_ids))})]
         while todo:
             parent = todo.pop()
             for (child,) in tx.conn.execute(Q["waiting_dependants"], {"parent_id": parent}).fetchall():
@@ -520,10 +538,16 @@ class SQLiteStore(Store):
                now_ts: float, limits: ConcurrencyLimits | None) -> list[Job]:
         self._promote_due(tx, now_ts)
         picks = self._pick_fairly(tx.conn, queues, *self._limits_now(tx.conn, limit, limits))
+        if not picks:
+            return []
         lease = now_ts + lease_seconds
-        jobs = [row_to_job(tx.conn.execute(Q["start_job"], {
-            "job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq,
-        }).fetchone()) for job_id, seq in zip(picks, tx.seqs(len(picks)), strict=True)]
+        seqs = tx.seqs(len(picks))
+        tx.conn.executemany(Q["start_job"], [
+            {"job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq}
+            for job_id, seq in zip(picks, seqs, strict=True)])
+        jobs = [row_to_job(r) for r in tx.conn.execute(Q["jobs_by_seq"], {"first": seqs[0], "last": seqs[-1]})]
+        if len(jobs) != len(picks):  # picked under the write lock: every pick is pending, every update applies
+            raise RuntimeError(f"claim started {len(jobs)} of the {len(picks)} jobs it picked")
         turns = {job.user_id: job.seq for job in jobs}  # each user's turn: the seq of its last job claimed
         tx.conn.executemany(Q["set_user_turn"], [{"u": u, "turn": t} for u, t in turns.items()])
         return jobs
@@ -543,13 +567,15 @@ class SQLiteStore(Store):
             after = dict.fromkeys(ring, -1)
             while ring and len(picks) < allowed:
                 for user in list(ring):
-                    found = self._next_of_user(conn, queues, level, user, after[user])
-                    if found is None:
+                    # Several users take turns, one job each; a lone user takes all it may in one query.
+                    n = 1 if len(ring) > 1 else min(allowed - len(picks), per_user_max - running.get(user, 0))
+                    found = self._next_of_user(conn, queues, level, user, after[user], n)
+                    if not found:
                         ring.remove(user)
                         continue
-                    picks.append(found[0])
-                    after[user] = found[1]
-                    running[user] = running.get(user, 0) + 1
+                    picks.extend(job_id for job_id, _ in found)
+                    after[user] = found[-1][1]
+                    running[user] = running.get(user, 0) + len(found)
                     if running[user] >= per_user_max:
                         ring.remove(user)
                     if len(picks) == allowed:
@@ -568,11 +594,14 @@ class SQLiteStore(Store):
         return 0 if row is None else int(row[0])
 
     @staticmethod
-    def _next_of_user(conn: sqlite3.Connection, queues: Sequence[str], level: int, user: str,
-                      after: int) -> tuple[str, int] | None:
-        found = [row for q in queues if (row := conn.execute(Q["next_of_user"], {
-            "q": q, "p": level, "u": user, "after": after}).fetchone()) is not None]
-        return None if not found else min(((r[0], r[1]) for r in found), key=lambda r: r[1])
+    def _next_of_user(conn: sqlite3.Connection, queues: Sequence[str], level: int, user: str, after: int,
+                      n: int) -> list[tuple[str, int]]:
+        """``user``'s next ``n`` pending jobs at ``level`` after seq ``after``, in order: (job_id, seq)."""
+        found = [(r[0], r[1]) for q in queues for r in conn.execute(Q["next_of_user"], {
+            "q": q, "p": level, "u": user, "after": after, "n": n})]
+        if len(queues) > 1:
+            found.sort(key=lambda r: r[1])
+        return found[:n]
 
     def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
                               claim_limit: int, lease_seconds: float, now: datetime,
@@ -580,6 +609,8 @@ class SQLiteStore(Store):
         def op(tx: _Tx) -> tuple[list[bool], list[Job]]:
             owned = [self._finish(tx, f.job_id, worker_id, f.attempt, f.outcome, f.at.timestamp())
                      for f in finished]
+            self._resolve_dependants(tx, [f.job_id for f, ok in zip(finished, owned, strict=True)
+                                          if ok and f.outcome.status in TERMINAL_STATUSES], now.timestamp())
             if claim_limit <= 0:
                 return owned, []
             return owned, self._claim(tx, worker_id, queues, claim_limit, lease_seconds, now.timestamp(), limits)
@@ -626,24 +657,28 @@ class SQLiteStore(Store):
             error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
                                   "error_type": outcome.error_type})
         terminal = outcome.status in TERMINAL_STATUSES
+        result = outcome.result
         cur = tx.conn.execute(Q["finish_job"], {
             **_progress_params(outcome.progress),
             "status": outcome.status.value,
-            "result": dumps_json(outcome.result) if outcome.status is JobStatus.COMPLETED else None,
+            "result": None if outcome.status is not JobStatus.COMPLETED else "null" if result is None else
+            dumps_json(result),
             "error": outcome.error, "error_type": outcome.error_type, "error_entry": error_entry,
             "error_limit": ERROR_HISTORY_LIMIT, "completed_at": now_ts if terminal else None,
             "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,
             "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
             "seq": tx.seq(), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
         })
-        if cur.rowcount != 1:
-            return False
-        if terminal:
-            self._resolve_dependants(tx, job_id, now_ts)
-        return True
+        return cur.rowcount == 1
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
-        return self._transact(lambda tx: self._finish(tx, job_id, worker_id, attempt, outcome, now.timestamp()))
+        def op(tx: _Tx) -> bool:
+            owned = self._finish(tx, job_id, worker_id, attempt, outcome, now.timestamp())
+            if owned and outcome.status in TERMINAL_STATUSES:
+                self._resolve_dependants(tx, [job_id], now.timestamp())
+            return owned
+
+        return self._transact(op)
 
     def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
         def op(tx: _Tx) -> Job | None:
@@ -668,7 +703,7 @@ class SQLiteStore(Store):
                                                     "reason": reason, "seq": tx.seq()}).fetchone()
             if row is None:
                 self._refuse(tx, job_id, "cancel")
-            self._resolve_dependants(tx, job_id, now.timestamp())
+            self._resolve_dependants(tx, [job_id], now.timestamp())
             return row_to_job(row)
 
         return self._transact(op)
@@ -709,6 +744,7 @@ class SQLiteStore(Store):
                 job = row_to_job(row)
                 if self._finish(tx, job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts):
                     recovered.append(row_to_job(tx.conn.execute(Q["get_job"], {"job_id": job.job_id}).fetchone()))
+            self._resolve_dependants(tx, [j.job_id for j in recovered if j.is_terminal], now_ts)
             return recovered
 
         return self._transact(op)
