@@ -110,6 +110,8 @@ def _run(ctx: ChildContext, job: dict[str, Any], handlers: dict[Target, Callable
     target: Target = tuple(job["target"])  # type: ignore[assignment]
     try:
         fn = handlers.get(target) or handlers.setdefault(target, resolve(target))
+    except JobCancelled:  # stopped while importing the handler's module
+        raise
     except Exception as exc:  # noqa: BLE001 - the same import fails on every attempt
         return ("failure", Failure(f"cannot load handler {job['job_type']!r} in the job process: "
                                    f"{type(exc).__name__}: {exc}", "HandlerImportError", permanent=True))

@@ -34,7 +34,8 @@ log = logging.getLogger("jobhandle.worker")
 WATCH_SECONDS = 0.05
 """How often a slot checks its running child for a stop request and for its memory use."""
 KILL_GRACE_SECONDS = 2.0
-"""After SIGTERM (the handler sees JobCancelled and its ``finally`` blocks run), SIGKILL."""
+"""After SIGTERM (the handler sees JobCancelled and its ``finally`` blocks run), SIGKILL. The grace matters when
+the signal lands just before a blocking call (a sleep, a read): Python runs its handler only after that call."""
 MB = 2**20
 
 
@@ -107,20 +108,23 @@ class JobProcess:
             peak = max(peak, used or 0.0)
             if used is not None and used > self.memory_limit_mb:
                 cpu = _since(_cpu_seconds(ps), cpu_before)
-                self.close()
+                self.close(graceful=False)  # it may be allocating still: no time for clean-up
                 outcome = permanent_failure(ResourceLimitExceeded(
                     f"the job used {used:.0f} MB of memory, over its limit of {self.memory_limit_mb:g} MB "
                     f"(JOB_MAX_MEMORY_MB): its process was killed"))
                 outcome.cpu_seconds, outcome.peak_memory_mb = cpu, peak
                 return outcome
 
-    def close(self) -> None:
-        """Terminate the child (SIGTERM, then SIGKILL after KILL_GRACE_SECONDS) and wait for it."""
+    def close(self, graceful: bool = True) -> None:
+        """Terminate the child (SIGTERM, then SIGKILL after KILL_GRACE_SECONDS; at once if not ``graceful``)
+        and wait for it."""
         with self._lock:
             proc, conn, self._proc, self._conn, self._ps = self._proc, self._conn, None, None, None
         if proc is None:
             return
-        if proc.is_alive():
+        if proc.is_alive() and not graceful:
+            proc.kill()
+        elif proc.is_alive():
             proc.terminate()
             proc.join(KILL_GRACE_SECONDS)
             if proc.is_alive():
