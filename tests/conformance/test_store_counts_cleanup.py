@@ -6,12 +6,14 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
-from helpers import all_jobs, claim_one, later, submit
+from helpers import all_jobs, claim_one, later, new_job, submit
 
 from jobhandle import InvalidParameterError, JobQueue, JobStatus
-from jobhandle.models import utcnow
+from jobhandle.cron import next_fire
+from jobhandle.models import Dependency, Schedule, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import JobQuery, Outcome, Store
+from jobhandle.stores.base import Finished
 
 
 def recount(store: Store) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
@@ -155,3 +157,46 @@ def test_queue_cleanup_old_jobs(queue: JobQueue) -> None:
     assert stats["last_cleanup_removed"] == 1 and stats["last_cleanup"] is not None
     with pytest.raises(InvalidParameterError, match="days_old"):
         queue.cleanup_old_jobs(days_old=-1)
+
+
+def test_counters_stay_exact_through_batched_finishes_and_claims(store: Store) -> None:
+    """The hot transitions (claim; finish of many at once, some refused) are counted by their primitives."""
+    now = utcnow()
+    parent = submit(store, now, "x", queue="a")
+    store.submit([new_job("y", queue="b", depends_on=[Dependency(parent.job_id)])], now)
+    for i in range(6):
+        submit(store, now, "xy"[i % 2], queue="ab"[i % 2], max_retries=1)
+    claimed = store.claim("w1", ["a", "b"], 5, 30, now)
+    assert_counts_exact(store)
+    cancelled = claimed[1]
+    store.cancel(cancelled.job_id, later(now, 1))  # its finish below is refused: counted once, as cancelled
+    outcomes = [Outcome(JobStatus.COMPLETED, result=1), Outcome(JobStatus.COMPLETED),
+                Outcome(JobStatus.RETRYING, error="E: x", error_type="E", run_at=later(now, 2)),
+                Outcome(JobStatus.FAILED, error="E: x", error_type="E"), Outcome(JobStatus.COMPLETED)]
+    owned, more = store.finish_many_and_claim(
+        "w1", [Finished(j.job_id, j.attempts, o, later(now, 1)) for j, o in zip(claimed, outcomes, strict=True)],
+        ["a", "b"], 10, 30, later(now, 1))
+    assert owned == [True, False, True, True, True]
+    assert more, "the released dependant and the rest were claimed in the same step"
+    assert_counts_exact(store)
+
+
+def test_counters_stay_exact_through_cascades_and_schedules(store: Store) -> None:
+    now = utcnow()
+    parent = submit(store, now, "x", queue="c", max_retries=0)
+    kid = store.submit([new_job("y", depends_on=[Dependency(parent.job_id)])], now)[0]
+    grandkid = store.submit([new_job("z", depends_on=[Dependency(kid.job_id)])], now)[0]
+    claimed = claim_one(store, now, queues=["c"])
+    finish(store, claimed.job_id, "w1", 1, JobStatus.FAILED, later(now, 1))  # cancels kid, then grandkid
+    assert store.get(grandkid.job_id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+    assert_counts_exact(store)
+
+    schedule = Schedule(job_type="tick", cron_expression="* * * * *", created_at=now,
+                        next_fire_at=next_fire("* * * * *", "UTC", now))
+    store.create_schedule(schedule, now)
+    assert_counts_exact(store)
+    store.pause_schedule(schedule.schedule_id, later(now, 1))  # cancels the upcoming scheduled job
+    assert_counts_exact(store)
+    store.resume_schedule(schedule.schedule_id, later(now, 2))
+    store.delete_schedule(schedule.schedule_id, later(now, 3))
+    assert_counts_exact(store)

@@ -29,12 +29,14 @@ WHERE d.job_id = :job_id;
 
 -- name: release_waiting
 UPDATE jobs SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'pending' END, seq = :seq
-WHERE job_id = :job_id AND status = 'waiting';
+WHERE job_id = :job_id AND status = 'waiting'
+RETURNING queue, job_type, status;
 
 -- name: cancel_waiting
 UPDATE jobs SET status = 'cancelled', completed_at = :now, error = :error, error_type = 'DependencyFailedError',
                 seq = :seq
-WHERE job_id = :job_id AND status = 'waiting';
+WHERE job_id = :job_id AND status = 'waiting'
+RETURNING queue, job_type, status;
 
 -- name: delete_dependencies
 DELETE FROM dependencies WHERE job_id = :job_id OR parent_id = :job_id;
@@ -45,6 +47,15 @@ INSERT INTO counters (queue, job_type, status, n)
 SELECT queue, job_type, status, count(*) FROM jobs WHERE seq BETWEEN :first AND :last GROUP BY 1, 2, 3 ORDER BY 1
 ON CONFLICT (queue, job_type, status) DO UPDATE SET n = n + excluded.n;
 
+-- name: changed_by_kind
+-- The jobs whose last change has a seq in [:first, :last], by queue, type and (new) status.
+SELECT queue, job_type, status, count(*) FROM jobs WHERE seq BETWEEN :first AND :last GROUP BY 1, 2, 3;
+
+-- name: count_add
+-- Counters are kept by the primitives (see schema.sql): :n more (or fewer) jobs of (queue, type, status).
+INSERT INTO counters (queue, job_type, status, n) VALUES (?, ?, ?, ?)
+ON CONFLICT (queue, job_type, status) DO UPDATE SET n = n + excluded.n;
+
 -- name: job_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = :key;
 
@@ -52,7 +63,8 @@ SELECT * FROM jobs WHERE idempotency_key = :key;
 SELECT * FROM jobs WHERE job_id = :job_id;
 
 -- name: due_jobs
-SELECT job_id FROM jobs WHERE status IN ({due}) AND run_at <= :now ORDER BY run_at LIMIT 1000;
+SELECT job_id, queue, job_type, status FROM jobs WHERE status IN ({due}) AND run_at <= :now ORDER BY run_at
+LIMIT 1000;
 
 -- name: make_pending
 UPDATE jobs SET status = 'pending', seq = :seq WHERE job_id = :job_id AND status IN ({due});
@@ -208,7 +220,8 @@ DELETE FROM schedules WHERE schedule_id = :schedule_id;
 -- name: cancel_upcoming
 -- A schedule's job for a fire that has not come yet (paused or deleted schedule).
 UPDATE jobs SET status = 'cancelled', completed_at = :now, error = :reason, seq = :seq
-WHERE idempotency_key = :key AND status = 'scheduled';
+WHERE idempotency_key = :key AND status = 'scheduled'
+RETURNING queue, job_type, status;
 
 -- name: get_bucket
 SELECT tokens, updated_at FROM rate_limits WHERE key = :key;

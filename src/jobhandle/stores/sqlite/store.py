@@ -12,7 +12,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
@@ -322,7 +322,7 @@ class SQLiteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._shared = self._connect() if self._memory else None
         with self._lock:
-            self._conn().executescript(SCHEMA)
+            self._conn().executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")  # all or nothing, one opener at once
             _upgrade_jobs_table(self._conn())
         self._writer = _GroupCommit(self._shared or self._connect(), self._after_commit)
 
@@ -463,11 +463,15 @@ class SQLiteStore(Store):
                         break
                     undecided = undecided or met is None
                 if unmet is not None:
-                    tx.conn.execute(Q["cancel_waiting"], {"job_id": child, "now": now_ts, "error": unmet,
-                                                          "seq": tx.seq()})
+                    moved = tx.conn.execute(Q["cancel_waiting"], {"job_id": child, "now": now_ts, "error": unmet,
+                                                                  "seq": tx.seq()}).fetchall()
                     todo.append(child)
                 elif not undecided:
-                    tx.conn.execute(Q["release_waiting"], {"job_id": child, "now": now_ts, "seq": tx.seq()})
+                    moved = tx.conn.execute(Q["release_waiting"], {"job_id": child, "now": now_ts,
+                                                                   "seq": tx.seq()}).fetchall()
+                else:
+                    continue
+                self._count(tx, [(queue, job_type, JobStatus.WAITING.value, new, 1) for queue, job_type, new in moved])
 
     def get(self, job_id: str) -> Job | None:
         with self._read() as conn:
@@ -503,10 +507,11 @@ class SQLiteStore(Store):
             return [row_to_job(r) for r in conn.execute(sql, params)]
 
     def _promote_due(self, tx: _Tx, now_ts: float) -> None:
-        due = [r[0] for r in tx.conn.execute(Q["due_jobs"], {"now": now_ts})]
+        due = tx.conn.execute(Q["due_jobs"], {"now": now_ts}).fetchall()
         if due:
-            tx.conn.executemany(Q["make_pending"],
-                                [{"job_id": j, "seq": s} for j, s in zip(due, tx.seqs(len(due)), strict=True)])
+            tx.conn.executemany(Q["make_pending"], [{"job_id": row[0], "seq": s}
+                                                    for row, s in zip(due, tx.seqs(len(due)), strict=True)])
+            self._count(tx, [(queue, job_type, old, JobStatus.PENDING.value, 1) for _, queue, job_type, old in due])
 
     def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
               now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
@@ -548,6 +553,7 @@ class SQLiteStore(Store):
         jobs = [row_to_job(r) for r in tx.conn.execute(Q["jobs_by_seq"], {"first": seqs[0], "last": seqs[-1]})]
         if len(jobs) != len(picks):  # picked under the write lock: every pick is pending, every update applies
             raise RuntimeError(f"claim started {len(jobs)} of the {len(picks)} jobs it picked")
+        self._count_moved(tx, JobStatus.PENDING, seqs[0], seqs[-1])
         turns = {job.user_id: job.seq for job in jobs}  # each user's turn: the seq of its last job claimed
         tx.conn.executemany(Q["set_user_turn"], [{"u": u, "turn": t} for u, t in turns.items()])
         return jobs
@@ -607,10 +613,8 @@ class SQLiteStore(Store):
                               claim_limit: int, lease_seconds: float, now: datetime,
                               limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
         def op(tx: _Tx) -> tuple[list[bool], list[Job]]:
-            owned = [self._finish(tx, f.job_id, worker_id, f.attempt, f.outcome, f.at.timestamp())
-                     for f in finished]
-            self._resolve_dependants(tx, [f.job_id for f, ok in zip(finished, owned, strict=True)
-                                          if ok and f.outcome.status in TERMINAL_STATUSES], now.timestamp())
+            owned = self._finish_all(tx, [(f.job_id, worker_id, f.attempt, f.outcome) for f in finished],
+                                     now.timestamp())
             if claim_limit <= 0:
                 return owned, []
             return owned, self._claim(tx, worker_id, queues, claim_limit, lease_seconds, now.timestamp(), limits)
@@ -650,8 +654,39 @@ class SQLiteStore(Store):
 
         return self._transact(op)
 
+    def _finish_all(self, tx: _Tx, attempts: Sequence[tuple[str, str, int, Outcome]], now_ts: float) -> list[bool]:
+        """End attempts, each fenced by (job_id, worker_id, attempt): write the outcomes, count the jobs that
+        left ``running`` (one statement for them all: see counters in schema.sql), resolve the dependants of
+        those that ended. Returns which attempts were still owned."""
+        if not attempts:
+            return []
+        seqs = tx.seqs(len(attempts))
+        owned = [self._finish(tx, job_id, worker_id, attempt, outcome, now_ts, seq)
+                 for (job_id, worker_id, attempt, outcome), seq in zip(attempts, seqs, strict=True)]
+        if any(owned):
+            self._count_moved(tx, JobStatus.RUNNING, seqs[0], seqs[-1])
+        self._resolve_dependants(tx, [a[0] for a, ok in zip(attempts, owned, strict=True)
+                                      if ok and a[3].status in TERMINAL_STATUSES], now_ts)
+        return owned
+
+    @classmethod
+    def _count_moved(cls, tx: _Tx, old: JobStatus, first: int, last: int) -> None:
+        """Every job whose last change has a seq in [first, last] just left ``old``: move it in the counters."""
+        cls._count(tx, [(queue, job_type, old.value, status, n) for queue, job_type, status, n in
+                        tx.conn.execute(Q["changed_by_kind"], {"first": first, "last": last})])
+
+    @staticmethod
+    def _count(tx: _Tx, moves: Iterable[tuple[str, str, str, str, int]]) -> None:
+        """Keep the counters exact: each move is (queue, job_type, old status, new status, how many jobs)."""
+        delta: dict[tuple[str, str, str], int] = {}
+        for queue, job_type, old, new, n in moves:
+            if old != new:
+                delta[queue, job_type, new] = delta.get((queue, job_type, new), 0) + n
+                delta[queue, job_type, old] = delta.get((queue, job_type, old), 0) - n
+        tx.conn.executemany(Q["count_add"], [(q, t, s, n) for (q, t, s), n in delta.items() if n])
+
     def _finish(self, tx: _Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
-                now_ts: float) -> bool:
+                now_ts: float, seq: int) -> bool:
         error_entry = None
         if outcome.error is not None:
             error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
@@ -667,24 +702,23 @@ class SQLiteStore(Store):
             "error_limit": ERROR_HISTORY_LIMIT, "completed_at": now_ts if terminal else None,
             "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,
             "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
-            "seq": tx.seq(), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+            "seq": seq, "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
         })
         return cur.rowcount == 1
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
-        def op(tx: _Tx) -> bool:
-            owned = self._finish(tx, job_id, worker_id, attempt, outcome, now.timestamp())
-            if owned and outcome.status in TERMINAL_STATUSES:
-                self._resolve_dependants(tx, [job_id], now.timestamp())
-            return owned
-
-        return self._transact(op)
+        return self._transact(lambda tx: self._finish_all(tx, [(job_id, worker_id, attempt, outcome)],
+                                                          now.timestamp())[0])
 
     def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
         def op(tx: _Tx) -> Job | None:
             row = tx.conn.execute(Q["release_job"], {"job_id": job_id, "worker_id": worker_id,
                                                      "attempt": attempt, "seq": tx.seq()}).fetchone()
-            return None if row is None else row_to_job(row)
+            if row is None:
+                return None
+            job = row_to_job(row)
+            self._count(tx, [(job.queue, job.job_type, JobStatus.RUNNING.value, job.status.value, 1)])
+            return job
 
         return self._transact(op)
 
@@ -699,22 +733,28 @@ class SQLiteStore(Store):
 
     def cancel(self, job_id: str, now: datetime, reason: str | None = None) -> Job:
         def op(tx: _Tx) -> Job:
+            old = tx.conn.execute(Q["job_status"], {"job_id": job_id}).fetchone()
             row = tx.conn.execute(Q["cancel_job"], {"job_id": job_id, "now": now.timestamp(),
                                                     "reason": reason, "seq": tx.seq()}).fetchone()
             if row is None:
                 self._refuse(tx, job_id, "cancel")
+            job = row_to_job(row)
+            self._count(tx, [(job.queue, job.job_type, old[0], job.status.value, 1)])
             self._resolve_dependants(tx, [job_id], now.timestamp())
-            return row_to_job(row)
+            return job
 
         return self._transact(op)
 
     def restart(self, job_id: str, now: datetime) -> Job:
         def op(tx: _Tx) -> Job:
+            old = tx.conn.execute(Q["job_status"], {"job_id": job_id}).fetchone()
             row = tx.conn.execute(Q["restart_job"], {"job_id": job_id, "seq": tx.seq(), "now": now.timestamp()}
                                   ).fetchone()
             if row is None:
                 self._refuse(tx, job_id, "restart")
-            return row_to_job(row)
+            job = row_to_job(row)
+            self._count(tx, [(job.queue, job.job_type, old[0], job.status.value, 1)])
+            return job
 
         return self._transact(op)
 
@@ -739,13 +779,11 @@ class SQLiteStore(Store):
                 return []
 
         def op(tx: _Tx) -> list[Job]:
-            recovered = []
-            for row in tx.conn.execute(Q["expired_leases"], {"now": now_ts}).fetchall():
-                job = row_to_job(row)
-                if self._finish(tx, job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts):
-                    recovered.append(row_to_job(tx.conn.execute(Q["get_job"], {"job_id": job.job_id}).fetchone()))
-            self._resolve_dependants(tx, [j.job_id for j in recovered if j.is_terminal], now_ts)
-            return recovered
+            expired = [row_to_job(row) for row in tx.conn.execute(Q["expired_leases"], {"now": now_ts}).fetchall()]
+            owned = self._finish_all(tx, [(job.job_id, job.worker_id or "", job.attempts, backoff(job, now))
+                                          for job in expired], now_ts)
+            return [row_to_job(tx.conn.execute(Q["get_job"], {"job_id": job.job_id}).fetchone())
+                    for job, ok in zip(expired, owned, strict=True) if ok]
 
         return self._transact(op)
 
@@ -829,7 +867,9 @@ class SQLiteStore(Store):
     def _cancel_upcoming(self, tx: _Tx, schedule: Schedule, now_ts: float, reason: str) -> None:
         if schedule.next_fire_at is not None:
             key = cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
-            tx.conn.execute(Q["cancel_upcoming"], {"key": key, "now": now_ts, "reason": reason, "seq": tx.seq()})
+            moved = tx.conn.execute(Q["cancel_upcoming"], {"key": key, "now": now_ts, "reason": reason,
+                                                           "seq": tx.seq()}).fetchall()
+            self._count(tx, [(queue, job_type, JobStatus.SCHEDULED.value, new, 1) for queue, job_type, new in moved])
 
     def pause_schedule(self, schedule_id: str, now: datetime) -> Schedule:
         def op(tx: _Tx) -> Schedule:
