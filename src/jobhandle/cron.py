@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .errors import InvalidParameterError
 from .models import Job, Schedule
@@ -38,12 +38,16 @@ def validate(expression: str, tz: str) -> None:
     if not croniter.is_valid(expression):
         raise InvalidParameterError(f"invalid cron expression {expression!r}")
     zone(tz)
+    try:  # valid fields can still name no date at all, such as February 30th
+        croniter(expression, datetime.now(timezone.utc)).get_next(datetime)
+    except CroniterBadDateError:
+        raise InvalidParameterError(f"cron expression {expression!r} never fires") from None
 
 
 def zone(tz: str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the zone database, e.g. "Europe"
         raise InvalidParameterError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)") from None
 
 
