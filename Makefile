@@ -1,4 +1,4 @@
-# jobhandle: `make run` starts the demo on embedded SQLite, `make test` runs every test.
+# jobhandle: `make run` serves the REST API with a worker on embedded SQLite, `make test` runs every test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +14,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/jobhandle demo
+	@echo "jobhandle: REST API on http://127.0.0.1:8000/api/v1/jobs, docs on http://127.0.0.1:8000/docs (Ctrl-C stops)"
+	$(BIN)/jobhandle serve --app jobhandle.handlers --workers 4 --store sqlite:///./jobhandle.db
 
 test: install
 	$(BIN)/ruff check src

@@ -685,6 +685,50 @@ def cleanup_command(
     typer.echo(f"removed {removed} job{'' if removed == 1 else 's'}")
 
 
+@command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(
+        min=0, help="Worker slots (threads) run in this process; 0: API only (run `jobhandle worker` apart).")] = 0,
+    apps: Annotated[list[str] | None, typer.Option(
+        "--app", "-a", metavar="MODULE_OR_FILE",
+        help="Module (dotted name) or .py file whose @handler functions to load; repeatable.")] = None,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
+    store: StoreOption = None,
+) -> None:
+    """Run the REST API (docs at /docs) until SIGTERM or SIGINT, optionally with an in-process worker.
+
+    API keys: $JOBHANDLE_API_KEYS or $JOBHANDLE_API_KEYS_FILE (see docs/api.md); none: no authentication.
+
+    Example: jobhandle serve --app tasks.py --workers 4 --store sqlite:///jobs.db
+    """
+    import uvicorn  # imported here: the other commands should not pay for loading the web stack
+
+    from .api import create_app
+
+    logging.basicConfig(level=log_level.value, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for spec in apps or []:
+        import_app(spec)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again; caught here, it lets
+    # the queue below stop its worker (running jobs get the shutdown grace) instead of killing the process.
+    request = StopRequest()
+    request.install()
+    try:
+        with JobQueue(store) as q:
+            app = create_app(q)  # refuses bad API key entries before anything listens
+            if workers:
+                q.start(workers)
+            base = f"http://{host}:{port}"
+            _print_flushed(f"jobhandle API {base}/api/v1/jobs (docs {base}/docs), store {store or q.settings.store},"
+                           f" {workers or 'no'} in-process worker slot{'' if workers == 1 else 's'}, "
+                           f"authentication {'on' if app.state.jobhandle.auth.enabled else 'off'}")
+            uvicorn.run(app, host=host, port=port, log_level=log_level.value.lower())
+    finally:
+        request.restore()
+
+
 def _default_demo_dir() -> Path:
     """The repository's docs/ folder when running from a source checkout, else the current directory."""
     docs = Path(__file__).resolve().parents[2] / "docs"

@@ -6,9 +6,10 @@ prefixed ``JOBHANDLE_``. Construct ``Settings(...)`` with keyword arguments to o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +59,15 @@ class Settings(BaseSettings):
     priority_aging_seconds: float = Field(
         60.0, ge=0, description="A pending job gains one priority level per this many seconds waited; 0: off")
     priority_aging_max: int = Field(10, ge=0, description="Most priority levels a job gains by waiting")
+
+    # REST API (jobhandle serve). No keys configured: authentication is off.
+    api_keys: SecretStr | None = Field(
+        None, description="API keys as comma-separated key:user[:role] entries, role user (default) or admin")
+    api_keys_file: Path | None = Field(
+        None, description="A file of API keys, one key:user[:role] per line; # starts a comment")
+    max_body_bytes: int = Field(1_048_576, ge=0, description="Largest request body the API accepts, bytes")
+    sse_keepalive_seconds: float = Field(15.0, gt=0, description="Idle seconds between SSE keep-alive comments")
+    poll_timeout_max: float = Field(120.0, gt=0, description="Longest wait of a long-poll request, seconds")
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Settings:

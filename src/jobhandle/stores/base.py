@@ -261,6 +261,10 @@ class Store(ABC):
         """The transition-maintained counters (no table scans)."""
 
     @abstractmethod
+    def count_by_status(self, user_id: str) -> dict[str, int]:
+        """One user's jobs by status (statuses with none are left out): the API's per-user statistics."""
+
+    @abstractmethod
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
         """Delete terminal jobs finished before their status's cutoff; record the run; return how many."""
 

@@ -173,6 +173,9 @@ FROM workers w ORDER BY w.started_at;
 -- name: counters
 SELECT queue, job_type, status, n FROM counters WHERE n <> 0;
 
+-- name: count_by_status
+SELECT status, count(*) FROM jobs WHERE user_id = :user_id GROUP BY status;
+
 -- name: meta_get
 SELECT value FROM meta WHERE key = :key;
 

@@ -926,6 +926,10 @@ class SQLiteStore(Store):
         return StoreCounts(by_status=by_status, by_queue=by_queue, by_type=by_type,
                            last_cleanup=from_ts(last_cleanup), last_cleanup_removed=int(removed))
 
+    def count_by_status(self, user_id: str) -> dict[str, int]:
+        with self._read() as conn:
+            return dict(conn.execute(Q["count_by_status"], {"user_id": user_id}).fetchall())
+
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
         def delete_batch(status: JobStatus, cutoff: float) -> int:
             def op(tx: _Tx) -> int:

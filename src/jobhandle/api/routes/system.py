@@ -1,0 +1,70 @@
+"""Workers, health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..auth import authenticate
+from ..schemas import ERROR_RESPONSES, HealthOut, WorkerOut
+from ..state import ApiState, Caller, State
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["system"], responses=ERROR_RESPONSES)
+metrics_router = APIRouter(tags=["system"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
+
+
+@router.get("/workers", response_model=list[WorkerOut], summary="Registered workers",
+            dependencies=[Depends(authenticate)])
+def workers(state: State, principal: Caller) -> list[dict[str, Any]]:
+    """Every registered worker with its heartbeat age and running job ids (admin keys only)."""
+    principal.require_admin("listing workers")
+    return state.queue.workers()
+
+
+def health_report(state: ApiState) -> tuple[dict[str, Any], int]:
+    """(report, HTTP status): 503 when the store cannot be read, else 200 (``degraded`` lists the issues)."""
+    hub = state.hub
+    events = {"running": hub.running, "last_seq": hub.last_seq, "subscribers": hub.subscriber_count,
+              "error": None if hub.failure is None else repr(hub.failure)}
+    try:
+        stats = state.queue.stats()
+    except Exception as exc:  # whatever the store raises, the answer is "unreachable", not a 500
+        return {"status": "unhealthy", "store": {"reachable": False, "kind": state.queue.store.kind,
+                                                 "error": repr(exc)},
+                "workers": {}, "resource_alerts": [], "last_cleanup": None, "events": events,
+                "issues": [f"store unreachable: {exc!r}"]}, 503
+    issues = list(stats["resource_alerts"])
+    if stats["worker_health_status"] == "no_workers":
+        issues.append("no workers registered: jobs wait until one starts")
+    elif stats["worker_health_status"] != "healthy":
+        issues.append(f"workers {stats['worker_health_status']}")
+    if not hub.running or hub.failure is not None:
+        issues.append("the change feed is not followed: SSE and long-poll get no updates")
+    report = {
+        "status": "degraded" if issues else "healthy",
+        "store": {"reachable": True, "kind": stats["queue_type"], "error": None},
+        "workers": {"active": stats["active_workers"], "paused": stats["paused_workers"],
+                    "health": stats["worker_health_status"]},
+        "resource_alerts": stats["resource_alerts"], "last_cleanup": stats["last_cleanup"], "events": events,
+        "issues": issues,
+    }
+    return report, 200
+
+
+@router.get("/health", response_model=HealthOut, summary="Health", responses={503: {"model": HealthOut}})
+def health(state: State) -> JSONResponse:
+    """Store reachability, worker health, resource alerts, last cleanup. 200 when the store answers (status
+    ``healthy`` or ``degraded`` with issues), 503 when it does not. Needs no API key."""
+    report, code = health_report(state)
+    return JSONResponse(HealthOut.model_validate(report).model_dump(mode="json"), status_code=code)
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                    responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                                     "description": "Prometheus text exposition format"}})
+def metrics(state: State) -> Response:
+    """Jobs by status and type, submissions/completions/failures by type, run durations, active workers."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
