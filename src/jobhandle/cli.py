@@ -8,6 +8,7 @@ a traceback, and exit non-zero: 2 for invalid input, 1 for the rest (job state, 
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import importlib.util
 import json
@@ -724,6 +725,10 @@ def serve_command(
             _print_flushed(f"jobhandle API {base}/api/v1/jobs (docs {base}/docs), store {store or q.settings.store},"
                            f" {workers or 'no'} in-process worker slot{'' if workers == 1 else 's'}, "
                            f"authentication {'on' if app.state.jobhandle.auth.enabled else 'off'}")
+            # The web stack leaves a few hundred thousand long-lived objects that every full garbage collection
+            # would walk again (80-190 ms pauses, the tail of request latency under load): set them aside.
+            gc.collect()
+            gc.freeze()
             uvicorn.run(app, host=host, port=port, log_level=log_level.value.lower())
     finally:
         request.restore()
