@@ -553,7 +553,8 @@ class SQLiteStore(Store):
         jobs = [row_to_job(r) for r in tx.conn.execute(Q["jobs_by_seq"], {"first": seqs[0], "last": seqs[-1]})]
         if len(jobs) != len(picks):  # picked under the write lock: every pick is pending, every update applies
             raise RuntimeError(f"claim started {len(jobs)} of the {len(picks)} jobs it picked")
-        self._count_moved(tx, JobStatus.PENDING, seqs[0], seqs[-1])
+        self._count(tx, [(job.queue, job.job_type, JobStatus.PENDING.value, JobStatus.RUNNING.value, 1)
+                         for job in jobs])
         turns = {job.user_id: job.seq for job in jobs}  # each user's turn: the seq of its last job claimed
         tx.conn.executemany(Q["set_user_turn"], [{"u": u, "turn": t} for u, t in turns.items()])
         return jobs
@@ -586,7 +587,8 @@ class SQLiteStore(Store):
                         ring.remove(user)
                     if len(picks) == allowed:
                         break
-            level = self._next_level(conn, queues, level)
+            if len(picks) < allowed:
+                level = self._next_level(conn, queues, level)
         return picks
 
     @staticmethod
