@@ -4,6 +4,8 @@ timeout and hand-back, and held to JOB_MAX_MEMORY_MB; CPU seconds and peak memor
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +157,50 @@ def test_stopping_hands_the_job_back_and_kills_its_process(queue: JobQueue, tmp_
 def test_an_unknown_mode_is_refused(queue: JobQueue) -> None:
     with pytest.raises(InvalidParameterError, match="worker mode must be one of thread, process"):
         queue.worker(1, mode="fork")
+
+
+UNGUARDED_SCRIPT = '''
+import time
+import jobhandle.worker.process
+from jobhandle import HandlerRegistry, JobQueue
+
+jobhandle.worker.process.START_TIMEOUT_SECONDS = 5
+queue = JobQueue("memory://", registry=HandlerRegistry())
+worker = queue.worker(1, mode="process").start()  # no `if __name__ == "__main__":`: runs again in the child
+deadline = time.monotonic() + 30  # then the application goes on running (serving requests, say)
+while time.monotonic() < deadline and (worker.failure is None or __name__ == "__mp_main__"):
+    time.sleep(0.1)
+print("failure:", worker.failure, flush=True)
+'''
+
+ENDS_WITHOUT_STOP = '''
+import sys
+sys.path.insert(0, %r)
+import process_handlers
+from jobhandle import HandlerRegistry, JobQueue
+
+if __name__ == "__main__":
+    registry = HandlerRegistry()
+    registry.register("echo_pid", process_handlers.echo_pid)
+    queue = JobQueue("memory://", registry=registry)
+    queue.worker(1, mode="process").start()
+    print("child", queue.wait(queue.submit("echo_pid").job_id, 30).result["pid"], flush=True)
+    # ends here: no worker.stop(), no queue.close()
+'''
+
+
+def test_a_script_without_the_main_guard_gets_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert "did not start" in done.stdout and 'if __name__ == "__main__":' in done.stdout, done.stdout + done.stderr
+
+
+def test_a_program_that_ends_without_stopping_its_worker_exits_and_takes_its_job_processes_along(
+        tmp_path: Path) -> None:
+    script = tmp_path / "ends.py"
+    script.write_text(ENDS_WITHOUT_STOP % str(Path(__file__).parent))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("child "), done.stdout + done.stderr
+    child = int(done.stdout.split()[1])
+    wait_until(lambda: gone(child), 10, "the job process to be gone")

@@ -1,11 +1,12 @@
 """The child side of process mode: a process that runs one job at a time for its parent worker slot.
 
 It talks to its slot over a ``multiprocessing`` pipe (both ends are jobhandle's own code; job parameters and
-results still travel as JSON values). Messages from the child: ``("progress", fraction, message, items,
-total)``, ``("token", key, per_second, burst)`` (answered with the seconds to wait), and one final message
-per job: ``("result", json_text, peak_mb)``, ``("failure", Failure, peak_mb)`` or ``("unfit", message,
-peak_mb)``. The parent cancels a job by sending SIGTERM: the handler sees JobCancelled raised where it runs
-(its ``finally`` blocks run), then the child exits; the parent sends SIGKILL if it lingers.
+results still travel as JSON values). Messages from the child: ``"ready"`` once, when it starts;
+``("progress", fraction, message, items, total)``; ``("token", key, per_second, burst)`` (answered with the
+seconds to wait); and one final message per job: ``("result", json_text, peak_mb)``, ``("failure", Failure,
+peak_mb)`` or ``("unfit", message, peak_mb)``. The parent cancels a job by sending SIGTERM: the handler sees
+JobCancelled raised where it runs (its ``finally`` blocks run), then the child exits; the parent sends
+SIGKILL if it lingers.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def child_main(conn: Connection, log_level: int) -> None:
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     handlers: dict[Target, Callable[..., Any]] = {}
+    conn.send("ready")
     while True:
         try:
             job: dict[str, Any] = conn.recv()

@@ -9,12 +9,14 @@ terminated for real — and the memory the child and its own children use, again
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import multiprocessing
 import sys
 import threading
 import time
+import weakref
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -36,7 +38,21 @@ WATCH_SECONDS = 0.05
 KILL_GRACE_SECONDS = 2.0
 """After SIGTERM (the handler sees JobCancelled and its ``finally`` blocks run), SIGKILL. The grace matters when
 the signal lands just before a blocking call (a sleep, a read): Python runs its handler only after that call."""
+START_TIMEOUT_SECONDS = 60.0
+"""A new job process that has not said it is ready by then never will be (see JobProcess.start)."""
 MB = 2**20
+
+
+_live: weakref.WeakSet[JobProcess] = weakref.WeakSet()
+
+
+@atexit.register  # registered after multiprocessing's own exit hook, so it runs before it
+def _kill_left_over() -> None:
+    """A program that ends without stopping its process-mode worker: its job processes must neither keep it
+    from exiting (multiprocessing waits for non-daemon children at exit) nor outlive it. Their jobs are
+    recovered when their lease expires, as after any crash."""
+    for process in list(_live):
+        process.close(graceful=False)
 
 
 class JobProcess:
@@ -50,6 +66,7 @@ class JobProcess:
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         self._ps: psutil.Process | None = None
+        _live.add(self)
 
     @property
     def pid(self) -> int | None:
@@ -65,6 +82,17 @@ class JobProcess:
                                     name="jobhandle-job", daemon=False)  # a job may start processes itself
             proc.start()
             theirs.close()
+            # The child imports the parent's __main__ module before it runs anything: a script that starts a
+            # process-mode worker at import time (no `if __name__ == "__main__":`) would run again in there,
+            # and jobs sent to it would wait forever.
+            if not ours.poll(START_TIMEOUT_SECONDS) or _ready(ours) is not True:
+                proc.kill()
+                proc.join()
+                ours.close()
+                raise RuntimeError(
+                    f"a process-mode job process did not start within {START_TIMEOUT_SECONDS:.0f}s (exit code "
+                    f"{proc.exitcode}); if a script starts the worker, it must do so under "
+                    "`if __name__ == \"__main__\":` (the job processes import the script's module)")
             self._proc, self._conn, self._ps = proc, ours, psutil.Process(proc.pid)
 
     def run(self, job: Job, handler: Handler, ctx: JobContext) -> Outcome | None:
@@ -157,6 +185,13 @@ class JobProcess:
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         exc = JobProcessDied(f"the job's process {how} before the job ended")
         return outcome_for_error(job, exc, utcnow(), self._cap)
+
+
+def _ready(conn: Connection) -> bool:
+    try:
+        return bool(conn.recv() == "ready")
+    except (EOFError, OSError):
+        return False
 
 
 def target_of(handler: Handler) -> Target:
