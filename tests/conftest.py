@@ -6,11 +6,16 @@ Every test that uses ``store_url`` (directly or through ``queue``/``store``) run
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
 
 import pytest
+import redis
+from helpers import wait_until
+from store_urls import STORE_URLS
 
 from jobhandle import HandlerRegistry, JobQueue, Settings
 from jobhandle.stores import Store
@@ -20,20 +25,47 @@ from jobhandle.stores import Store
 os.environ.setdefault("JOB_QUEUE_CPU_THRESHOLD", "100")
 
 
-def memory_url(request: pytest.FixtureRequest) -> str:
-    return "memory://"
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
-def sqlite_url(request: pytest.FixtureRequest) -> str:
-    return f"sqlite:///{request.getfixturevalue('tmp_path')}/jobs.db"
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Redis server for tests: ``JOBHANDLE_TEST_REDIS_URL`` or ``REDIS_URL``, else the one on
+    127.0.0.1:6379, else a throwaway ``redis-server`` on a free port. Without any, Redis tests are skipped with
+    the reason printed, or fail when ``JOBHANDLE_REQUIRE_REDIS=1`` (as in CI)."""
+    configured = os.environ.get("JOBHANDLE_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+    candidates = [configured] if configured else ["redis://127.0.0.1:6379/0"]
+    for url in candidates:
+        if _answers(url):
+            yield url
+            return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = f"no Redis answers at {candidates[0]} and redis-server is not installed"
+        if os.environ.get("JOBHANDLE_REQUIRE_REDIS") == "1":
+            pytest.fail(reason + " (JOBHANDLE_REQUIRE_REDIS=1)")
+        pytest.skip(reason)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "no", "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(lambda: _answers(url), timeout=10, message=f"redis-server on port {port} to answer")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
-
-STORE_URLS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
-    "memory": memory_url,
-    "sqlite": sqlite_url,
-}
-"""Store id -> a factory for the URL of a fresh, empty store of that kind. A factory gets the test's request,
-so it can use other fixtures (a server, a key prefix) and skip with a reason when its service is missing."""
 
 FAST_SETTINGS = {
     "heartbeat_interval": 0.2,
@@ -48,7 +80,7 @@ FAST_SETTINGS = {
 
 @pytest.fixture(params=list(STORE_URLS))
 def store_url(request: pytest.FixtureRequest) -> str:
-    """The URL of a fresh store; the test runs once per entry of STORE_URLS (ids: memory, sqlite)."""
+    """The URL of a fresh store; the test runs once per entry of STORE_URLS (ids: memory, sqlite, redis)."""
     return STORE_URLS[request.param](request)
 
 

@@ -12,6 +12,7 @@ from .errors import (
     JobTimeoutError,
     ScheduleNotFoundError,
     StoreClosedError,
+    StoreUnavailableError,
     StoreURLError,
     TimeLimitExceeded,
     UnknownHandlerError,
@@ -26,6 +27,6 @@ __all__ = [
     "HandlerRegistry", "InvalidParameterError", "InvalidTransitionError", "Job", "JobAlreadyCompletedError",
     "JobCancelled", "JobContext", "JobHandleError", "JobManager", "JobMetrics", "JobNotFoundError", "JobPriority",
     "JobQueue", "JobStatus", "JobTimeoutError", "PermanentError", "Retry", "Schedule", "ScheduleNotFoundError",
-    "Settings", "StoreClosedError", "StoreURLError", "TimeLimitExceeded", "UnknownHandlerError", "Worker",
-    "default_registry", "handler",
+    "Settings", "StoreClosedError", "StoreUnavailableError", "StoreURLError", "TimeLimitExceeded",
+    "UnknownHandlerError", "Worker", "default_registry", "handler",
 ]

@@ -22,8 +22,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBHANDLE_", extra="ignore", populate_by_name=True)
 
     # Where jobs live.
-    store: str = Field("sqlite:///./jobhandle.db", description="Store URL: sqlite:///path, memory://")
-    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    store: str = Field("sqlite:///./jobhandle.db",
+                       description="Store URL: sqlite:///path, redis://host:6379/0[?prefix=name], memory://")
+    redis_url: str | None = Field(
+        None, validation_alias=_env("REDIS_URL"), description="Seed 003's: the store, when JOBHANDLE_STORE is unset")
 
     # Seed 003: worker pool and resource thresholds.
     workers_min: int = Field(2, ge=0, validation_alias=_env("JOB_QUEUE_WORKERS_MIN"))
@@ -74,4 +76,11 @@ class Settings(BaseSettings):
         if self.workers_min > self.workers_max:
             raise ValueError(f"JOB_QUEUE_WORKERS_MIN ({self.workers_min}) must not exceed "
                              f"JOB_QUEUE_WORKERS_MAX ({self.workers_max})")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_url_names_the_store(self) -> Settings:
+        """Seed 003 deployments set only ``REDIS_URL``: it names the store unless JOBHANDLE_STORE does."""
+        if self.redis_url and "store" not in self.model_fields_set:
+            self.store = self.redis_url
         return self

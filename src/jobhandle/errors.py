@@ -62,6 +62,10 @@ class StoreClosedError(JobHandleError, RuntimeError):
     """The store was closed; nothing more can be read or written through it."""
 
 
+class StoreUnavailableError(JobHandleError, ConnectionError):
+    """The store's server (Redis) does not answer."""
+
+
 class JobTimeoutError(JobHandleError, TimeoutError):
     """Raised by ``JobQueue.wait`` when the job is not terminal within the timeout."""
 

@@ -1,4 +1,5 @@
-"""Fixtures of the REST API tests: ``make_api`` builds an app (and its TestClient) on a fresh SQLite store."""
+"""Fixtures of the REST API tests: ``make_api`` builds an app (and its TestClient) on a fresh store: SQLite,
+unless a test module overrides ``api_store_url`` (test_http_api.py runs on every store)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ from jobhandle.api import create_app
 
 
 @pytest.fixture
-def api_queue(tmp_path: Path, registry: HandlerRegistry, settings: Settings) -> Iterator[JobQueue]:
-    """A JobQueue on a fresh SQLite file (the default store, with its cross-process wake-ups)."""
-    q = JobQueue(f"sqlite:///{tmp_path}/jobs.db", registry=registry, settings=settings)
+def api_store_url(tmp_path: Path) -> str:
+    """A fresh SQLite file (the default store, with its cross-process wake-ups)."""
+    return f"sqlite:///{tmp_path}/jobs.db"
+
+
+@pytest.fixture
+def api_queue(api_store_url: str, registry: HandlerRegistry, settings: Settings) -> Iterator[JobQueue]:
+    """A JobQueue on the API tests' store."""
+    q = JobQueue(api_store_url, registry=registry, settings=settings)
     try:
         yield q
     finally:

@@ -1,5 +1,5 @@
 """The API over real HTTP (uvicorn on a loopback port): submit and status, SSE streams fed by real workers
-(in this process and in another one), Last-Event-ID resumption, long-poll."""
+(in this process and in another one), Last-Event-ID resumption, long-poll; on SQLite and on Redis."""
 
 from __future__ import annotations
 
@@ -17,12 +17,19 @@ from pathlib import Path
 import httpx
 import pytest
 from api_helpers import Event, LiveServer, read_events
+from store_urls import STORE_URLS
 from helpers import wait_until
 
 from jobhandle import HandlerRegistry, JobContext, JobQueue, Settings
 from jobhandle.api import create_app
 
 DEADLINE = 10.0
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def api_store_url(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on SQLite and on Redis: events reach clients from either store's change feed."""
+    return STORE_URLS[request.param](request)
 
 
 @pytest.fixture
@@ -199,13 +206,12 @@ def test_long_poll_without_current_status_returns_on_the_next_change(client: htt
 
 @pytest.mark.slow
 def test_progress_from_a_worker_process_reaches_an_sse_client_within_50ms(
-        client: httpx.Client, api_queue: JobQueue, tmp_path: Path) -> None:
-    store_path = Path(api_queue.store.path)  # type: ignore[attr-defined]
+        client: httpx.Client, api_store_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "JOBHANDLE_PROGRESS_INTERVAL": "0", "JOBHANDLE_HEARTBEAT_INTERVAL": "0.5"}
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
         [sys.executable, "-m", "jobhandle", "worker", "--app", str(Path(__file__).with_name("sse_handlers.py")),
-         "--store", f"sqlite:///{store_path}", "--concurrency", "1"],
+         "--store", api_store_url, "--concurrency", "1"],
         stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     try:
         assert worker.stdout is not None and "started" in worker.stdout.readline()

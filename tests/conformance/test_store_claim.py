@@ -97,3 +97,18 @@ def test_scheduled_job_in_real_time_becomes_claimable(queue: JobQueue) -> None:
 def test_scheduled_job_in_the_past_is_claimable_at_once(queue: JobQueue) -> None:
     job = queue.submit("echo", scheduled_time=utcnow() - timedelta(seconds=1))
     assert [j.job_id for j in queue.store.claim("w1", ["default"], 1, 30, utcnow())] == [job.job_id]
+
+
+def test_queue_and_user_names_with_separators_are_kept_apart(store: Store) -> None:
+    """Names are free text: a store that builds keys or indexes from them must not let two pairs of names
+    meet (queue "a:1" with user "x" against queue "a" with user "1:x", braces, spaces, unicode)."""
+    now = utcnow()
+    pairs = [("a:1", "x"), ("a", "1:x"), ("a:1:x", "default_user"), ("{a}", "x:"), ("a b", "ü:}")]
+    jobs = {pair: submit(store, now, queue=pair[0], user_id=pair[1]) for pair in pairs}
+    for queue, user in pairs:
+        claimed = claim_one(store, later(now, 1), queues=[queue])
+        assert (claimed.queue, claimed.user_id) == (queue, user)
+        assert claimed.job_id == jobs[queue, user].job_id
+        assert store.claim("w1", [queue], 5, 30, later(now, 1)) == []
+    assert store.count_by_status("x") == {"running": 1}
+    assert store.counts().by_queue["a:1"] == {"running": 1}

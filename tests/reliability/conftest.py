@@ -1,4 +1,4 @@
-"""Fixtures for tests that run workers as real processes on one SQLite file."""
+"""Fixtures for tests that run workers as real processes on one shared store (SQLite file or Redis)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from store_urls import STORE_URLS
 
 from jobhandle import JobQueue, Settings
 
@@ -50,9 +51,10 @@ class WorkerProcess:
             raise AssertionError(f"worker did not stop within {timeout}s; its log:\n{self.log.read_text()}") from None
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/jobs.db"
+@pytest.fixture(params=["sqlite", "redis"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The store every process of a test shares: a SQLite file, or a Redis store (the many-hosts engine)."""
+    return STORE_URLS[request.param](request)
 
 
 @pytest.fixture

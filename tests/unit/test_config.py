@@ -55,6 +55,14 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, variabl
     assert getattr(Settings(), field) == expected
 
 
+def test_redis_url_alone_names_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
+    assert Settings().store == "redis://cache:6379/2"
+    monkeypatch.setenv("JOBHANDLE_STORE", "sqlite:///jobs.db")
+    assert Settings().store == "sqlite:///jobs.db"
+    assert Settings(store="memory://").store == "memory://"
+
+
 def test_keyword_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOB_MAX_RETRIES", "7")
     monkeypatch.setenv("JOBHANDLE_HEARTBEAT_INTERVAL", "9")

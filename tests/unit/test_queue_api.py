@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from helpers import all_jobs
 
-from jobhandle import InvalidParameterError, JobNotFoundError, JobQueue, JobStatus, StoreURLError
+from jobhandle import (
+    InvalidParameterError,
+    JobNotFoundError,
+    JobQueue,
+    JobStatus,
+    StoreUnavailableError,
+    StoreURLError,
+)
 
 
 @pytest.fixture
@@ -138,13 +145,20 @@ def test_bad_worker_options(queue: JobQueue, kwargs: dict[str, Any], named: str)
         queue.worker(**kwargs)
 
 
-@pytest.mark.parametrize("url", ["bogus://x", "postgres://db/jobs", "sqlite://", "sqlite:///", "redis://x:6379",
+@pytest.mark.parametrize("url", ["bogus://x", "postgres://db/jobs", "sqlite://", "sqlite:///", "redis://",
+                                 "redis://127.0.0.1:6379/0?prefix=a{b}", "redis://127.0.0.1:6379/0?prefix=",
                                  "jobs.db"])
 def test_bad_store_urls(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StoreURLError) as error:
         JobQueue(url)
     assert url in error.value.message or "sqlite:///" in error.value.message
+
+
+def test_an_unreachable_redis_is_a_clear_error() -> None:
+    with pytest.raises(StoreUnavailableError) as error:
+        JobQueue("redis://127.0.0.1:1/0")
+    assert "the Redis server at redis://127.0.0.1:1/0 does not answer" in error.value.message
 
 
 def test_a_valid_submit_is_stored_as_given(queue: JobQueue) -> None:

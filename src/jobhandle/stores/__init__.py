@@ -23,12 +23,14 @@ def sqlite_path(url: str) -> Path:
 
 
 def open_store(url: str, *, sqlite_poll_interval: float = 0.1) -> Store:
-    """Open the store a URL names: ``sqlite:///path``, ``memory://``."""
+    """Open the store a URL names: ``sqlite:///path``, ``redis://host:port/db[?prefix=name]``, ``memory://``."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         return SQLiteStore(sqlite_path(url), poll_interval=sqlite_poll_interval)
     if scheme == "memory":
         return MemoryStore()
     if scheme in ("redis", "rediss"):
-        raise StoreURLError("the Redis store is not part of this release yet; use sqlite:///path or memory://")
-    raise StoreURLError(f"unknown store URL {url!r}: use sqlite:///path/to/jobs.db or memory://")
+        from .redis import RedisStore  # imported on demand: embedded use never loads redis-py
+
+        return RedisStore(url)
+    raise StoreURLError(f"unknown store URL {url!r}: use sqlite:///path/to/jobs.db, redis://host:6379/0 or memory://")

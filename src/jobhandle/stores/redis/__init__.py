@@ -1,0 +1,3 @@
+from .store import RedisStore
+
+__all__ = ["RedisStore"]

@@ -1,0 +1,419 @@
+-- Shared by every script of the Redis store: store.py puts this file in front of each script's own body,
+-- after filling the {placeholders} (the state machine's status sets, from models.py).
+--
+-- KEYS[1] is the store's key prefix P (for example "{jobhandle}": the braces make every key of a store one
+-- Redis Cluster hash slot). ARGV[1] is the call's arguments as JSON. Every key's layout is described in
+-- keys.py. Values are stored as the strings Python formatted (store.py), so numbers round-trip exactly; Lua
+-- reads them with tonumber() only to compare.
+
+local P = KEYS[1]
+local A = cjson.decode(ARGV[1])
+local NULL = cjson.null
+
+local CANCELLABLE = {cancellable}
+local RESTARTABLE = {restartable}
+local TERMINAL = {terminal}
+
+local CHANGED = false -- set by every change; notify() publishes once at the end of a write script
+
+local function jkey(id) return P .. ':job:' .. id end
+
+-- The fields of a job that decide which indexes hold it.
+local STATE = {'status', 'queue', 'job_type', 'user_id', 'priority', 'aged', 'seq', 'run_at', 'created_at',
+               'worker_id', 'attempts', 'idempotency_key'}
+
+-- The job's STATE fields as a table (absent fields are false), or nil when there is no such job.
+local function state(id)
+    local vals = redis.call('HMGET', jkey(id), unpack(STATE))
+    if not vals[1] then return nil end
+    local j = {id = id}
+    for i, name in ipairs(STATE) do j[name] = vals[i] end
+    return j
+end
+
+-- A pending job's claim level: its priority plus what it gained by waiting.
+local function level(j) return string.format('%d', tonumber(j.priority) + tonumber(j.aged)) end
+
+local function pending_key(j, lvl)
+    return P .. ':pending:' .. lvl .. ':' .. #j.queue .. ':' .. j.queue .. ':' .. j.user_id
+end
+
+local function users_key(queue, lvl) return P .. ':users:' .. lvl .. ':' .. queue end
+
+-- Take a job out of the indexes of its current status.
+local function leave(j)
+    local s = j.status
+    if s == 'pending' then
+        local lvl = level(j)
+        local pk = pending_key(j, lvl)
+        redis.call('ZREM', pk, j.id)
+        if redis.call('EXISTS', pk) == 0 then
+            local uk = users_key(j.queue, lvl)
+            redis.call('ZREM', uk, j.user_id)
+            if redis.call('EXISTS', uk) == 0 then redis.call('ZREM', P .. ':levels:' .. j.queue, lvl) end
+        end
+        redis.call('ZREM', P .. ':aging:' .. j.aged, j.id)
+    elseif s == 'scheduled' or s == 'retrying' then
+        redis.call('ZREM', P .. ':due', j.id)
+    elseif s == 'running' then
+        redis.call('ZREM', P .. ':leases', j.id)
+        if j.worker_id then redis.call('SREM', P .. ':wjobs:' .. j.worker_id, j.id) end
+    end
+end
+
+-- Put a job into the indexes of its (new) status.
+local function enter(j, lease)
+    local s = j.status
+    if s == 'pending' then
+        local lvl = level(j)
+        redis.call('ZADD', pending_key(j, lvl), j.seq, j.id)
+        redis.call('ZADD', users_key(j.queue, lvl), 0, j.user_id)
+        redis.call('ZADD', P .. ':levels:' .. j.queue, lvl, lvl)
+        redis.call('ZADD', P .. ':aging:' .. j.aged, j.run_at or j.created_at, j.id)
+    elseif s == 'scheduled' or s == 'retrying' then
+        redis.call('ZADD', P .. ':due', j.run_at, j.id)
+    elseif s == 'running' then
+        redis.call('ZADD', P .. ':leases', lease, j.id)
+        redis.call('SADD', P .. ':wjobs:' .. j.worker_id, j.id)
+    end
+end
+
+-- Keep the counters and the per-status listings exact: a job leaves status `old` and enters `new` (either
+-- may be nil: a new job, a deleted one).
+local function count(j, old, new)
+    local function add(s, n)
+        redis.call('HINCRBY', P .. ':count:status', s, n)
+        redis.call('HINCRBY', P .. ':count:queue', j.queue .. '\0' .. s, n)
+        redis.call('HINCRBY', P .. ':count:type', j.job_type .. '\0' .. s, n)
+        redis.call('HINCRBY', P .. ':ucount:' .. j.user_id, s, n)
+    end
+    if old then
+        add(old, -1)
+        redis.call('ZREM', P .. ':status:' .. old, j.id)
+    end
+    if new then
+        add(new, 1)
+        redis.call('ZADD', P .. ':status:' .. new, j.created_at, j.id)
+    end
+end
+
+-- A new change of job `id`: its next sequence number, in the job and in the change feed.
+local function touch(id)
+    local seq = redis.call('INCR', P .. ':seq')
+    redis.call('HSET', jkey(id), 'seq', seq)
+    redis.call('ZADD', P .. ':changes', seq, id)
+    CHANGED = seq
+    return seq
+end
+
+-- Write `set` (field -> value, or NULL to remove the field) into job j's hash and into j.
+local function write(j, set)
+    local hset, hdel = {}, {}
+    for name, value in pairs(set) do
+        if value == NULL then
+            hdel[#hdel + 1] = name
+            j[name] = false
+        else
+            hset[#hset + 1] = name
+            hset[#hset + 1] = value
+            j[name] = value
+        end
+    end
+    if #hset > 0 then redis.call('HSET', jkey(j.id), unpack(hset)) end
+    if #hdel > 0 then redis.call('HDEL', jkey(j.id), unpack(hdel)) end
+end
+
+-- The one way a job changes status (or, for aging, its claim level): leave the old status's indexes, write
+-- the fields, count, take a new sequence number, enter the new status's indexes.
+local function move(j, new, set)
+    leave(j)
+    local old = j.status
+    write(j, set or {})
+    redis.call('HSET', jkey(j.id), 'status', new)
+    j.status = new
+    j.seq = touch(j.id)
+    if old ~= new then count(j, old, new) end
+    enter(j, set and set.lease_expires_at)
+    return j.seq
+end
+
+local function append_capped(key, entry, limit)
+    redis.call('RPUSH', key, entry)
+    redis.call('LTRIM', key, -limit, -1)
+end
+
+-- Everything stored about a job, for store.py to turn into a Job: {hash fields flat, progress history, error
+-- history}.
+local function payload(id)
+    return {redis.call('HGETALL', jkey(id)), redis.call('LRANGE', P .. ':ph:' .. id, 0, -1),
+            redis.call('LRANGE', P .. ':eh:' .. id, 0, -1)}
+end
+
+local function notify()
+    if CHANGED then redis.call('PUBLISH', P .. ':events', CHANGED) end
+end
+
+-- Dependencies ------------------------------------------------------------------------------------------
+
+-- Whether a dependency on a parent in status `status` is met (true), can no longer be met (false), or is
+-- undecided (nil). Mirrors models.dependency_met.
+local function met(condition, status)
+    if not TERMINAL[status] then return nil end
+    if condition == 'completion' then return true end
+    if condition == 'success' then return status == 'completed' end
+    return status == 'failed'
+end
+
+local function unmet_message(parent, status, condition)
+    local ended = status and ('ended ' .. status) or 'no longer exists'
+    return 'dependency ' .. parent .. ' ' .. ended .. '; this job needed its ' .. condition
+end
+
+-- Jobs just finished: release their waiting dependants whose parents are all met, cancel those one of whose
+-- parents can no longer be met, and so on down the chain (a cancelled dependant is a parent too).
+local function resolve(parents, now)
+    local todo = {}
+    for _, p in ipairs(parents) do todo[#todo + 1] = p end
+    while #todo > 0 do
+        local parent = table.remove(todo)
+        for _, child in ipairs(redis.call('SMEMBERS', P .. ':dependants:' .. parent)) do
+            local c = state(child)
+            if c and c.status == 'waiting' then
+                local unmet, undecided = nil, false
+                local deps = redis.call('HGETALL', P .. ':deps:' .. child)
+                for i = 1, #deps, 2 do
+                    local pstatus = redis.call('HGET', jkey(deps[i]), 'status')
+                    local m = false
+                    if pstatus then m = met(deps[i + 1], pstatus) end
+                    if m == false then
+                        unmet = unmet_message(deps[i], pstatus, deps[i + 1])
+                        break
+                    end
+                    if m == nil then undecided = true end
+                end
+                if unmet then
+                    move(c, 'cancelled', {completed_at = now, error = unmet, error_type = 'DependencyFailedError'})
+                    todo[#todo + 1] = child
+                elseif not undecided then
+                    local due = c.run_at and tonumber(c.run_at) > tonumber(now)
+                    move(c, due and 'scheduled' or 'pending')
+                end
+            end
+        end
+    end
+end
+
+-- Submitting --------------------------------------------------------------------------------------------
+
+-- Insert new jobs, all or none (see Store.submit). Each spec: {job_id, fields (name -> string), run_at,
+-- idempotency_key, depends_on = {{job_id, condition}...}}. Decides everything before writing anything, so a
+-- refusal leaves the store as it was. Returns ({kind, ...} per spec, nil) or (nil, error reply):
+--   {'new', status, seq, error or ''}  |  {'existing', job_id}  |  {'same', index of the earlier spec}
+local function insert(specs, now)
+    local decided, by_key, in_batch = {}, {}, {}
+    for i, spec in ipairs(specs) do
+        local key = spec.idempotency_key
+        local d
+        if key ~= NULL and by_key[key] then
+            d = {'same', by_key[key]}
+        elseif key ~= NULL and redis.call('HEXISTS', P .. ':idem', key) == 1 then
+            d = {'existing', redis.call('HGET', P .. ':idem', key)}
+        else
+            if in_batch[spec.job_id] or redis.call('EXISTS', jkey(spec.job_id)) == 1 then
+                return nil, {'duplicate_id', spec.job_id}
+            end
+            if key ~= NULL then by_key[key] = i end
+            local status = 'pending'
+            if spec.run_at ~= NULL and tonumber(spec.run_at) > tonumber(now) then status = 'scheduled' end
+            local err = ''
+            local undecided = false
+            for _, dep in ipairs(spec.depends_on) do
+                local pstatus = in_batch[dep.job_id] or redis.call('HGET', jkey(dep.job_id), 'status')
+                if not pstatus then
+                    return nil, {'unknown_parent', dep.job_id}
+                end
+                local m = met(dep.condition, pstatus)
+                if m == false then
+                    status, err = 'cancelled', unmet_message(dep.job_id, pstatus, dep.condition)
+                    break
+                end
+                if m == nil then undecided = true end
+            end
+            if status ~= 'cancelled' and undecided then status = 'waiting' end
+            in_batch[spec.job_id] = status
+            d = {'new', status, 0, err}
+        end
+        decided[i] = d
+    end
+    for i, spec in ipairs(specs) do
+        local d = decided[i]
+        if d[1] == 'new' then
+            local id, status = spec.job_id, d[2]
+            local set = spec.fields
+            set.status, set.created_at, set.aged, set.attempts, set.progress = status, now, '0', '0', '0'
+            if status == 'cancelled' then
+                set.completed_at, set.error, set.error_type = now, d[4], 'DependencyFailedError'
+            end
+            local j = {id = id}
+            write(j, set)
+            j.seq = touch(id)
+            d[3] = j.seq
+            count(j, nil, status)
+            enter(j)
+            redis.call('ZADD', P .. ':created', now, id)
+            redis.call('ZADD', P .. ':user:' .. j.user_id, now, id)
+            if spec.idempotency_key ~= NULL then redis.call('HSET', P .. ':idem', spec.idempotency_key, id) end
+            if status == 'waiting' then
+                for _, dep in ipairs(spec.depends_on) do
+                    redis.call('HSET', P .. ':deps:' .. id, dep.job_id, dep.condition)
+                    redis.call('SADD', P .. ':dependants:' .. dep.job_id, id)
+                end
+            end
+        end
+    end
+    return decided, nil
+end
+
+-- Claiming ----------------------------------------------------------------------------------------------
+
+-- Due scheduled and retrying jobs become pending.
+local function promote_due(now)
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':due', '-inf', now, 'LIMIT', 0, 1000)) do
+        local j = state(id)
+        if j then move(j, 'pending') end
+    end
+end
+
+-- The highest pending level of `queues` below `below` (nil: none).
+local function next_level(queues, below)
+    local best = nil
+    for _, q in ipairs(queues) do
+        local max = below == '+inf' and below or '(' .. below
+        local top = redis.call('ZREVRANGEBYSCORE', P .. ':levels:' .. q, max, '-inf', 'LIMIT', 0, 1)[1]
+        if top and (best == nil or tonumber(top) > best) then best = tonumber(top) end
+    end
+    return best
+end
+
+-- `user`'s next `n` pending jobs at `lvl` after seq `after`, in order: {{id, seq}...}.
+local function next_of_user(queues, lvl, user, after, n)
+    local found = {}
+    for _, q in ipairs(queues) do
+        local key = pending_key({queue = q, user_id = user}, lvl)
+        local got = redis.call('ZRANGEBYSCORE', key, '(' .. after, '+inf', 'WITHSCORES', 'LIMIT', 0, n)
+        for i = 1, #got, 2 do found[#found + 1] = {got[i], tonumber(got[i + 1])} end
+    end
+    if #queues > 1 then table.sort(found, function(a, b) return a[2] < b[2] end) end
+    while #found > n do table.remove(found) end
+    return found
+end
+
+local function running_of(user)
+    return tonumber(redis.call('HGET', P .. ':ucount:' .. user, 'running') or '0')
+end
+
+-- Up to `allowed` pending job ids in claim order (see Store.claim), skipping users at `per_user_max`.
+local function pick_fairly(queues, allowed, per_user_max)
+    local picks, running = {}, {}
+    if allowed <= 0 then return picks end
+    local lvl = next_level(queues, '+inf')
+    while lvl ~= nil and #picks < allowed do
+        local slvl = string.format('%d', lvl)
+        local seen, ring = {}, {}
+        for _, q in ipairs(queues) do
+            for _, u in ipairs(redis.call('ZRANGE', users_key(q, slvl), 0, -1)) do
+                if not seen[u] then
+                    seen[u] = true
+                    if running[u] == nil then running[u] = running_of(u) end
+                    if running[u] < per_user_max then ring[#ring + 1] = u end
+                end
+            end
+        end
+        if #ring > 1 then -- whose turn: whoever was served least recently (then by name)
+            local turn = {}
+            local turns = redis.call('HMGET', P .. ':turns', unpack(ring))
+            for i, u in ipairs(ring) do turn[u] = tonumber(turns[i] or '0') end
+            table.sort(ring, function(a, b)
+                if turn[a] ~= turn[b] then return turn[a] < turn[b] end
+                return a < b
+            end)
+        end
+        local after = {}
+        for _, u in ipairs(ring) do after[u] = -1 end
+        while #ring > 0 and #picks < allowed do
+            local still = {}
+            local full = false
+            for _, user in ipairs(ring) do
+                if full then
+                    still[#still + 1] = user
+                else
+                    -- Several users take turns, one job each; a lone user takes all it may at once.
+                    local n = 1
+                    if #ring == 1 then n = math.min(allowed - #picks, per_user_max - running[user]) end
+                    local found = next_of_user(queues, slvl, user, after[user], n)
+                    if #found > 0 then
+                        for _, f in ipairs(found) do picks[#picks + 1] = f[1] end
+                        after[user] = found[#found][2]
+                        running[user] = running[user] + #found
+                        if running[user] < per_user_max then still[#still + 1] = user end
+                    end
+                    full = #picks >= allowed
+                end
+            end
+            ring = still
+        end
+        if #picks < allowed then lvl = next_level(queues, slvl) end
+    end
+    return picks
+end
+
+-- Claim for a worker (see Store.claim): c = {worker_id, queues, limit, lease, global_max, per_user_max}.
+-- Returns the started jobs' payloads.
+local function claim(c, now)
+    promote_due(now)
+    local allowed = c.limit
+    local in_all = tonumber(redis.call('HGET', P .. ':count:status', 'running') or '0')
+    allowed = math.min(allowed, c.global_max - in_all)
+    local picks = pick_fairly(c.queues, allowed, c.per_user_max)
+    local out, turns = {}, {}
+    for _, id in ipairs(picks) do
+        local j = state(id)
+        move(j, 'running', {worker_id = c.worker_id, attempts = tonumber(j.attempts) + 1, started_at = now,
+                            completed_at = NULL, lease_expires_at = c.lease, aged = '0'})
+        turns[j.user_id] = j.seq
+        out[#out + 1] = payload(id)
+    end
+    for user, seq in pairs(turns) do redis.call('HSET', P .. ':turns', user, seq) end
+    return out
+end
+
+-- Ending attempts ---------------------------------------------------------------------------------------
+
+-- Is job j running under (worker_id, attempt)? The fence of progress, finish and release.
+local function owns(j, worker_id, attempt)
+    return j ~= nil and j.status == 'running' and j.worker_id == worker_id and tonumber(j.attempts) == attempt
+end
+
+-- End attempts, each fenced (see Store.finish): f = {job_id, worker_id, attempt, status, set, error_entry,
+-- lease_before (recovery only)}.
+-- Returns one 1/0 per attempt (still owned or not); resolves the dependants of the jobs that ended.
+local function finish_all(items, now, error_limit)
+    local owned, ended = {}, {}
+    for i, f in ipairs(items) do
+        local j = state(f.job_id)
+        local ok = owns(j, f.worker_id, f.attempt)
+        if ok and f.lease_before then -- a recovery: only while the lease is still expired
+            ok = tonumber(redis.call('HGET', jkey(f.job_id), 'lease_expires_at') or '0') < tonumber(f.lease_before)
+        end
+        if ok then
+            if f.error_entry ~= NULL then append_capped(P .. ':eh:' .. f.job_id, f.error_entry, error_limit) end
+            move(j, f.status, f.set)
+            if TERMINAL[f.status] then ended[#ended + 1] = f.job_id end
+            owned[i] = 1
+        else
+            owned[i] = 0
+        end
+    end
+    resolve(ended, now)
+    return owned
+end

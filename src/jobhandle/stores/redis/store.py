@@ -1,0 +1,656 @@
+"""Redis store: every primitive that changes state is one Lua script (lua/*.lua), run atomically by Redis.
+
+For teams that outgrow one machine: API servers and workers on many hosts share one Redis. The scripts keep
+the indexes a claim needs (pending jobs by queue, level and user, due jobs, leases) in step with each job's
+hash, and maintain the counters, so no primitive scans the jobs. Python formats every stored value (numbers
+as exact text) and turns stored hashes back into Jobs; the scripts decide and write.
+
+Wake-ups: each write script publishes its last change number on ``P:events``; a listener thread per store
+(started by the first ``wait_for_change``) turns those messages into in-process wake-ups, so a worker on one
+host hears of a job submitted on another within a network round trip.
+
+Cron arithmetic stays in Python: schedule changes are computed from a read and applied by a compare-and-set
+script (schedule.lua), retried when another caller changed the schedule first.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from importlib import resources
+from itertools import islice
+from typing import Any
+
+import redis
+from redis.client import PubSub
+
+from ... import cron
+from ...errors import (
+    InvalidParameterError,
+    InvalidTransitionError,
+    JobAlreadyCompletedError,
+    JobNotFoundError,
+    ScheduleNotFoundError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
+from ...models import (
+    CANCELLABLE,
+    ERROR_HISTORY_LIMIT,
+    PROGRESS_HISTORY_LIMIT,
+    RESTARTABLE,
+    TERMINAL_STATUSES,
+    Dependency,
+    Job,
+    JobMetrics,
+    JobStatus,
+    Schedule,
+    at_ts,
+    dumps_json,
+    from_ts,
+    iso,
+)
+from ..base import (
+    ChangeSignal,
+    ConcurrencyLimits,
+    Finished,
+    JobQuery,
+    Outcome,
+    ProgressUpdate,
+    Store,
+    StoreCounts,
+    WorkerInfo,
+)
+from .keys import parse_redis_url
+
+CLEANUP_BATCH = 1000
+SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
+           "take_token", "cleanup", "reap", "schedule", "fetch", "changes", "list")
+READ_ONLY = frozenset({"fetch", "changes", "list"})
+UNLIMITED = 1 << 62
+
+
+def _lua_set(statuses: Sequence[JobStatus]) -> str:
+    return "{" + ", ".join(f"['{s.value}'] = true" for s in statuses) + "}"
+
+
+def _script_sources() -> dict[str, str]:
+    """Each script's source: lib.lua (with the state machine's status sets filled in) then its own body."""
+    folder = resources.files(__package__).joinpath("lua")
+    lib = folder.joinpath("lib.lua").read_text()
+    for name, statuses in (("cancellable", CANCELLABLE), ("restartable", RESTARTABLE),
+                           ("terminal", tuple(TERMINAL_STATUSES))):
+        lib = lib.replace("{" + name + "}", _lua_set(statuses))
+    return {name: lib + "\n" + folder.joinpath(f"{name}.lua").read_text() for name in SCRIPTS}
+
+
+SOURCES = _script_sources()
+
+
+# -- values as stored: text Python wrote, read back exactly ---------------------------------------------------
+
+def _num(value: float | int | None) -> str | None:
+    if value is None:
+        return None
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else repr(value.timestamp())
+
+
+def _float(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
+def _int(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else from_ts(float(text))
+
+
+def _hash(flat: list[str]) -> dict[str, str]:
+    return dict(zip(islice(flat, 0, None, 2), islice(flat, 1, None, 2), strict=True))
+
+
+def payload_to_job(payload: list[Any]) -> Job:
+    """A job as a script returned it (lib.lua ``payload``): its hash, progress history, error history."""
+    flat, progress_history, error_history = payload
+    h = _hash(flat)
+    get = h.get
+    result = get("result")
+    return Job(
+        job_id=h["job_id"], job_type=h["job_type"], queue=h["queue"], status=JobStatus(h["status"]),
+        priority=int(h["priority"]), priority_boost=int(h["aged"]), user_id=h["user_id"],
+        parameters=json.loads(h["parameters"]), result=None if result is None else json.loads(result),
+        error=get("error"), error_type=get("error_type"), progress=float(h["progress"]),
+        progress_message=get("progress_message"),
+        progress_history=[json.loads(e) for e in progress_history],
+        error_history=[json.loads(e) for e in error_history],
+        created_at=at_ts(float(h["created_at"])), scheduled_time=_time(get("scheduled_time")),
+        started_at=_time(get("started_at")), completed_at=_time(get("completed_at")), attempts=int(h["attempts"]),
+        max_retries=int(h["max_retries"]), retry_delay=float(h["retry_delay"]),
+        timeout_seconds=float(h["timeout_seconds"]),
+        depends_on=[Dependency(**d) for d in json.loads(get("depends_on", "[]"))],
+        cron_expression=get("cron_expression"), schedule_id=get("schedule_id"),
+        idempotency_key=get("idempotency_key"), worker_id=get("worker_id"),
+        metrics=JobMetrics(execution_time_seconds=_float(get("execution_time")),
+                           items_processed=_int(get("items_processed")), total_items=_int(get("total_items")),
+                           cpu_seconds=_float(get("cpu_seconds")), peak_memory_mb=_float(get("peak_memory_mb"))),
+        run_at=_time(get("run_at")), lease_expires_at=_time(get("lease_expires_at")), seq=int(h["seq"]),
+    )
+
+
+def _job_spec(job: Job) -> dict[str, Any]:
+    """A new job as insert (lib.lua) takes it: its fields as text, and what the script decides on."""
+    depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
+    fields = {
+        "job_id": job.job_id, "job_type": job.job_type, "queue": job.queue, "priority": str(int(job.priority)),
+        "user_id": job.user_id, "parameters": dumps_json(job.parameters),
+        "scheduled_time": _ts(job.scheduled_time), "max_retries": str(job.max_retries),
+        "retry_delay": _num(job.retry_delay), "timeout_seconds": _num(job.timeout_seconds),
+        "depends_on": dumps_json(depends_on) if depends_on else None, "cron_expression": job.cron_expression,
+        "schedule_id": job.schedule_id, "idempotency_key": job.idempotency_key, "run_at": _ts(job.run_at),
+        "error": job.error, "error_type": job.error_type, "completed_at": _ts(job.completed_at),
+    }
+    return {"job_id": job.job_id, "fields": {k: v for k, v in fields.items() if v is not None},
+            "run_at": fields["run_at"], "idempotency_key": job.idempotency_key, "depends_on": depends_on}
+
+
+def _progress_set(update: ProgressUpdate | None) -> dict[str, str]:
+    """The progress fields a report writes (fields it leaves out keep their value)."""
+    if update is None:
+        return {}
+    values = {"progress": _num(update.fraction), "progress_message": update.message,
+              "items_processed": _num(update.items_processed), "total_items": _num(update.total_items)}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _finish_item(job_id: str, worker_id: str, attempt: int, outcome: Outcome, now_ts: float) -> dict[str, Any]:
+    """One fenced end of an attempt, as finish_all (lib.lua) takes it: the fields to write (None clears)."""
+    status = outcome.status
+    result = None
+    if status is JobStatus.COMPLETED:
+        result = "null" if outcome.result is None else dumps_json(outcome.result)
+    fields: dict[str, Any] = {
+        **_progress_set(outcome.progress),
+        "result": result, "error": outcome.error, "error_type": outcome.error_type,
+        "completed_at": repr(now_ts) if status in TERMINAL_STATUSES else None, "run_at": _ts(outcome.run_at),
+        "lease_expires_at": None, "execution_time": _num(outcome.execution_time_seconds),
+    }
+    if status is JobStatus.COMPLETED:
+        fields["progress"] = "1.0"
+    for name, value in (("cpu_seconds", outcome.cpu_seconds), ("peak_memory_mb", outcome.peak_memory_mb)):
+        if value is not None:
+            fields[name] = _num(value)
+    error_entry = None
+    if outcome.error is not None:
+        error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
+                                  "error_type": outcome.error_type})
+    return {"job_id": job_id, "worker_id": worker_id, "attempt": attempt, "status": status.value, "set": fields,
+            "error_entry": error_entry}
+
+
+def _schedule_fields(s: Schedule) -> dict[str, str | None]:
+    return {
+        "schedule_id": s.schedule_id, "name": s.name, "cron_expression": s.cron_expression, "timezone": s.timezone,
+        "job_type": s.job_type, "parameters": dumps_json(s.parameters), "queue": s.queue,
+        "priority": str(int(s.priority)), "user_id": s.user_id, "max_retries": str(s.max_retries),
+        "retry_delay": _num(s.retry_delay), "timeout_seconds": _num(s.timeout_seconds),
+        "paused": "1" if s.paused else "0", "generation": str(s.generation), "created_at": _ts(s.created_at),
+        "next_fire_at": _ts(s.next_fire_at), "last_fire_at": _ts(s.last_fire_at),
+    }
+
+
+def _schedule_from(h: dict[str, str]) -> Schedule:
+    return Schedule(
+        schedule_id=h["schedule_id"], name=h.get("name"), cron_expression=h["cron_expression"],
+        timezone=h["timezone"], job_type=h["job_type"], parameters=json.loads(h["parameters"]), queue=h["queue"],
+        priority=int(h["priority"]), user_id=h["user_id"], max_retries=int(h["max_retries"]),
+        retry_delay=float(h["retry_delay"]), timeout_seconds=float(h["timeout_seconds"]),
+        paused=h["paused"] == "1", generation=int(h["generation"]), created_at=at_ts(float(h["created_at"])),
+        next_fire_at=_time(h.get("next_fire_at")), last_fire_at=_time(h.get("last_fire_at")),
+    )
+
+
+def _expect(s: Schedule) -> dict[str, str]:
+    """What schedule.lua compares before it applies a change computed from ``s``."""
+    return {"paused": "1" if s.paused else "0", "generation": str(s.generation),
+            "next_fire_at": _ts(s.next_fire_at) or ""}
+
+
+class RedisStore(Store):
+    kind = "redis"
+
+    def __init__(self, url: str) -> None:
+        location = parse_redis_url(url)
+        self._key = location.key
+        self._prefix = location.prefix
+        # Typed Any: redis-py's annotations do not follow decode_responses=True (every reply is str here).
+        self._redis: Any = redis.Redis.from_url(location.url, decode_responses=True, health_check_interval=30)
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            self._redis.close()
+            raise StoreUnavailableError(f"the Redis server at {location.url} does not answer: {exc}") from exc
+        self._scripts = {name: self._redis.register_script(source) for name, source in SOURCES.items()}
+        self._signal = ChangeSignal()
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._listener_lock = threading.Lock()
+
+    # -- calling scripts ---------------------------------------------------------------------------------
+
+    def _call(self, name: str, args: dict[str, Any]) -> Any:
+        """Run one script with ``args``; a write wakes this process's waiters (other processes hear the
+        script's publish)."""
+        if self._closed.is_set():
+            raise StoreClosedError("the store is closed")
+        try:
+            answer = self._scripts[name](keys=[self._prefix], args=[json.dumps(args)])
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailableError(f"the Redis store is unreachable: {exc}") from exc
+        if name not in READ_ONLY:
+            self._signal.bump()
+        return answer
+
+    def _fetch(self, ids: Sequence[str]) -> list[Job | None]:
+        if not ids:
+            return []
+        return [None if p is None else payload_to_job(p) for p in self._call("fetch", {"ids": list(ids)})]
+
+    def _insert_answers(self, jobs: Sequence[Job], answers: list[list[Any]], now: datetime) -> list[Job]:
+        """Jobs as stored, from insert's answers (lib.lua): new ones updated in place, others fetched."""
+        if answers and answers[0][0] == "error":
+            problem, job_id = answers[0][1], answers[0][2]
+            if problem == "duplicate_id":
+                raise InvalidParameterError(f"a job with id {job_id} exists already", job_id=job_id)
+            raise InvalidParameterError(f"depends_on names job {job_id}, which does not exist", job_id=job_id)
+        existing = {a[1] for a in answers if a[0] == "existing"}
+        fetched = {job.job_id: job for job in self._fetch(sorted(existing)) if job is not None}
+        out: list[Job] = []
+        for job, answer in zip(jobs, answers, strict=True):
+            kind = answer[0]
+            if kind == "new":
+                job.status, job.created_at, job.seq = JobStatus(answer[1]), now, int(answer[2])
+                if job.status is JobStatus.CANCELLED:
+                    job.error, job.error_type, job.completed_at = answer[3], "DependencyFailedError", now
+                out.append(job)
+            elif kind == "same":
+                out.append(out[int(answer[1]) - 1])
+            else:
+                out.append(fetched[answer[1]])
+        return out
+
+    # -- jobs --------------------------------------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
+        if not jobs:
+            return []
+        answers = self._call("submit", {"now": repr(now.timestamp()), "jobs": [_job_spec(j) for j in jobs]})
+        return self._insert_answers(jobs, answers, now)
+
+    def get(self, job_id: str) -> Job | None:
+        return self._fetch([job_id])[0]
+
+    def list_jobs(self, query: JobQuery) -> list[Job]:
+        args = {
+            "statuses": [JobStatus(s).value for s in query.statuses or ()], "job_type": query.job_type,
+            "user_id": query.user_id, "queue": query.queue, "idempotency_key": query.idempotency_key,
+            "search": query.search, "created_after": _ts(query.created_after),
+            "created_before": _ts(query.created_before), "sort": query.sort.removeprefix("-"),
+            "descending": query.sort.startswith("-"), "limit": query.limit, "offset": query.offset,
+        }
+        if args["sort"] not in JobQuery.SORTABLE:
+            raise InvalidParameterError(f"cannot sort by {query.sort!r}")
+        return [payload_to_job(p) for p in self._call("list", args)]
+
+    @staticmethod
+    def _claim_args(worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float, now_ts: float,
+                    limits: ConcurrencyLimits | None) -> dict[str, Any]:
+        return {"worker_id": worker_id, "queues": list(queues), "limit": limit,
+                "lease": repr(now_ts + lease_seconds),
+                "global_max": limits.global_max if limits else UNLIMITED,
+                "per_user_max": limits.per_user_max if limits else UNLIMITED}
+
+    def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
+              now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
+        now_ts = now.timestamp()
+        claim = self._claim_args(worker_id, queues, limit, lease_seconds, now_ts, limits)
+        return [payload_to_job(p) for p in self._call("claim", {"now": repr(now_ts), "claim": claim})]
+
+    def heartbeat(self, worker: WorkerInfo, lease_seconds: float, now: datetime) -> set[str]:
+        now_ts = now.timestamp()
+        fields = {"worker_id": worker.worker_id, "name": worker.name, "hostname": worker.hostname,
+                  "pid": str(worker.pid), "queues": dumps_json(worker.queues),
+                  "concurrency": str(worker.concurrency), "started_at": _ts(worker.started_at),
+                  "state": worker.state}
+        ids = self._call("heartbeat", {"worker_id": worker.worker_id, "fields": fields, "now": repr(now_ts),
+                                       "lease": repr(now_ts + lease_seconds)})
+        return set(ids)
+
+    def owned_jobs(self, worker_id: str) -> set[str]:
+        return {job.job_id for job in self._fetch(list(self._redis.smembers(self._key("wjobs", worker_id))))
+                if job is not None and job.status is JobStatus.RUNNING and job.worker_id == worker_id}
+
+    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+        entry: dict[str, Any] = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
+        if update.items_processed is not None:
+            entry["items_processed"] = update.items_processed
+        return bool(self._call("progress", {"job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+                                            "set": _progress_set(update), "entry": dumps_json(entry),
+                                            "limit": PROGRESS_HISTORY_LIMIT}))
+
+    def _finish(self, items: list[dict[str, Any]], now_ts: float,
+                claim: dict[str, Any] | None = None) -> tuple[list[bool], list[Job]]:
+        owned, claimed = self._call("finish", {"now": repr(now_ts), "items": items, "claim": claim,
+                                               "error_limit": ERROR_HISTORY_LIMIT})
+        return [bool(o) for o in owned], [payload_to_job(p) for p in claimed]
+
+    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
+        now_ts = now.timestamp()
+        return self._finish([_finish_item(job_id, worker_id, attempt, outcome, now_ts)], now_ts)[0][0]
+
+    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
+                              claim_limit: int, lease_seconds: float, now: datetime,
+                              limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
+        now_ts = now.timestamp()
+        items = [_finish_item(f.job_id, worker_id, f.attempt, f.outcome, now_ts) for f in finished]
+        claim = None
+        if claim_limit > 0:
+            claim = self._claim_args(worker_id, queues, claim_limit, lease_seconds, now_ts, limits)
+        return self._finish(items, now_ts, claim)
+
+    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
+        answer = self._call("release", {"job_id": job_id, "worker_id": worker_id, "attempt": attempt})
+        return None if answer is None else payload_to_job(answer)
+
+    def _changed_job(self, job_id: str, action: str, answer: list[Any]) -> Job:
+        if answer[0] == "missing":
+            raise JobNotFoundError(job_id)
+        if answer[0] == "refused":
+            status = JobStatus(answer[1])
+            if status in TERMINAL_STATUSES and action == "cancel":
+                raise JobAlreadyCompletedError(job_id, status.value)
+            raise InvalidTransitionError(job_id, status.value, action)
+        return payload_to_job(answer[1])
+
+    def cancel(self, job_id: str, now: datetime, reason: str | None = None) -> Job:
+        answer = self._call("cancel", {"job_id": job_id, "now": repr(now.timestamp()), "reason": reason})
+        return self._changed_job(job_id, "cancel", answer)
+
+    def restart(self, job_id: str, now: datetime) -> Job:
+        return self._changed_job(job_id, "restart",
+                                 self._call("restart", {"job_id": job_id, "now": repr(now.timestamp())}))
+
+    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
+        if max_boost <= 0:
+            return 0
+        return int(self._call("age", {"now": repr(now.timestamp()), "interval": repr(float(interval)),
+                                      "max_boost": max_boost}))
+
+    def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:
+        now_ts = now.timestamp()
+        ids = self._redis.zrangebyscore(self._key("leases"), "-inf", f"({now_ts!r}", start=0, num=1000)
+        expired = [job for job in self._fetch(ids) if job is not None and job.status is JobStatus.RUNNING]
+        if not expired:
+            return []
+        items = []
+        for job in expired:
+            item = _finish_item(job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts)
+            item["lease_before"] = repr(now_ts)  # a lease renewed since the read above is not recovered
+            items.append(item)
+        owned, _ = self._finish(items, now_ts)
+        return [job for job in self._fetch([j.job_id for j, ok in zip(expired, owned, strict=True) if ok])
+                if job is not None]
+
+    # -- workers -----------------------------------------------------------------------------------------
+
+    def reap_workers(self, silent_since: datetime) -> list[str]:
+        return list(self._call("reap", {"silent_since": repr(silent_since.timestamp())}))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._redis.pipeline() as pipe:
+            pipe.delete(self._key("worker", worker_id))
+            pipe.zrem(self._key("workers"), worker_id)
+            pipe.execute()
+
+    def list_workers(self) -> list[WorkerInfo]:
+        ids = self._redis.zrange(self._key("workers"), 0, -1)
+        with self._redis.pipeline() as pipe:
+            for worker_id in ids:
+                pipe.hgetall(self._key("worker", worker_id))
+                pipe.smembers(self._key("wjobs", worker_id))
+            replies = pipe.execute()
+        workers = []
+        for h, running in zip(replies[::2], replies[1::2], strict=True):
+            if not h:
+                continue  # unregistered between the two reads
+            workers.append(WorkerInfo(
+                worker_id=h["worker_id"], name=h["name"], hostname=h["hostname"], pid=int(h["pid"]),
+                queues=json.loads(h["queues"]), concurrency=int(h["concurrency"]),
+                started_at=at_ts(float(h["started_at"])), last_seen=_time(h.get("last_seen")), state=h["state"],
+                current_jobs=sorted(running)))
+        workers.sort(key=lambda w: w.started_at)
+        return workers
+
+    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
+        return float(self._call("take_token", {"key": key, "per_second": per_second, "burst": burst,
+                                               "now": repr(now.timestamp())}))
+
+    # -- schedules -----------------------------------------------------------------------------------------
+
+    def _change_schedule(self, schedule_id: str, now: datetime, expect: dict[str, Any], *,
+                         new: Schedule | None = None, job: Job | None = None, cancel: str | None = None,
+                         reason: str = "", delete: bool = False) -> list[Any] | None:
+        """Apply one schedule change (schedule.lua); None when the schedule changed since it was read."""
+        answer = self._call("schedule", {
+            "schedule_id": schedule_id, "now": repr(now.timestamp()), "expect": expect,
+            "set": None if new is None else _schedule_fields(new), "delete": delete,
+            "cancel": None if cancel is None else {"key": cancel, "reason": reason},
+            "job": None if job is None else _job_spec(job),
+        })
+        if answer[0] == "missing":
+            raise ScheduleNotFoundError(schedule_id)
+        if answer[0] == "exists":
+            raise InvalidParameterError(f"a schedule with id {schedule_id} exists already")
+        if answer[0] == "changed":
+            return None
+        return list(answer[1]) if answer[1] else []
+
+    def create_schedule(self, schedule: Schedule, now: datetime) -> tuple[Schedule, Job]:
+        first_fire = schedule.next_fire_at
+        assert first_fire is not None, "a new schedule knows its first fire time"
+        job = cron.job_for_fire(schedule, first_fire)
+        answer = self._change_schedule(schedule.schedule_id, now, {"absent": True}, new=schedule, job=job)
+        assert answer is not None
+        return schedule, self._insert_answers([job], [answer], now)[0]
+
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        h = self._redis.hgetall(self._key("schedule", schedule_id))
+        return _schedule_from(h) if h else None
+
+    def list_schedules(self) -> list[Schedule]:
+        ids = self._redis.zrange(self._key("schedules"), 0, -1)
+        with self._redis.pipeline() as pipe:
+            for schedule_id in ids:
+                pipe.hgetall(self._key("schedule", schedule_id))
+            found = [_schedule_from(h) for h in pipe.execute() if h]
+        return sorted(found, key=lambda s: (s.created_at, s.schedule_id))
+
+    def advance_schedules(self, now: datetime) -> list[Job]:
+        created: list[Job] = []
+        for schedule_id in self._redis.zrangebyscore(self._key("schedules_due"), "-inf", repr(now.timestamp())):
+            schedule = self.get_schedule(schedule_id)
+            fired = schedule.next_fire_at if schedule is not None else None
+            if schedule is None or schedule.paused or fired is None or fired > now:
+                continue
+            following = cron.next_fire(schedule.cron_expression, schedule.timezone, max(now, fired))
+            job = cron.job_for_fire(schedule, following)
+            moved = replace(schedule, last_fire_at=fired, next_fire_at=following)
+            try:
+                answer = self._change_schedule(schedule_id, now, _expect(schedule), new=moved, job=job)
+            except ScheduleNotFoundError:
+                continue  # deleted meanwhile
+            if answer is not None:  # None: another caller fired it first
+                created += self._insert_answers([job], [answer], now)
+        return created
+
+    def pause_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        while True:
+            schedule = self._read_schedule(schedule_id)
+            if schedule.paused:
+                return schedule
+            paused = replace(schedule, paused=True)
+            if self._change_schedule(schedule_id, now, _expect(schedule), new=paused,
+                                     cancel=self._upcoming_key(schedule),
+                                     reason="its schedule was paused") is not None:
+                return paused
+
+    def resume_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        while True:
+            schedule = self._read_schedule(schedule_id)
+            if not schedule.paused:
+                return schedule
+            following = cron.next_fire(schedule.cron_expression, schedule.timezone, now)
+            resumed = replace(schedule, paused=False, generation=schedule.generation + 1, next_fire_at=following)
+            if self._change_schedule(schedule_id, now, _expect(schedule), new=resumed,
+                                     job=cron.job_for_fire(resumed, following)) is not None:
+                return resumed
+
+    def delete_schedule(self, schedule_id: str, now: datetime) -> Schedule:
+        while True:
+            schedule = self._read_schedule(schedule_id)
+            if self._change_schedule(schedule_id, now, _expect(schedule), cancel=self._upcoming_key(schedule),
+                                     reason="its schedule was deleted", delete=True) is not None:
+                return schedule
+
+    def _read_schedule(self, schedule_id: str) -> Schedule:
+        schedule = self.get_schedule(schedule_id)
+        if schedule is None:
+            raise ScheduleNotFoundError(schedule_id)
+        return schedule
+
+    @staticmethod
+    def _upcoming_key(schedule: Schedule) -> str | None:
+        """The idempotency key of the job of the schedule's next fire, which a pause or delete cancels."""
+        if schedule.next_fire_at is None:
+            return None
+        return cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
+
+    # -- counters, retention, change feed ----------------------------------------------------------------
+
+    def counts(self) -> StoreCounts:
+        with self._redis.pipeline() as pipe:
+            pipe.hgetall(self._key("count", "status"))
+            pipe.hgetall(self._key("count", "queue"))
+            pipe.hgetall(self._key("count", "type"))
+            pipe.hmget(self._key("meta"), ["last_cleanup", "last_cleanup_removed"])
+            by_status, by_queue, by_type, (last_cleanup, removed) = pipe.execute()
+
+        def split(counts: dict[str, str]) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
+            for field, n in counts.items():
+                name, _, status = field.rpartition("\0")
+                if int(n):
+                    out.setdefault(name, {})[status] = int(n)
+            return out
+
+        return StoreCounts(by_status={s: int(n) for s, n in by_status.items() if int(n)},
+                           by_queue=split(by_queue), by_type=split(by_type), last_cleanup=_time(last_cleanup),
+                           last_cleanup_removed=int(removed or 0))
+
+    def count_by_status(self, user_id: str) -> dict[str, int]:
+        counts = self._redis.hgetall(self._key("ucount", user_id))
+        return {status: int(n) for status, n in counts.items() if int(n)}
+
+    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
+        removed = 0
+        for status, cutoff in cutoffs.items():
+            skip = 0
+            while True:  # in batches, so a large cleanup never blocks Redis for long
+                deleted, kept, looked = self._call("cleanup", {"status": status.value, "cutoff": _ts(cutoff),
+                                                               "batch": CLEANUP_BATCH, "skip": skip})
+                removed += deleted
+                skip += kept
+                if looked < CLEANUP_BATCH:
+                    break
+        self._redis.hset(self._key("meta"), mapping={"last_cleanup": repr(now.timestamp()),
+                                                     "last_cleanup_removed": str(removed)})
+        return removed
+
+    def changes_since(self, seq: int, limit: int = 500) -> list[Job]:
+        return [payload_to_job(p) for p in self._call("changes", {"seq": seq, "limit": limit})]
+
+    def last_seq(self) -> int:
+        return int(self._redis.get(self._key("seq")) or 0)
+
+    def next_due_at(self) -> datetime | None:
+        first = self._redis.zrange(self._key("due"), 0, 0, withscores=True)
+        return from_ts(first[0][1]) if first else None
+
+    # -- wake-ups ----------------------------------------------------------------------------------------
+
+    @property
+    def change_version(self) -> int:
+        return self._signal.version
+
+    def wake_waiters(self) -> None:
+        self._signal.bump()
+
+    def wait_for_change(self, seen: int, timeout: float | None) -> int:
+        if self._listener is None:
+            self._start_listener()
+        return self._signal.wait(seen, timeout)
+
+    def _start_listener(self) -> None:
+        with self._listener_lock:
+            if self._listener is not None or self._closed.is_set():
+                return
+            pubsub = self._subscribe()  # subscribed before the first wait: no change can slip by unheard
+            self._listener = threading.Thread(target=self._listen, args=(pubsub,), name="jobhandle-redis-events",
+                                              daemon=True)
+            self._listener.start()
+
+    def _subscribe(self) -> PubSub:
+        """A subscription to the store's ``events`` channel, confirmed by the server."""
+        pubsub = self._redis.pubsub()
+        pubsub.subscribe(self._key("events"))
+        while True:
+            message = pubsub.get_message(timeout=5)
+            if message is None:
+                pubsub.close()
+                raise StoreUnavailableError("the Redis server did not confirm the events subscription")
+            if message["type"] == "subscribe":
+                return pubsub
+
+    def _listen(self, pubsub: PubSub) -> None:
+        """Turn the store's ``events`` messages (published by every write script, from any host) into
+        in-process wake-ups; resubscribe after a lost connection."""
+        while not self._closed.is_set():
+            try:
+                while not self._closed.is_set():
+                    if pubsub.get_message(timeout=0.5) is not None:
+                        self._signal.bump()
+            except (redis.ConnectionError, redis.TimeoutError):
+                pubsub.close()
+                while not self._closed.wait(0.5):
+                    try:
+                        pubsub = self._subscribe()
+                    except (redis.RedisError, StoreUnavailableError):
+                        continue
+                    self._signal.bump()  # changes made while we were not subscribed were not heard
+                    break
+        pubsub.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._signal.bump()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        self._redis.close()

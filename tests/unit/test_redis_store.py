@@ -1,0 +1,89 @@
+"""What only the Redis store has: its URL and key prefix, stores kept apart on one server, wake-ups that
+survive a lost subscription. (Its behaviour as a store is the conformance suite's, run on every store.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from helpers import submit, wait_until
+from store_urls import redis_url
+
+from jobhandle import JobQueue, StoreURLError
+from jobhandle.models import utcnow
+from jobhandle.stores import JobQuery, open_store
+from jobhandle.stores.redis.keys import parse_redis_url
+from jobhandle.stores.redis.store import RedisStore
+
+
+def test_url_without_prefix_uses_the_default_name() -> None:
+    location = parse_redis_url("redis://cache:6379/2")
+    assert (location.url, location.prefix) == ("redis://cache:6379/2", "{jobhandle}")
+    assert location.key("job", "abc") == "{jobhandle}:job:abc"
+
+
+def test_url_prefix_is_taken_out_and_other_options_kept() -> None:
+    location = parse_redis_url("rediss://:secret@cache:6380/1?socket_timeout=5&prefix=billing")
+    assert location.prefix == "{billing}"
+    assert location.url == "rediss://:secret@cache:6380/1?socket_timeout=5"
+
+
+@pytest.mark.parametrize("url", ["redis://", "redis://h/0?prefix=", "redis://h/0?prefix=a:b",
+                                 "redis://h/0?prefix={a}", "http://h:6379"])
+def test_bad_urls_are_refused_naming_the_problem(url: str) -> None:
+    with pytest.raises(StoreURLError) as error:
+        parse_redis_url(url)
+    assert "redis://" in error.value.message
+
+
+@pytest.fixture
+def two_stores(request: pytest.FixtureRequest) -> Iterator[tuple[RedisStore, RedisStore]]:
+    first, second = open_store(redis_url(request)), open_store(redis_url(request))
+    assert isinstance(first, RedisStore) and isinstance(second, RedisStore)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_stores_with_different_prefixes_on_one_server_never_meet(two_stores: tuple[RedisStore, RedisStore]) -> None:
+    first, second = two_stores
+    job = submit(first, utcnow())
+    assert second.get(job.job_id) is None
+    assert second.list_jobs(JobQuery()) == []
+    assert second.counts().by_status == {}
+    assert second.claim("w", ["default"], 10, 30, utcnow()) == []
+    assert [j.job_id for j in first.claim("w", ["default"], 10, 30, utcnow())] == [job.job_id]
+
+
+def test_waiters_hear_other_instances_again_after_the_subscription_was_cut(request: pytest.FixtureRequest) -> None:
+    url = redis_url(request)
+    waiter, writer = open_store(url), open_store(url)
+    assert isinstance(waiter, RedisStore)
+    server = redis.Redis.from_url(request.getfixturevalue("redis_server"))
+    channel = waiter._key("events")
+    try:
+        waiter.wait_for_change(waiter.change_version, 0)  # starts the listener
+        assert server.pubsub_numsub(channel)[0][1] == 1
+        server.client_kill_filter(_type="pubsub", skipme=True)
+        wait_until(lambda: server.pubsub_numsub(channel)[0][1] == 1, timeout=10,
+                   message="the listener to subscribe again")
+        seen = waiter.change_version
+        submit(writer, utcnow())
+        assert waiter.wait_for_change(seen, 5) != seen
+    finally:
+        server.close()
+        waiter.close()
+        writer.close()
+
+
+def test_redis_url_setting_alone_opens_the_redis_store(request: pytest.FixtureRequest,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBHANDLE_STORE", raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_url(request))
+    q = JobQueue()
+    try:
+        assert q.store.kind == "redis"
+        assert q.stats()["queue_type"] == "redis"
+    finally:
+        q.close()
