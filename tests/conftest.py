@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 
 import pytest
-import redis
-from helpers import wait_until
-from store_urls import STORE_URLS
+from store_urls import STORE_URLS, private_redis_server, redis_answers
 
 from jobhandle import HandlerRegistry, JobQueue, Settings
 from jobhandle.stores import Store
@@ -23,16 +19,6 @@ from jobhandle.stores import Store
 # Resource protection pauses claiming while other processes load the CPU; test machines run busy suites, so
 # tests turn it off (by default, and for the worker processes they start) unless they test it themselves.
 os.environ.setdefault("JOB_QUEUE_CPU_THRESHOLD", "100")
-
-
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +29,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     configured = os.environ.get("JOBHANDLE_TEST_REDIS_URL") or os.environ.get("REDIS_URL")
     candidates = [configured] if configured else ["redis://127.0.0.1:6379/0"]
     for url in candidates:
-        if _answers(url):
+        if redis_answers(url):
             yield url
             return
     binary = shutil.which("redis-server")
@@ -52,19 +38,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("JOBHANDLE_REQUIRE_REDIS") == "1":
             pytest.fail(reason + " (JOBHANDLE_REQUIRE_REDIS=1)")
         pytest.skip(reason)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "no", "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: _answers(url), timeout=10, message=f"redis-server on port {port} to answer")
+    with private_redis_server(binary, tmp_path_factory.mktemp("redis")) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 FAST_SETTINGS = {

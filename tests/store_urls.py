@@ -6,11 +6,16 @@ its service is missing. A new store joins the suite by adding one entry to ``STO
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
+from helpers import wait_until
 
 
 def memory_url(request: pytest.FixtureRequest) -> str:
@@ -44,3 +49,30 @@ STORE_URLS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "sqlite": sqlite_url,
     "redis": redis_url,
 }
+
+
+def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@contextmanager
+def private_redis_server(binary: str, folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway ``redis-server`` on a free loopback port: (its URL, its process), stopped on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "no", "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(lambda: redis_answers(url), timeout=10, message=f"redis-server on port {port} to answer")
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

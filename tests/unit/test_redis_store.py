@@ -3,18 +3,26 @@ survive a lost subscription. (Its behaviour as a store is the conformance suite'
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from helpers import submit, wait_until
-from store_urls import redis_url
+from store_urls import private_redis_server, redis_url
 
-from jobhandle import JobQueue, StoreURLError
+from jobhandle import JobQueue, StoreUnavailableError, StoreURLError
+from jobhandle.api import create_app
 from jobhandle.models import utcnow
 from jobhandle.stores import JobQuery, open_store
 from jobhandle.stores.redis.keys import parse_redis_url
 from jobhandle.stores.redis.store import RedisStore
+
+with warnings.catch_warnings():  # Starlette asks for httpx2 here; httpx is what the project installs
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 
 def test_url_without_prefix_uses_the_default_name() -> None:
@@ -87,3 +95,26 @@ def test_redis_url_setting_alone_opens_the_redis_store(request: pytest.FixtureRe
         assert q.stats()["queue_type"] == "redis"
     finally:
         q.close()
+
+
+def test_a_lost_redis_server_is_a_clear_error_and_an_api_503(tmp_path: Path) -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed: no private server to stop")
+    with private_redis_server(binary, tmp_path) as (url, proc):
+        q = JobQueue(url)
+        try:
+            job = q.submit("echo")
+            with TestClient(create_app(q)) as client:
+                assert client.get(f"/api/v1/jobs/status/{job.job_id}").status_code == 200
+                proc.kill()
+                proc.wait(10)
+                with pytest.raises(StoreUnavailableError, match="the Redis store is unreachable"):
+                    q.get(job.job_id)
+                with pytest.raises(StoreUnavailableError):
+                    q.stats()
+                response = client.get(f"/api/v1/jobs/status/{job.job_id}")
+                assert response.status_code == 503
+                assert response.json()["error"] == "StoreUnavailableError"
+        finally:
+            q.close()

@@ -4,7 +4,8 @@ jobhandle's own errors carry it already (``JobHandleError.to_dict``); this modul
 and turns FastAPI's and Starlette's errors (validation, unknown route, wrong method) into the same shape.
 Status codes: 400 a well-formed request that jobhandle refuses (bad id, unknown priority name, bad cron...),
 401 no or wrong API key, 403 not allowed for this key's role, 404 no such job/schedule (also another user's),
-409 the job's status does not allow the change, 413 body too large, 422 the request does not fit the schema.
+409 the job's status does not allow the change, 413 body too large, 422 the request does not fit the schema,
+503 the store is closed or its server (Redis) does not answer.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..errors import (
     JobNotFoundError,
     ScheduleNotFoundError,
     StoreClosedError,
+    StoreUnavailableError,
 )
 
 log = logging.getLogger("jobhandle.api")
@@ -52,6 +54,7 @@ STATUS_CODES: tuple[tuple[type[JobHandleError], int], ...] = (
     (InvalidTransitionError, 409),  # JobAlreadyCompletedError is one
     (PayloadTooLargeError, 413),
     (StoreClosedError, 503),
+    (StoreUnavailableError, 503),
 )
 """The first matching class decides; any other JobHandleError is a 400."""
 

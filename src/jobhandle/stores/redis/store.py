@@ -15,6 +15,7 @@ script (schedule.lua), retried when another caller changed the schedule first.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime
 from importlib import resources
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.client import PubSub
@@ -66,6 +67,7 @@ from ..base import (
 )
 from .keys import parse_redis_url
 
+T = TypeVar("T")
 CLEANUP_BATCH = 1000
 SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
            "take_token", "cleanup", "reap", "schedule", "fetch", "changes", "list")
@@ -224,6 +226,17 @@ def _expect(s: Schedule) -> dict[str, str]:
             "next_fire_at": _ts(s.next_fire_at) or ""}
 
 
+def _reachable(method: Callable[..., T]) -> Callable[..., T]:
+    """A primitive that talks to Redis directly: a lost server is StoreUnavailableError, as in ``_call``."""
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailableError(f"the Redis store is unreachable: {exc}") from exc
+    return call
+
+
 class RedisStore(Store):
     kind = "redis"
 
@@ -334,6 +347,7 @@ class RedisStore(Store):
                                        "lease": repr(now_ts + lease_seconds)})
         return set(ids)
 
+    @_reachable
     def owned_jobs(self, worker_id: str) -> set[str]:
         return {job.job_id for job in self._fetch(list(self._redis.smembers(self._key("wjobs", worker_id))))
                 if job is not None and job.status is JobStatus.RUNNING and job.worker_id == worker_id}
@@ -394,6 +408,7 @@ class RedisStore(Store):
         return int(self._call("age", {"now": repr(now.timestamp()), "interval": repr(float(interval)),
                                       "max_boost": max_boost}))
 
+    @_reachable
     def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:
         now_ts = now.timestamp()
         ids = self._redis.zrangebyscore(self._key("leases"), "-inf", f"({now_ts!r}", start=0, num=1000)
@@ -414,12 +429,14 @@ class RedisStore(Store):
     def reap_workers(self, silent_since: datetime) -> list[str]:
         return list(self._call("reap", {"silent_since": repr(silent_since.timestamp())}))
 
+    @_reachable
     def unregister_worker(self, worker_id: str) -> None:
         with self._redis.pipeline() as pipe:
             pipe.delete(self._key("worker", worker_id))
             pipe.zrem(self._key("workers"), worker_id)
             pipe.execute()
 
+    @_reachable
     def list_workers(self) -> list[WorkerInfo]:
         ids = self._redis.zrange(self._key("workers"), 0, -1)
         with self._redis.pipeline() as pipe:
@@ -471,10 +488,12 @@ class RedisStore(Store):
         assert answer is not None
         return schedule, self._insert_answers([job], [answer], now)[0]
 
+    @_reachable
     def get_schedule(self, schedule_id: str) -> Schedule | None:
         h = self._redis.hgetall(self._key("schedule", schedule_id))
         return _schedule_from(h) if h else None
 
+    @_reachable
     def list_schedules(self) -> list[Schedule]:
         ids = self._redis.zrange(self._key("schedules"), 0, -1)
         with self._redis.pipeline() as pipe:
@@ -483,6 +502,7 @@ class RedisStore(Store):
             found = [_schedule_from(h) for h in pipe.execute() if h]
         return sorted(found, key=lambda s: (s.created_at, s.schedule_id))
 
+    @_reachable
     def advance_schedules(self, now: datetime) -> list[Job]:
         created: list[Job] = []
         for schedule_id in self._redis.zrangebyscore(self._key("schedules_due"), "-inf", repr(now.timestamp())):
@@ -545,6 +565,7 @@ class RedisStore(Store):
 
     # -- counters, retention, change feed ----------------------------------------------------------------
 
+    @_reachable
     def counts(self) -> StoreCounts:
         with self._redis.pipeline() as pipe:
             pipe.hgetall(self._key("count", "status"))
@@ -565,10 +586,12 @@ class RedisStore(Store):
                            by_queue=split(by_queue), by_type=split(by_type), last_cleanup=_time(last_cleanup),
                            last_cleanup_removed=int(removed or 0))
 
+    @_reachable
     def count_by_status(self, user_id: str) -> dict[str, int]:
         counts = self._redis.hgetall(self._key("ucount", user_id))
         return {status: int(n) for status, n in counts.items() if int(n)}
 
+    @_reachable
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
         removed = 0
         for status, cutoff in cutoffs.items():
@@ -587,9 +610,11 @@ class RedisStore(Store):
     def changes_since(self, seq: int, limit: int = 500) -> list[Job]:
         return [payload_to_job(p) for p in self._call("changes", {"seq": seq, "limit": limit})]
 
+    @_reachable
     def last_seq(self) -> int:
         return int(self._redis.get(self._key("seq")) or 0)
 
+    @_reachable
     def next_due_at(self) -> datetime | None:
         first = self._redis.zrange(self._key("due"), 0, 0, withscores=True)
         return from_ts(first[0][1]) if first else None
