@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api_bench.py                  # everything; summary on stdout, JSON in bench/results/api.json
     .venv/bin/python bench/api_bench.py --sse 500 --rate 500 --seconds 10
+    .venv/bin/python bench/api_bench.py --store redis      # the same on the Redis store: bench/results/api_redis.json
 
 1. Idle SSE: open N job streams (one per pending job), measure the server's CPU and memory while they sit
    idle, then how long a change takes to reach its stream with the N open (cancel a few jobs one at a time:
@@ -15,7 +16,8 @@
 The HTTP client of phases 2 and 3 is a minimal keep-alive HTTP/1.1 client (``Connection``), so the load
 generator, on the same 2 cores, costs a small fraction of what the server does.
 
-The server runs API-only (no workers) on a fresh SQLite file, so the numbers are the API's, not the handlers'.
+The server runs API-only (no workers) on a fresh store per phase (a SQLite file, or a fresh key prefix on the
+Redis server with --store redis), so the numbers are the API's, not the handlers'.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "api.json"
@@ -51,13 +55,13 @@ def free_port() -> int:
 class Server:
     """``jobhandle serve`` in a child process."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, store: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "JOB_QUEUE_CPU_THRESHOLD": "100"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobhandle", "serve", "--port", str(self.port), "--log-level", "WARNING",
-             "--store", f"sqlite:///{directory}/jobs.db"],
+             "--store", store],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         self.ps = psutil.Process(self.proc.pid)
         deadline = time.monotonic() + 30
@@ -74,6 +78,16 @@ class Server:
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
+
+
+def delete_keys(url: str, pattern: str) -> None:
+    """Remove a finished phase's Redis store (SCAN is fine for a benchmark's clean-up)."""
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -282,9 +296,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the fixed-rate and throughput phases")
     parser.add_argument("--concurrency", type=int, default=16, help="connections of the throughput phases")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the fixed-rate phase")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
+                        help="the server's store: a SQLite file, or Redis (--redis-url, a fresh key prefix per phase)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--output", type=Path, default=None, help="default: bench/results/api.json (api_redis.json)")
     args = parser.parse_args()
+    output = args.output or RESULTS.with_name("api.json" if args.store == "sqlite" else "api_redis.json")
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "store": args.store,
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name, phase in (("idle_sse", lambda s: idle_sse(s, args.sse, args.idle)),
@@ -293,15 +313,20 @@ def main() -> None:
                             ("status_only", lambda s: status_only(s, args.concurrency, args.seconds))):
             directory = Path(tmp) / name
             directory.mkdir()
-            server = Server(directory)  # a fresh server and store per phase
+            prefix = f"apibench-{uuid.uuid4().hex[:8]}"
+            store = (f"sqlite:///{directory}/jobs.db" if args.store == "sqlite"
+                     else f"{args.redis_url}?prefix={prefix}")
+            server = Server(store)  # a fresh server and store per phase
             try:
                 results[name] = asyncio.run(phase(server))
             finally:
                 server.stop()
+                if args.store == "redis":
+                    delete_keys(args.redis_url, f"{{{prefix}}}:*")
             print(name, json.dumps(results[name]), flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    output.parent.mkdir(exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {output}")
 
 
 if __name__ == "__main__":
