@@ -38,7 +38,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("JOBHANDLE_REQUIRE_REDIS") == "1":
             pytest.fail(reason + " (JOBHANDLE_REQUIRE_REDIS=1)")
         pytest.skip(reason)
-    with private_redis_server(binary, tmp_path_factory.mktemp("redis")) as (url, _):
+    with private_redis_server(binary, tmp_path_factory.mktemp("redis")) as (url, _, _):
         yield url
 
 

@@ -62,17 +62,22 @@ def redis_answers(url: str) -> bool:
 
 
 @contextmanager
-def private_redis_server(binary: str, folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A throwaway ``redis-server`` on a free loopback port: (its URL, its process), stopped on exit."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "no", "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def private_redis_server(binary: str, folder: Path, *, port: int = 0,
+                         persistent: bool = False) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
+    """A throwaway ``redis-server`` on loopback (a free port unless given): (its URL, port, process), stopped
+    on exit. ``persistent``: every write is in its append-only file in ``folder``, so a server started again on
+    the same folder has every job back."""
+    if not port:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability,
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:
         wait_until(lambda: redis_answers(url), timeout=10, message=f"redis-server on port {port} to answer")
-        yield url, proc
+        yield url, port, proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -13,7 +13,7 @@ import redis
 from helpers import submit, wait_until
 from store_urls import private_redis_server, redis_url
 
-from jobhandle import JobQueue, StoreUnavailableError, StoreURLError
+from jobhandle import HandlerRegistry, JobQueue, JobStatus, Settings, StoreUnavailableError, StoreURLError
 from jobhandle.api import create_app
 from jobhandle.models import utcnow
 from jobhandle.stores import JobQuery, open_store
@@ -101,7 +101,7 @@ def test_a_lost_redis_server_is_a_clear_error_and_an_api_503(tmp_path: Path) -> 
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed: no private server to stop")
-    with private_redis_server(binary, tmp_path) as (url, proc):
+    with private_redis_server(binary, tmp_path) as (url, _, proc):
         q = JobQueue(url)
         try:
             job = q.submit("echo")
@@ -116,5 +116,32 @@ def test_a_lost_redis_server_is_a_clear_error_and_an_api_503(tmp_path: Path) -> 
                 response = client.get(f"/api/v1/jobs/status/{job.job_id}")
                 assert response.status_code == 503
                 assert response.json()["error"] == "StoreUnavailableError"
+        finally:
+            q.close()
+
+
+def test_a_worker_rides_out_a_redis_restart(tmp_path: Path, registry: HandlerRegistry, settings: Settings,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A Redis restart (or failover) pauses workers instead of stopping them: they try again until the
+    server answers, then go on with the jobs it kept."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed: no private server to restart")
+    registry.register("echo", lambda ctx, n: {"n": n})
+    with private_redis_server(binary, tmp_path, persistent=True) as (url, port, proc):
+        q = JobQueue(url, registry=registry, settings=settings)
+        try:
+            with q.worker(concurrency=2) as worker:
+                assert q.wait(q.submit("echo", {"n": 1}).job_id, timeout=10).result == {"n": 1}
+                proc.kill()
+                proc.wait(10)
+                wait_until(lambda: "the Redis store is unreachable" in caplog.text, timeout=10,
+                           message="the worker to meet the outage")
+                with private_redis_server(binary, tmp_path, port=port, persistent=True):
+                    job = q.submit("echo", {"n": 2})
+                    done = q.wait(job.job_id, timeout=20)
+                    assert (done.status, done.result) == (JobStatus.COMPLETED, {"n": 2})
+                    assert worker.failure is None and not worker.stopping
+                    assert q.stats()["completed_jobs"] == 2  # the first job survived the restart
         finally:
             q.close()

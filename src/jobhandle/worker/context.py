@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import InvalidParameterError, JobCancelled
+from ..errors import InvalidParameterError, JobCancelled, StoreUnavailableError
 from ..models import Job, clamp_progress, utcnow
 from ..stores.base import ProgressUpdate, Store
 
@@ -101,7 +101,13 @@ class JobContext:
                 return
             update, self._pending = self._pending, None
             self._last_write = time.monotonic()
-        if not self._store.report_progress(self.job_id, self._worker_id, self.job.attempts, update):
+        try:
+            owned = self._store.report_progress(self.job_id, self._worker_id, self.job.attempts, update)
+        except StoreUnavailableError:  # the store's server is away: keep the report for the next write
+            with self._lock:
+                self._pending = update if self._pending is None else _merge(update, self._pending)
+            return
+        if not owned:
             self._cancel.set()  # no longer ours: cancelled, or recovered after a lost lease
 
     def take_pending_progress(self) -> ProgressUpdate | None:

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..errors import (
     InvalidParameterError,
     JobCancelled,
+    StoreUnavailableError,
     TimeLimitExceeded,
     UnknownHandlerError,
 )
@@ -48,6 +49,9 @@ BUFFER_HOLD_SECONDS = 0.5
 """A claimed job waiting this long for a free slot of its worker goes back to the store for other workers."""
 IDLE_RECHECK_SECONDS = 5.0
 """A safety net only: idle slots wake on store changes and on the next due time, not on this."""
+STORE_RETRY_SECONDS = 1.0
+"""While the store's server does not answer (a Redis restart or failover), each loop tries again this often."""
+OUTAGE_LOG_SECONDS = 10.0
 
 
 MODES = ("thread", "process")
@@ -97,6 +101,7 @@ class Worker:
         self._buffer: deque[tuple[float, Job]] = deque()  # claimed, not started yet: (held since, job)
         self._held: list[Finished] = []  # outcomes not written yet (batched with the next claim)
         self._held_since = 0.0
+        self._outage_logged_at = float("-inf")  # when a store outage was last logged (once per OUTAGE_LOG_SECONDS)
         self._running_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._processes: list[JobProcess] = []
@@ -105,7 +110,7 @@ class Worker:
 
     def start(self) -> Worker:
         self.store.heartbeat(self.info, self._lease, utcnow())  # visible in list_workers at once
-        self._spawn("monitor", self._monitor_loop)
+        self._spawn("monitor", lambda: self._through_outages(self._monitor_loop))
         for i in range(self.concurrency):
             self._spawn(f"slot-{i}", self._slot_loop)
         log.info("worker %s started: queues=%s concurrency=%d mode=%s", self.worker_id, ",".join(self.queues),
@@ -130,18 +135,26 @@ class Worker:
                 thread.join(max(0.0, deadline - time.monotonic()))
         if monitor is not threading.current_thread():
             monitor.join()  # it notices _stopping within one loop (~50 ms) and must not outlive the store
-        self._release_buffered(held_since_after(float("inf")))  # claimed, never started: attempts not counted
+        try:
+            self._hand_back(grace)
+        except StoreUnavailableError as exc:  # stopping during an outage: the leases run out instead
+            log.warning("worker %s: %s; its unfinished jobs will be recovered when their leases run out",
+                        self.worker_id, exc.message)
+        for process in self._processes:  # their slots close them too; this covers slots still in a job
+            process.close()
+        self._stopped.set()
+        log.info("worker %s stopped", self.worker_id)
+
+    def _hand_back(self, grace: float) -> None:
+        """Stopping: return claimed and unfinished jobs to the store (attempts not counted), unregister."""
+        self._release_buffered(held_since_after(float("inf")))  # claimed, never started
         for ctx in self._running_now():
             # Hand back first, then tell the handler: its result, if it still returns one, is fenced out.
             ctx.handed_back = True
             if self.store.release(ctx.job_id, self.worker_id, ctx.attempt, utcnow()) is not None:
                 log.warning("job %s did not finish within %.1fs of shutdown: handed back", ctx.job_id, grace)
             ctx.mark_cancelled()
-        for process in self._processes:  # their slots close them too; this covers slots still in a job
-            process.close()
         self.store.unregister_worker(self.worker_id)
-        self._stopped.set()
-        log.info("worker %s stopped", self.worker_id)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
@@ -177,6 +190,27 @@ class Worker:
                          threading.current_thread().name, exc, exc_info=True)
             self.store.wake_waiters()
 
+    def _through_outages(self, loop: Callable[[], None]) -> None:
+        """Run ``loop``, and again each STORE_RETRY_SECONDS while the store's server does not answer: a Redis
+        restart or failover pauses the worker instead of stopping it. Nothing is lost meanwhile: unwritten
+        outcomes stay held (``_flush``) and progress stays pending; if the outage outlasts the leases, other
+        workers recover the jobs and this worker's late writes are fenced out."""
+        while True:
+            try:
+                loop()
+                return
+            except StoreUnavailableError as exc:
+                now = time.monotonic()
+                with self._running_lock:
+                    quiet = now - self._outage_logged_at < OUTAGE_LOG_SECONDS
+                    if not quiet:
+                        self._outage_logged_at = now
+                if not quiet:
+                    log.warning("worker %s: %s; trying again every %.0fs", self.worker_id, exc.message,
+                                STORE_RETRY_SECONDS)
+                if self._stopping.wait(STORE_RETRY_SECONDS):
+                    return
+
     # -- slots -------------------------------------------------------------------------------------------
 
     def _slot_loop(self) -> None:
@@ -187,7 +221,7 @@ class Worker:
                 self._processes.append(process)
             process.start()  # before the first claim: a claimed job should not wait for Python to start
         try:
-            self._run_slot(process)
+            self._through_outages(lambda: self._run_slot(process))
         finally:
             if process is not None:
                 process.close()
@@ -281,8 +315,13 @@ class Worker:
             done, self._held = self._held, []
         if not done and claim_size == 0:
             return []
-        owned, claimed = self.store.finish_many_and_claim(self.worker_id, done, self.queues, claim_size,
-                                                          self._lease, utcnow(), self._limits)
+        try:
+            owned, claimed = self.store.finish_many_and_claim(self.worker_id, done, self.queues, claim_size,
+                                                              self._lease, utcnow(), self._limits)
+        except StoreUnavailableError:
+            with self._running_lock:  # written with the next flush (fenced, so writing twice is harmless)
+                self._held[:0] = done
+            raise
         for f, ok in zip(done, owned, strict=True):
             if not ok:
                 log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", f.job_id)

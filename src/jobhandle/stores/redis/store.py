@@ -26,7 +26,9 @@ from itertools import islice
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
 from redis.client import PubSub
+from redis.retry import Retry
 
 from ... import cron
 from ...errors import (
@@ -69,6 +71,8 @@ from .keys import parse_redis_url
 
 T = TypeVar("T")
 CLEANUP_BATCH = 1000
+SOCKET_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
            "take_token", "cleanup", "reap", "schedule", "fetch", "changes", "list")
 READ_ONLY = frozenset({"fetch", "changes", "list"})
@@ -244,8 +248,13 @@ class RedisStore(Store):
         location = parse_redis_url(url)
         self._key = location.key
         self._prefix = location.prefix
-        # Typed Any: redis-py's annotations do not follow decode_responses=True (every reply is str here).
-        self._redis: Any = redis.Redis.from_url(location.url, decode_responses=True, health_check_interval=30)
+        # No silent retries: a script re-sent after a lost reply could apply twice; a lost server is reported
+        # (StoreUnavailableError) and workers wait it out. Timeouts (overridable in the URL, e.g.
+        # ?socket_timeout=10) keep a hung server from hanging its clients. Typed Any: redis-py's annotations do
+        # not follow decode_responses=True (every reply is str here).
+        self._redis: Any = redis.Redis.from_url(
+            location.url, decode_responses=True, health_check_interval=30, socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0))
         try:
             self._redis.ping()
         except redis.RedisError as exc:
