@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bench-redis clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+bench-redis: install
+	$(BIN)/python bench/redis_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info jobhandle.db jobhandle.db-wal jobhandle.db-shm
