@@ -66,6 +66,7 @@ def test_stores_with_different_prefixes_on_one_server_never_meet(two_stores: tup
 
 def test_waiters_hear_other_instances_again_after_the_subscription_was_cut(request: pytest.FixtureRequest) -> None:
     url = redis_url(request)
+    name = parse_redis_url(url).prefix.strip("{}")
     waiter, writer = open_store(url), open_store(url)
     assert isinstance(waiter, RedisStore)
     server = redis.Redis.from_url(request.getfixturevalue("redis_server"))
@@ -73,7 +74,9 @@ def test_waiters_hear_other_instances_again_after_the_subscription_was_cut(reque
     try:
         waiter.wait_for_change(waiter.change_version, 0)  # starts the listener
         assert server.pubsub_numsub(channel)[0][1] == 1
-        server.client_kill_filter(_type="pubsub", skipme=True)
+        ours = [c["id"] for c in server.client_list(_type="pubsub") if c["name"] == f"jobhandle-{name}"]
+        assert len(ours) == 1, "the waiter's listener, named after its store"
+        server.client_kill_filter(_id=ours[0])
         wait_until(lambda: server.pubsub_numsub(channel)[0][1] == 1, timeout=10,
                    message="the listener to subscribe again")
         seen = waiter.change_version

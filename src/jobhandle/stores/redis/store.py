@@ -254,7 +254,8 @@ class RedisStore(Store):
         # not follow decode_responses=True (every reply is str here).
         self._redis: Any = redis.Redis.from_url(
             location.url, decode_responses=True, health_check_interval=30, socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0))
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0),
+            client_name=f"jobhandle-{location.prefix.strip('{}')}")  # how its connections show in CLIENT LIST
         try:
             self._redis.ping()
         except redis.RedisError as exc:
