@@ -57,6 +57,7 @@ from ...models import (
     iso,
 )
 from ..base import (
+    NO_LIMIT,
     ChangeSignal,
     ConcurrencyLimits,
     Finished,
@@ -76,7 +77,6 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
            "take_token", "cleanup", "reap", "schedule", "fetch", "changes", "list")
 READ_ONLY = frozenset({"fetch", "changes", "list"})
-UNLIMITED = 1 << 62
 
 
 def _lua_set(statuses: Sequence[JobStatus]) -> str:
@@ -338,8 +338,8 @@ class RedisStore(Store):
                     limits: ConcurrencyLimits | None) -> dict[str, Any]:
         return {"worker_id": worker_id, "queues": list(queues), "limit": limit,
                 "lease": repr(now_ts + lease_seconds),
-                "global_max": limits.global_max if limits else UNLIMITED,
-                "per_user_max": limits.per_user_max if limits else UNLIMITED}
+                "global_max": limits.global_max if limits else NO_LIMIT,
+                "per_user_max": limits.per_user_max if limits else NO_LIMIT}
 
     def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
               now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
