@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import reprlib
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from enum import Enum, IntEnum
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from .errors import InvalidParameterError
@@ -170,23 +174,58 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-dumps_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-"""Compact, strict JSON (no NaN/Infinity). One shared encoder: ``json.dumps`` with options builds one per call."""
+def _not_json(value: Any) -> Any:
+    """The encoder's ``default``: called for any value JSON has no form for; names it."""
+    raise TypeError(f"{reprlib.repr(value)} (of type {type(value).__name__}) has no JSON form")
+
+
+def _strict_encoder() -> Callable[[Any], str]:
+    """Compact, strict JSON (no NaN/Infinity, no objects without a JSON form) as one shared function.
+
+    ``JSONEncoder.encode`` sets up a C encoder on every call, which is most of the cost of small values (0.8 of
+    1.4 us for ``{"a": 1.5}``); the C encoder is stateless without a circular-reference memo, so it is built once
+    here (a circular value then raises RecursionError, as does one nested too deeply). Without the C module
+    (other Pythons), the pure-Python encoder does the same job.
+    """
+    if c_make_encoder is None:
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False,
+                                default=_not_json).encode
+    encode = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
+dumps_json = _strict_encoder()
+
+_JSON_SCALARS = (str, int, bool, type(None))
 
 
 def check_json(value: Any, what: str) -> Any:
     """Reject anything that is not plain JSON (no pickling, ever), including object keys that are not
     strings: JSON would turn them into strings and the handler would get other data than was submitted."""
-    if value is None or type(value) in (str, int, bool):  # the common results, JSON as they are
+    if type(value) in _JSON_SCALARS or _is_flat_json_object(value):  # the common cases, checked without encoding
         return value
     try:
         dumps_json(value)
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(f"{what} must be JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidParameterError(f"{what} must be JSON-serialisable: it is circular or nested too deeply") from None
     bad = _non_string_key(value)
     if bad is not None:
         raise InvalidParameterError(f"{what} must be JSON: object keys must be strings, not {bad!r}")
     return value
+
+
+def _is_flat_json_object(value: Any) -> bool:
+    """A dict of string keys and JSON scalars (finite floats included): most parameters, and JSON as they are."""
+    if type(value) is not dict:
+        return False
+    for key, item in value.items():
+        if type(key) is not str:
+            return False
+        if type(item) not in _JSON_SCALARS and not (type(item) is float and math.isfinite(item)):
+            return False
+    return True
 
 
 def _non_string_key(value: Any) -> Any:
@@ -252,6 +291,24 @@ class Dependency:
         raise InvalidParameterError(f"depends_on entries are job ids or {{job_id, condition}}, not {value!r}")
 
 
+_UUID_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_job_ids(n: int) -> list[str]:
+    """``n`` random UUIDs (version 4) as text, from one read of the OS's random source.
+
+    What ``str(uuid.uuid4())`` gives, at a third of its cost (bulk submits make one per job): the version
+    digit is set to 4 and the variant digit to one of 8, 9, a, b; the other 122 bits are random."""
+    h = os.urandom(16 * n).hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{_UUID_VARIANT[h[i + 16]]}{h[i + 17:i + 20]}-"
+            f"{h[i + 20:i + 32]}" for i in range(0, 32 * n, 32)]
+
+
+def new_job_id() -> str:
+    """A random UUID (version 4) as text."""
+    return new_job_ids(1)[0]
+
+
 def parse_job_id(value: str) -> str:
     """A job id is a UUID; return it in canonical form or raise."""
     try:
@@ -265,7 +322,7 @@ class Job:
     """One unit of work and everything known about it. Times are timezone-aware UTC."""
 
     job_type: str
-    job_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    job_id: str = field(default_factory=new_job_id)
     queue: str = "default"
     status: JobStatus = JobStatus.PENDING
     priority: int = 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import builtins
+import gc
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +32,8 @@ from .models import (
     as_utc,
     check_json,
     iso,
+    new_job_id,
+    new_job_ids,
     parse_job_id,
     utcnow,
 )
@@ -42,6 +46,10 @@ SUBMIT_OPTIONS = frozenset({
     "priority", "user_id", "queue", "scheduled_time", "delay_seconds", "max_retries", "retry_delay",
     "timeout_seconds", "depends_on", "idempotency_key",
 })
+SPEC_KEYS = SUBMIT_OPTIONS | {"job_type", "parameters"}
+"""What an item of ``submit_many`` may hold."""
+GC_PAUSE_MIN_JOBS = 1000
+"""``submit_many`` of at least this many jobs pauses Python's cyclic garbage collector (see _collector_paused)."""
 
 
 class JobQueue:
@@ -90,66 +98,77 @@ class JobQueue:
                           scheduled_time=scheduled_time, delay_seconds=delay_seconds, max_retries=max_retries,
                           retry_delay=retry_delay, timeout_seconds=timeout_seconds, depends_on=depends_on,
                           idempotency_key=idempotency_key)
-        return self.store.submit([job], utcnow())[0]
+        return self.store.submit([job], job.created_at)[0]
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Submit many jobs in one atomic step: each item is ``{"job_type": ..., "parameters": ..., **options}``
         with the options of ``submit``. Either all are stored or, on bad input, none."""
-        built = []
-        for index, spec in enumerate(jobs):
-            if not isinstance(spec, Mapping) or "job_type" not in spec:
-                raise InvalidParameterError(f"job {index}: each job is a mapping with a 'job_type'")
-            unknown = set(spec) - SUBMIT_OPTIONS - {"job_type", "parameters"}
-            if unknown:
-                raise InvalidParameterError(f"job {index}: unknown option(s) {', '.join(sorted(unknown))}")
-            options = {k: v for k, v in spec.items() if k in SUBMIT_OPTIONS}
-            try:
-                built.append(self._build(spec["job_type"], spec.get("parameters"), **options))
-            except InvalidParameterError as exc:
-                raise InvalidParameterError(f"job {index}: {exc.message}", **exc.context) from None
-        return self.store.submit(built, utcnow()) if built else []
+        specs = list(jobs)
+        now = utcnow()
+        with _collector_paused(len(specs) >= GC_PAUSE_MIN_JOBS):
+            built = [self._build_item(index, spec, job_id, now)
+                     for index, (spec, job_id) in enumerate(zip(specs, new_job_ids(len(specs)), strict=True))]
+            return self.store.submit(built, now) if built else []
 
-    def _build(self, job_type: str, parameters: Mapping[str, Any] | None, *,
-               priority: int | str | JobPriority | None = None, user_id: str | None = None,
-               queue: str = "default", scheduled_time: datetime | str | None = None,
+    def _build_item(self, index: int, spec: Mapping[str, Any], job_id: str, now: datetime) -> Job:
+        """One item of ``submit_many``, built like ``submit``'s job; an error names the item's position."""
+        try:
+            if not isinstance(spec, Mapping) or "job_type" not in spec:
+                raise InvalidParameterError("each job is a mapping with a 'job_type'")
+            if not spec.keys() <= SPEC_KEYS:
+                raise InvalidParameterError(f"unknown option(s) {', '.join(sorted(set(spec) - SPEC_KEYS))}")
+            options = dict(spec)
+            return self._build(options.pop("job_type"), options.pop("parameters", None), job_id=job_id, now=now,
+                               **options)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"job {index}: {exc.message}", **exc.context) from None
+
+    def _build(self, job_type: str, parameters: Mapping[str, Any] | None, *, job_id: str | None = None,
+               now: datetime | None = None, priority: int | str | JobPriority | None = None,
+               user_id: str | None = None, queue: str = "default", scheduled_time: datetime | str | None = None,
                delay_seconds: float | None = None, max_retries: int | None = None,
                retry_delay: float | None = None, timeout_seconds: float | None = None,
                depends_on: Sequence[Any] | None = None, idempotency_key: str | None = None) -> Job:
+        """A new job from ``submit``'s arguments, every one checked. Bulk callers pass ``job_id`` and ``now``."""
         if not isinstance(job_type, str) or not job_type.strip():
             raise InvalidParameterError(f"job_type must be a non-empty string, not {job_type!r}")
-        params = {} if parameters is None else parameters
-        if not isinstance(params, Mapping):
-            raise InvalidParameterError(f"parameters must be a JSON object (a dict), not {type(params).__name__}")
-        params = dict(params)
-        check_json(params, "parameters")
-        handler = self.registry.get(job_type)
-        if handler is not None:
-            handler.check_parameters(params)
-        if scheduled_time is not None and delay_seconds is not None:
-            raise InvalidParameterError("give scheduled_time or delay_seconds, not both")
-        now = utcnow()
-        when = as_utc(scheduled_time)
-        if delay_seconds is not None:
-            delay = _number(delay_seconds, "delay_seconds", minimum=0)
-            when = now + timedelta(seconds=delay)
+        params = self._parameters(job_type, parameters)
+        now = now or utcnow()
+        when = _run_time(now, scheduled_time, delay_seconds)
         dependencies = _dependencies(depends_on)
         for name, value in (("queue", queue), ("user_id", user_id)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise InvalidParameterError(f"{name} must be a non-empty string, not {value!r}")
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
             raise InvalidParameterError(f"idempotency_key must be a non-empty string, not {idempotency_key!r}")
-        s = self.settings
+        s = self.settings  # its defaults were checked when it was made
         return Job(
-            job_type=job_type, queue=queue, priority=JobPriority.parse(priority),
+            job_type=job_type, job_id=job_id or new_job_id(), queue=queue, priority=JobPriority.parse(priority),
             user_id=user_id or "default_user", parameters=params, created_at=now, scheduled_time=when,
             run_at=when,
-            max_retries=int(_number(s.max_retries if max_retries is None else max_retries, "max_retries",
-                                    minimum=0, integer=True)),
-            retry_delay=_number(s.retry_delay if retry_delay is None else retry_delay, "retry_delay", minimum=0),
-            timeout_seconds=_number(s.default_timeout if timeout_seconds is None else timeout_seconds,
-                                    "timeout_seconds", minimum=0, exclusive=True),
+            max_retries=s.max_retries if max_retries is None else int(_number(
+                max_retries, "max_retries", minimum=0, integer=True)),
+            retry_delay=s.retry_delay if retry_delay is None else _number(retry_delay, "retry_delay", minimum=0),
+            timeout_seconds=s.default_timeout if timeout_seconds is None else _number(
+                timeout_seconds, "timeout_seconds", minimum=0, exclusive=True),
             idempotency_key=idempotency_key, depends_on=dependencies,
         )
+
+    def _parameters(self, job_type: str, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The job's own copy of its parameters: a JSON object that the job type's handler, when registered
+        here, can take."""
+        if parameters is None:
+            params: dict[str, Any] = {}
+        elif isinstance(parameters, Mapping):
+            params = dict(parameters)
+        else:
+            raise InvalidParameterError(
+                f"parameters must be a JSON object (a dict), not {type(parameters).__name__}")
+        check_json(params, "parameters")
+        handler = self.registry.get(job_type)
+        if handler is not None:
+            handler.check_parameters(params)
+        return params
 
     # -- schedules (recurring jobs) ----------------------------------------------------------------------
 
@@ -366,6 +385,33 @@ class JobQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (process-wide) for the block, when ``pause`` and it is running.
+
+    Each job of a bulk submit is a handful of new container objects that all live on after the call, and the
+    collector, run every 700 new containers, walks them again and again to find no garbage: a sixth of the CPU
+    of a 20,000-job ``submit_many``. Reference counting still frees everything meanwhile; only cycles wait.
+    """
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _run_time(now: datetime, scheduled_time: datetime | str | None, delay_seconds: float | None) -> datetime | None:
+    """When a new job is due: ``scheduled_time`` (naive is UTC), ``delay_seconds`` after ``now``, or None (now)."""
+    if scheduled_time is not None and delay_seconds is not None:
+        raise InvalidParameterError("give scheduled_time or delay_seconds, not both")
+    if delay_seconds is not None:
+        return now + timedelta(seconds=_number(delay_seconds, "delay_seconds", minimum=0))
+    return as_utc(scheduled_time)
 
 
 def _dependencies(depends_on: Sequence[Any] | None) -> list[Dependency]:

@@ -21,6 +21,8 @@ from jobhandle.models import (
     can_transition,
     check_json,
     clamp_progress,
+    dumps_json,
+    new_job_ids,
     parse_job_id,
     sources_of,
 )
@@ -205,6 +207,45 @@ def test_check_json() -> None:
     for bad in ({"x": object()}, {"x": float("nan")}, {"x": datetime.now()}):
         with pytest.raises(InvalidParameterError, match="parameters must be JSON"):
             check_json(bad, "parameters")
+
+
+@pytest.mark.parametrize(("bad", "named"), [
+    ({"x": {1, 2}}, "{1, 2} (of type set) has no JSON form"),
+    ({"x": [1, {"deep": float("inf")}]}, "Out of range float"),
+    ({"flat": float("nan")}, "Out of range float"),
+    ({"x": {"y": {3: "z"}}}, "object keys must be strings, not 3"),
+    ({1: "one"}, "object keys must be strings, not 1"),
+])
+def test_check_json_names_what_is_not_json(bad: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidParameterError, match="parameters must be JSON") as error:
+        check_json(bad, "parameters")
+    assert named in error.value.message
+
+
+def test_check_json_refuses_circular_values_clearly() -> None:
+    circular: dict[str, Any] = {"a": []}
+    circular["a"].append(circular)
+    with pytest.raises(InvalidParameterError, match="circular or nested too deeply"):
+        check_json(circular, "parameters")
+
+
+def test_dumps_json_is_compact_and_strict() -> None:
+    value = {"a": [1, 2.5, None, True, "é"], "b": {"c": {}}, "d": 10**20}
+    assert dumps_json(value) == '{"a":[1,2.5,null,true,"\\u00e9"],"b":{"c":{}},"d":100000000000000000000}'
+    assert dumps_json("x") == '"x"'
+    for bad in (float("nan"), {"when": datetime.now()}, object()):
+        with pytest.raises((TypeError, ValueError)):
+            dumps_json(bad)
+
+
+def test_new_job_ids_are_distinct_version_4_uuids() -> None:
+    ids = new_job_ids(2000)
+    assert len(set(ids)) == 2000
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, job_id)
+    assert len({job_id[19] for job_id in ids}) == 4, "the variant digit takes each of 8, 9, a, b"
+    assert new_job_ids(0) == []
 
 
 @pytest.mark.parametrize(("value", "expected"), [(0, 0.0), (0.5, 0.5), (1, 1.0), (1.7, 1.0), (-0.2, 0.0)])

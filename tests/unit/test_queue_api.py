@@ -3,6 +3,7 @@ rejected call stores nothing."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,26 @@ def test_bad_input_in_submit_many_names_the_item(queue: JobQueue) -> None:
         with pytest.raises(InvalidParameterError) as error:
             queue.submit_many(jobs)
         assert named in error.value.message
+
+
+@pytest.mark.usefixtures("nothing_stored")
+def test_a_non_json_parameter_in_submit_many_names_the_item_and_the_value(queue: JobQueue) -> None:
+    jobs = [{"job_type": "echo", "parameters": {"i": i}} for i in range(3000)]  # large: the collector is paused
+    jobs[1234] = {"job_type": "echo", "parameters": {"when": {"a"}}}
+    with pytest.raises(InvalidParameterError) as error:
+        queue.submit_many(jobs)
+    assert error.value.message == ("job 1234: parameters must be JSON-serialisable: {'a'} (of type set) has no "
+                                   "JSON form")
+
+
+def test_submit_many_returns_the_stored_jobs_in_order(queue: JobQueue) -> None:
+    later = {"job_type": "echo", "parameters": {"n": 1}, "delay_seconds": 60, "user_id": "bob"}
+    jobs = queue.submit_many([{"job_type": "echo"}, later, {"job_type": "echo", "idempotency_key": "k"}] * 700)
+    assert len(jobs) == 2100 and len({j.job_id for j in jobs}) == 1401, "the idempotency key stored one job"
+    assert [j.status for j in jobs[:3]] == [JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.PENDING]
+    for job in jobs[:3]:
+        assert queue.get(job.job_id) == job, "what submit_many returns is what the store holds"
+    assert gc.isenabled()
 
 
 @pytest.mark.usefixtures("nothing_stored")
