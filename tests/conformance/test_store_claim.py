@@ -52,6 +52,12 @@ def test_claim_filters_by_queue(store: Store) -> None:
     assert [j.job_id for j in store.claim("w1", ["b"], 10, 30, now)] == [by_queue["b"]]
 
 
+def test_a_lone_job_is_claimed_from_any_of_the_queues(store: Store) -> None:
+    now = utcnow()
+    job = submit(store, now, queue="second")
+    assert [j.job_id for j in store.claim("w1", ["first", "second"], 10, 30, now)] == [job.job_id]
+
+
 def test_claim_respects_limit(store: Store) -> None:
     now = utcnow()
     for _ in range(10):

@@ -114,3 +114,19 @@ def test_workers_keep_to_the_limits(store_url: str, registry: HandlerRegistry) -
             wait_until(lambda: all(queue.get(j.job_id).status is JobStatus.COMPLETED for j in jobs), 30,
                        "every job to finish")
     assert max(peak.values()) <= 2 and in_all[1] <= 3, (peak, in_all)
+
+
+def test_a_lone_pending_job_waits_while_a_limit_is_reached(store: Store) -> None:
+    """One job pending is a case of its own for a store (no order to decide): the limits still hold."""
+    now = utcnow()
+    for _ in range(2):
+        submit(store, now, user_id="alice")
+    alices = claim(store, now, 10)
+    lone = submit(store, now, user_id="alice")
+    assert claim(store, now, 10) == [], "alice is at her limit"
+    for _ in range(2):
+        submit(store, now, user_id="bob")
+    assert users(claim(store, now, 10)) == ["bob", "bob"], "the global limit (4) is reached"
+    done = alices[0]
+    assert store.finish(done.job_id, "w1", done.attempts, Outcome(JobStatus.COMPLETED), now)
+    assert [j.job_id for j in claim(store, now, 10)] == [lone.job_id]

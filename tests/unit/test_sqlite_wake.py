@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,49 @@ def test_a_dead_listeners_socket_is_removed_by_the_next_commit(tmp_path: Path) -
                 os.unlink(entry.path)
             directory.rmdir()
     assert not stale.exists()
+
+
+def test_the_listing_of_listeners_is_reused_while_their_folder_is_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "jobs.db")
+    directory = wake_dir(path)
+    directory.mkdir(mode=0o700)
+    listeners: list[socket.socket] = []
+
+    def listen(name: str) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(directory / name))
+        sock.setblocking(False)
+        listeners.append(sock)
+        return sock
+
+    reads = [0]
+    scandir = os.scandir
+
+    def counting_scandir(folder: Any) -> Any:
+        reads[0] += 1
+        return scandir(folder)
+
+    monkeypatch.setattr("jobhandle.stores.sqlite.wake.os.scandir", counting_scandir)
+    notifier = Notifier(path)
+    try:
+        first = listen("1-first")
+        settled = time.time() - 10  # as if the folder had last changed 10 s ago
+        os.utime(directory, (settled, settled))
+        for _ in range(3):
+            notifier.notify(own=None)
+            assert first.recv(16) == b"!"
+        assert reads[0] == 1, "read once; then a stat shows the folder did not change"
+        second = listen("2-second")  # changes the folder
+        notifier.notify(own=None)
+        assert (first.recv(16), second.recv(16)) == (b"!", b"!")
+        assert reads[0] == 2
+        notifier.notify(own=None)
+        assert reads[0] == 3, "a folder changed within the last 2 s is read again at each commit"
+    finally:
+        notifier.close()
+        for sock in listeners:
+            sock.close()
+        for entry in scandir(directory):
+            os.unlink(entry.path)
+        directory.rmdir()

@@ -58,7 +58,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key) WHE
 
 -- Jobs by (queue, type, status), kept exact in the same transactions as the changes: stats never scan the
 -- jobs table. Each primitive that inserts jobs or changes their status counts what it did, in one statement
--- per kind of change (count_inserted, count_add in queries.sql; SQLiteStore._count in store.py): a trigger on
+-- per kind of change (count_add in queries.sql; SQLiteStore._count and _insert in store.py): a trigger on
 -- status changes, even one whose WHEN clause is false, cost a fifth of claiming and finishing a job. Only
 -- deletions (retention cleanup) are counted by a trigger. The conformance suite recounts after every kind of
 -- change (test_store_counts_cleanup.py).

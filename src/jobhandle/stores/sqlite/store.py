@@ -92,6 +92,10 @@ CHECKPOINT_INTERVAL = 0.25
 WAL_AUTOCHECKPOINT_CAP_PAGES = 20000
 """SQLite checkpoints inside a commit only past this many WAL pages (~80 MB): normally never."""
 _SORT_COLUMNS = {name: name for name in JobQuery.SORTABLE}
+_STATUSES = {status.value: status for status in JobStatus}
+"""A stored status -> JobStatus: a dict lookup where calling the Enum runs its Python-level lookup."""
+_ALL_NULL = (None,) * 8
+"""The optional columns of insert_job (its last eight) of a job that has none of them: see insert_plain_job."""
 
 
 
@@ -122,7 +126,7 @@ def row_to_job(r: sqlite3.Row) -> Job:
      idempotency_key, worker_id, execution_time, items_processed, total_items, cpu_seconds, peak_memory_mb,
      run_at, lease_expires_at, seq, aged) = r
     return Job(
-        job_id=job_id, job_type=job_type, queue=queue, status=JobStatus(status), priority=priority - aged,
+        job_id=job_id, job_type=job_type, queue=queue, status=_STATUSES[status], priority=priority - aged,
         priority_boost=aged, user_id=user_id, parameters=json.loads(parameters), result=_loads(result),
         error=error, error_type=error_type, progress=progress, progress_message=progress_message,
         progress_history=_loads_list(progress_history), error_history=_loads_list(error_history),
@@ -194,8 +198,12 @@ def _progress_params(update: ProgressUpdate | None) -> dict[str, Any]:
 class _Tx:
     """One write transaction: the connection plus the change-sequence allocator.
 
-    The sequence is read once per transaction and written back by ``flush`` before COMMIT; the write lock
-    that BEGIN IMMEDIATE holds makes that safe across processes.
+    The first allocation of a transaction reserves its numbers in the stored sequence and reads it in one
+    statement (a statement less than reading it, then writing it back); later ones are counted here and written
+    back by ``flush`` before COMMIT. The write lock that BEGIN IMMEDIATE holds makes that safe across processes.
+    A reservation undone by ROLLBACK TO (its primitive failed, in a group commit) takes back only numbers that
+    primitive's rolled-back changes had; any number handed out after it is above what is stored, so ``flush``
+    writes it.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -205,7 +213,8 @@ class _Tx:
 
     def seqs(self, n: int) -> range:
         if self._last is None:
-            self._last = self._stored = int(self.conn.execute(Q["last_seq"]).fetchone()[0])
+            self._last = self._stored = int(self.conn.execute(Q["reserve_seqs"], (n,)).fetchone()[0])
+            return range(self._last - n + 1, self._last + 1)
         first = self._last + 1
         self._last += n
         return range(first, self._last + 1)
@@ -261,6 +270,7 @@ class _GroupCommit:
                     break
                 self._leading = True
                 batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+            changes = self._conn.total_changes
             try:
                 self._transact(batch)
             finally:
@@ -269,7 +279,8 @@ class _GroupCommit:
                     for done in batch:
                         done.done = True
                     self._cond.notify_all()
-                self._after_commit()
+                if self._conn.total_changes != changes:  # a round that wrote nothing (a claim that found no
+                    self._after_commit()                 # job) has nothing to announce: it wakes no one
         if item.error is not None:
             raise item.error
         return item.result
@@ -370,12 +381,13 @@ class SQLiteStore(Store):
         return self._writer.call(fn)
 
     def _after_commit(self) -> None:
-        self._signal.bump()
         if self._checkpointer is None and not self._memory:
             self._start_checkpointer()
         self._committed.set()
         if self._notifier is not None:
             self._notifier.notify(self._listener.path if self._listener is not None else None)
+        # Last: a thread woken here (an idle slot) needs the GIL, which this one holds until it is done here.
+        self._signal.bump()
 
     # -- jobs --------------------------------------------------------------------------------------------
 
@@ -383,14 +395,17 @@ class SQLiteStore(Store):
         return self._transact(lambda tx: self._insert(tx, jobs, now))
 
     def _insert(self, tx: _Tx, jobs: Sequence[Job], now: datetime) -> list[Job]:
-        """Insert new jobs (see ``submit``); part of the caller's transaction."""
+        """Insert new jobs (see ``submit``); part of the caller's transaction. Returns the same Job objects,
+        with the fields the store decides (status, created_at, seq) set: nothing is read back."""
         now_ts = now.timestamp()
         out: list[Job] = []
-        seqs = tx.seqs(len(jobs))
-        rows, dependency_rows = [], []
+        plain_rows: list[tuple[Any, ...]] = []
+        rows: list[tuple[Any, ...]] = []
+        dependency_rows: list[tuple[str, str, str]] = []
+        inserted: dict[tuple[str, str, str], int] = {}  # (queue, job_type, status) -> jobs, for the counters
         by_key: dict[str, Job] = {}  # idempotency keys met earlier in this same batch
         in_batch: dict[str, JobStatus] = {}  # parents may come earlier in the same batch
-        for job, seq in zip(jobs, seqs, strict=True):
+        for job, seq in zip(jobs, tx.seqs(len(jobs)), strict=True):
             if job.idempotency_key is not None:
                 if job.idempotency_key in by_key:
                     out.append(by_key[job.idempotency_key])
@@ -404,24 +419,30 @@ class SQLiteStore(Store):
             job.status = JobStatus.SCHEDULED if run_at is not None and run_at > now_ts else JobStatus.PENDING
             job.created_at = now
             job.seq = seq
+            depends_on = "[]"
             if job.depends_on:
                 self._apply_dependencies(tx, job, in_batch, now)
                 if job.status is JobStatus.WAITING:
                     dependency_rows += [(d.job_id, job.job_id, d.condition) for d in job.depends_on]
+                depends_on = dumps_json([{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on])
+            status = job.status.value
             in_batch[job.job_id] = job.status
-            depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
-            rows.append((
-                job.job_id, job.job_type, job.queue, job.status.value, job.priority, job.user_id,
-                dumps_json(job.parameters), now_ts, to_ts(job.scheduled_time), job.max_retries,
-                job.retry_delay, job.timeout_seconds, dumps_json(depends_on) if depends_on else "[]",
-                job.cron_expression, job.schedule_id, job.idempotency_key, run_at, seq,
-                job.error, job.error_type, to_ts(job.completed_at),
-            ))
+            kind = (job.queue, job.job_type, status)
+            inserted[kind] = inserted.get(kind, 0) + 1
+            row = (job.job_id, job.job_type, job.queue, status, job.priority, job.user_id, dumps_json(job.parameters),
+                   now_ts, job.max_retries, job.retry_delay, job.timeout_seconds, depends_on, seq)
+            optional = (to_ts(job.scheduled_time), run_at, job.idempotency_key, job.cron_expression,
+                        job.schedule_id, job.error, job.error_type, to_ts(job.completed_at))
+            if optional == _ALL_NULL:
+                plain_rows.append(row)
+            else:
+                rows.append(row + optional)
             out.append(job)
-        tx.conn.executemany(Q["insert_job"], rows)
-        tx.conn.executemany(Q["insert_dependency"], dependency_rows)
-        if rows:
-            tx.conn.execute(Q["count_inserted"], {"first": seqs[0], "last": seqs[-1]})
+        for statement, batch in ((Q["insert_plain_job"], plain_rows), (Q["insert_job"], rows),
+                                 (Q["insert_dependency"], dependency_rows)):
+            if batch:
+                tx.conn.executemany(statement, batch)
+        tx.conn.executemany(Q["count_add"], [(*kind, n) for kind, n in inserted.items()])
         return out
 
     def _apply_dependencies(self, tx: _Tx, job: Job, in_batch: dict[str, JobStatus], now: datetime) -> None:
@@ -519,10 +540,11 @@ class SQLiteStore(Store):
         with self._read() as conn:
             # A read-only look first: waiting with nothing claimable (no work, or with limits every user with
             # work at their limit) must not take the write lock, or idle slots would storm it on every change.
-            due = conn.execute(Q["next_due"]).fetchone()[0]
+            due, pending = conn.execute(Q["claim_lookout"], {"q": queues[0]}).fetchone()
             if due is None or due > now_ts:
                 if limits is None:
-                    claimable = any(conn.execute(Q["any_pending"], {"q": q}).fetchone() for q in queues)
+                    claimable = pending or any(conn.execute(Q["any_pending"], {"q": q}).fetchone()
+                                               for q in queues[1:])
                 else:
                     claimable = bool(self._pick_fairly(conn, queues, *self._limits_now(conn, 1, limits)))
                 if not claimable:
@@ -565,6 +587,9 @@ class SQLiteStore(Store):
         picks: list[str] = []
         if allowed <= 0:
             return picks
+        first = [row for q in queues for row in conn.execute(Q["first_pending"], {"q": q})][:2]
+        if len(first) < 2:  # none or one job pending: no order to decide, only the user's limit to respect
+            return [job_id for job_id, user in first if running.get(user, 0) < per_user_max]
         level = self._next_level(conn, queues, UNLIMITED)
         while level is not None and len(picks) < allowed:
             users = {u for q in queues for (u,) in conn.execute(Q["waiting_users"], {"q": q, "p": level})}
