@@ -114,6 +114,38 @@ def test_slots_run_jobs_concurrently(queue: JobQueue, registry: HandlerRegistry)
     assert [(j.status, j.result) for j in done] == [(JobStatus.COMPLETED, "met")] * 2
 
 
+def test_one_idle_slot_claims_for_the_worker_at_a_time(queue: JobQueue, registry: HandlerRegistry,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change wakes the worker's idle watcher only, not every idle slot; the watch then passes to one other
+    idle slot, which looks for more work at once."""
+    registry.register("ping", lambda ctx: "pong")
+    claimers: set[str] = set()
+    claim = queue.store.claim
+
+    def counting_claim(*args: Any, **kwargs: Any) -> list[Job]:
+        claimers.add(threading.current_thread().name)
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr(queue.store, "claim", counting_claim)
+    with queue.worker(concurrency=4):
+        wait_until(lambda: claimers, DEADLINE, "the first idle claim")  # some slot watches the store
+        jobs = [queue.submit("ping") for _ in range(3)]  # several slots busy at once, then idle again
+        done = [queue.wait(job.job_id, timeout=DEADLINE) for job in jobs]
+        assert [j.result for j in done] == ["pong"] * 3
+        claimers.clear()
+        job = queue.submit("ping")
+        assert queue.wait(job.job_id, timeout=DEADLINE).result == "pong"
+        assert len(claimers) <= 2, f"one change, claims by {sorted(claimers)}"
+
+
+def test_an_idle_worker_with_many_slots_stops_at_once(queue: JobQueue) -> None:
+    worker = queue.worker(concurrency=4).start()
+    wait_until(lambda: queue.workers(), DEADLINE, "the worker to register")
+    started = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - started < 1.0, "the idle slots, waiting for the watch or the store, saw the stop"
+
+
 def test_worker_takes_higher_priority_first(queue: JobQueue, registry: HandlerRegistry) -> None:
     order: list[str] = []
 

@@ -57,6 +57,34 @@ OUTAGE_LOG_SECONDS = 10.0
 MODES = ("thread", "process")
 
 
+class IdleWatch:
+    """Which of a worker's idle slots claims and waits for the store to change: one at a time.
+
+    Were every idle slot to wait on the store, each change would wake them all to race for the same job, and
+    the losers' look at the store would slow the winner down (pickup latency). The watch passes from the slot
+    that got a job to one of the others waiting for it, which then claims at once (more work may be waiting).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+
+    def mine(self) -> bool:
+        """Whether the calling thread has the watch."""
+        return self._holder == threading.get_ident()
+
+    def take(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the watch (see ``mine``)."""
+        if not self.mine() and self._lock.acquire(timeout=timeout):
+            self._holder = threading.get_ident()
+
+    def hand_over(self) -> None:
+        """Give the watch up, if the calling thread has it."""
+        if self._holder == threading.get_ident():
+            self._holder = None
+            self._lock.release()
+
+
 class Worker:
     """Runs jobs of ``queues`` from ``store`` with ``concurrency`` slots.
 
@@ -103,6 +131,7 @@ class Worker:
         self._held_since = 0.0
         self._outage_logged_at = float("-inf")  # when a store outage was last logged (once per OUTAGE_LOG_SECONDS)
         self._running_lock = threading.Lock()
+        self._idle_watch = IdleWatch()
         self._threads: list[threading.Thread] = []
         self._processes: list[JobProcess] = []
 
@@ -223,6 +252,7 @@ class Worker:
         try:
             self._through_outages(lambda: self._run_slot(process))
         finally:
+            self._idle_watch.hand_over()
             if process is not None:
                 process.close()
 
@@ -236,7 +266,8 @@ class Worker:
         there longer than BUFFER_HOLD_SECONDS (all slots busy). A long job also drops the batch size back to
         one. Outcomes are held for the next batch at most RESULT_HOLD_SECONDS (the monitor writes them when a
         slot has gone on to a longer job); they are lost only if the process dies, and then the jobs run
-        again (at-least-once, as with any crash).
+        again (at-least-once, as with any crash). Of the idle slots, only the one with the worker's watch
+        (IdleWatch) claims and waits for the store to change.
         """
         claim_size = 1
         while True:
@@ -254,6 +285,9 @@ class Worker:
                     if not claimed:
                         continue  # nothing more now: the next round claims, or waits for work
                 else:
+                    if not self._idle_watch.mine():
+                        self._idle_watch.take(IDLE_RECHECK_SECONDS)
+                        continue  # look again (stop, buffer) once the watch is ours, or after the timeout
                     seen = self.store.change_version
                     claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow(),
                                                self._limits)
@@ -263,6 +297,7 @@ class Worker:
                         continue
                 job = claimed[0]  # a claimed job shows as running: it runs, even if a stop began meanwhile
                 self._buffer_jobs(claimed[1:])
+            self._idle_watch.hand_over()  # busy now: the next idle slot watches, and claims at once
             started = time.perf_counter()
             finished = self._execute(job, process)
             short = time.perf_counter() - started < SHORT_JOB_SECONDS
