@@ -44,6 +44,7 @@ from bench.run import (  # noqa: E402
     LABELS,
     NO_CONCURRENCY_LIMITS,
     BenchError,
+    JobhandleSystem,
     Params,
     Result,
     SystemFactory,
@@ -110,8 +111,9 @@ def with_prefix(url: str, prefix: str) -> str:
 
 # -- the two systems behind bench/run.py's System interface ---------------------------------------------------
 
-class JobhandleRedisSystem:
-    """A jobhandle store under a fresh key prefix; the worker is a separate ``jobhandle worker`` process."""
+class JobhandleRedisSystem(JobhandleSystem):
+    """A jobhandle store under a fresh key prefix; the worker is a separate ``jobhandle worker`` process.
+    Submitting and reading results are bench/run.py's JobhandleSystem's; what differs is below."""
 
     def __init__(self, workdir: Path, params: Params, redis_url: str, worker_argv: WorkerArgv) -> None:
         self.workdir = workdir
@@ -122,19 +124,6 @@ class JobhandleRedisSystem:
         self.worker_argv = worker_argv
         self.queue = JobQueue(self.url)
         self.process: WorkerProcess | None = None
-
-    def submit_noop(self) -> None:
-        self.queue.submit("noop")
-
-    def submit_bulk(self, n: int) -> bool:
-        self.queue.submit_many([{"job_type": "noop"}] * n)
-        return True
-
-    def prepare_noops(self, n: int) -> None:
-        self.submit_bulk(n)
-
-    def submit_latency(self) -> str:
-        return self.queue.submit("latency", {"submitted": time.time()}).job_id
 
     def start_worker(self) -> None:
         argv = self.worker_argv(self.url, self.params.concurrency)
@@ -156,21 +145,10 @@ class JobhandleRedisSystem:
             remaining(deadline, f"{done} of {n} jobhandle jobs completed (by status: {by_status})")
             time.sleep(CHECK_INTERVAL)
 
-    def noop_times(self) -> list[float]:
-        jobs, page = [], 10000
-        while batch := self.queue.list("completed", job_type="noop", limit=page, offset=len(jobs)):
-            jobs.extend(batch)
-        return [job.result for job in jobs]
-
-    def latencies(self, handles: list[str]) -> list[float]:
-        return [self.queue.get(job_id).result for job_id in handles]
-
     def close(self) -> None:
         try:
-            if self.process is not None:
-                self.process.stop()
+            super().close()
         finally:
-            self.queue.close()
             client = redis.Redis.from_url(self.redis_url)
             try:
                 delete_matching(client, f"{{{self.prefix}}}:*")
