@@ -448,3 +448,22 @@ def test_a_dying_loop_stops_the_worker_loudly(queue: JobQueue, registry: Handler
         assert queue.get(job.job_id).status is JobStatus.PENDING
     worker.stop()
     assert queue.workers() == []
+
+
+def test_an_idle_worker_does_not_poll_the_store(queue: JobQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing to do, a worker waits for changes: its slots look at the store once, then again only when
+    something changed (here: the test's fast heartbeats) or the 5 s safety net runs out. A claim that found
+    nothing must not wake the slot that made it (on Redis it once did: a busy loop at 60% of a core)."""
+    claims: list[str] = []
+    claim = queue.store.claim
+
+    def counting_claim(*args: Any, **kwargs: Any) -> list[Job]:
+        claims.append(threading.current_thread().name)
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr(queue.store, "claim", counting_claim)
+    with queue.worker(concurrency=2):
+        wait_until(lambda: claims, DEADLINE, "the first idle claim")
+        before = len(claims)
+        threading.Event().wait(0.5)  # a quiet period to count in, not a wait for work
+        assert len(claims) - before <= 10, f"{len(claims) - before} claims in 0.5 s of idling"

@@ -74,6 +74,9 @@ T = TypeVar("T")
 CLEANUP_BATCH = 1000
 SOCKET_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 32
+"""Connections one store instance keeps to Redis at most (one of them is its events subscription)."""
+POOL_WAIT_SECONDS = 60.0
 SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
            "take_token", "cleanup", "reap", "schedule", "fetch", "changes", "list")
 READ_ONLY = frozenset({"fetch", "changes", "list"})
@@ -83,14 +86,31 @@ def _lua_set(statuses: Sequence[JobStatus]) -> str:
     return "{" + ", ".join(f"['{s.value}'] = true" for s in statuses) + "}"
 
 
+WRITE_WRAPPER = """
+local function body()
+{body}
+end
+local answer = body()
+notify()
+if CHANGED then return {{1, answer}} end
+return {{0, answer}}
+"""
+"""Around every write script: publish once if it changed anything, and tell the caller whether it did."""
+
+
 def _script_sources() -> dict[str, str]:
-    """Each script's source: lib.lua (with the state machine's status sets filled in) then its own body."""
+    """Each script's source: lib.lua (with the state machine's status sets filled in) then its own body, a
+    write script's inside WRITE_WRAPPER."""
     folder = resources.files(__package__).joinpath("lua")
     lib = folder.joinpath("lib.lua").read_text()
     for name, statuses in (("cancellable", CANCELLABLE), ("restartable", RESTARTABLE),
                            ("terminal", tuple(TERMINAL_STATUSES))):
         lib = lib.replace("{" + name + "}", _lua_set(statuses))
-    return {name: lib + "\n" + folder.joinpath(f"{name}.lua").read_text() for name in SCRIPTS}
+    sources = {}
+    for name in SCRIPTS:
+        body = folder.joinpath(f"{name}.lua").read_text()
+        sources[name] = lib + "\n" + (body if name in READ_ONLY else WRITE_WRAPPER.format(body=body))
+    return sources
 
 
 SOURCES = _script_sources()
@@ -250,16 +270,21 @@ class RedisStore(Store):
         self._prefix = location.prefix
         # No silent retries: a script re-sent after a lost reply could apply twice; a lost server is reported
         # (StoreUnavailableError) and workers wait it out. Timeouts (overridable in the URL, e.g.
-        # ?socket_timeout=10) keep a hung server from hanging its clients. Typed Any: redis-py's annotations do
-        # not follow decode_responses=True (every reply is str here).
-        self._redis: Any = redis.Redis.from_url(
-            location.url, decode_responses=True, health_check_interval=30, socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        # ?socket_timeout=10) keep a hung server from hanging its clients. At most MAX_CONNECTIONS per store:
+        # a thousand threads calling at once take turns on them instead of opening a thousand sockets at once
+        # (a connection storm overflows the server's accept queue). Typed Any: redis-py's annotations do not
+        # follow decode_responses=True (every reply is str here).
+        pool = redis.BlockingConnectionPool.from_url(
+            location.url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, decode_responses=True,
+            health_check_interval=30, socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0),
             client_name=f"jobhandle-{location.prefix.strip('{}')}")  # how its connections show in CLIENT LIST
+        self._pool = pool
+        self._redis: Any = redis.Redis(connection_pool=pool)
         try:
             self._redis.ping()
         except redis.RedisError as exc:
-            self._redis.close()
+            self._pool.disconnect()
             raise StoreUnavailableError(f"the Redis server at {location.url} does not answer: {exc}") from exc
         self._scripts = {name: self._redis.register_script(source) for name, source in SOURCES.items()}
         self._signal = ChangeSignal()
@@ -270,17 +295,20 @@ class RedisStore(Store):
     # -- calling scripts ---------------------------------------------------------------------------------
 
     def _call(self, name: str, args: dict[str, Any]) -> Any:
-        """Run one script with ``args``; a write wakes this process's waiters (other processes hear the
-        script's publish)."""
+        """Run one script with ``args``; a write that changed something wakes this process's waiters at once
+        (other processes hear the script's publish)."""
         if self._closed.is_set():
             raise StoreClosedError("the store is closed")
         try:
             answer = self._scripts[name](keys=[self._prefix], args=[json.dumps(args)])
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailableError(f"the Redis store is unreachable: {exc}") from exc
-        if name not in READ_ONLY:
+        if name in READ_ONLY:
+            return answer
+        changed, *result = answer  # see WRITE_WRAPPER; a nil answer leaves nothing after the flag
+        if changed:  # only then: a claim that found nothing must not wake the waiter that made it (a spin)
             self._signal.bump()
-        return answer
+        return result[0] if result else None
 
     def _fetch(self, ids: Sequence[str]) -> list[Job | None]:
         if not ids:
@@ -633,6 +661,10 @@ class RedisStore(Store):
 
     @property
     def change_version(self) -> int:
+        # A waiter reads this, then looks at the store, then waits: the subscription must exist before the
+        # read, or a change published in between is never heard (the waiter sleeps until its timeout).
+        if self._listener is None:
+            self._start_listener()
         return self._signal.version
 
     def wake_waiters(self) -> None:
@@ -688,4 +720,4 @@ class RedisStore(Store):
         self._signal.bump()
         if self._listener is not None:
             self._listener.join(timeout=5)
-        self._redis.close()
+        self._pool.disconnect()

@@ -16,5 +16,4 @@ for k = 0, max_boost - 1 do
     end
     if risen >= 1000 then break end
 end
-notify()
 return risen

@@ -6,5 +6,4 @@ local set = {completed_at = A.now, lease_expires_at = NULL}
 if A.reason ~= NULL then set.error = A.reason end
 move(j, 'cancelled', set)
 resolve({A.job_id}, A.now)
-notify()
 return {'ok', payload(A.job_id)}

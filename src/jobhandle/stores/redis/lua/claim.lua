@@ -1,4 +1,3 @@
 -- Store.claim: A = {now, claim = {worker_id, queues, limit, lease, global_max, per_user_max}}.
 local out = claim(A.claim, A.now)
-notify()
 return out

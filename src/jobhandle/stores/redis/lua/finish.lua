@@ -3,5 +3,4 @@
 local owned = finish_all(A.items, A.now, A.error_limit)
 local claimed = {}
 if A.claim ~= NULL then claimed = claim(A.claim, A.now) end
-notify()
 return {owned, claimed}

@@ -4,5 +4,4 @@ if not owns(j, A.worker_id, A.attempt) then return 0 end
 write(j, A.set)
 append_capped(P .. ':ph:' .. A.job_id, A.entry, A.limit)
 touch(A.job_id)
-notify()
 return 1

@@ -3,5 +3,4 @@ local j = state(A.job_id)
 if not owns(j, A.worker_id, A.attempt) then return false end
 move(j, 'pending', {attempts = tonumber(j.attempts) - 1, worker_id = NULL, started_at = NULL,
                     lease_expires_at = NULL})
-notify()
 return payload(A.job_id)

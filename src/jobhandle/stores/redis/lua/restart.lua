@@ -6,5 +6,4 @@ move(j, 'pending', {attempts = '0', result = NULL, error = NULL, error_type = NU
                     progress_message = NULL, started_at = NULL, completed_at = NULL, worker_id = NULL,
                     run_at = A.now, lease_expires_at = NULL, execution_time = NULL, items_processed = NULL,
                     total_items = NULL, cpu_seconds = NULL, peak_memory_mb = NULL, aged = '0'})
-notify()
 return {'ok', payload(A.job_id)}

@@ -22,7 +22,7 @@ end
 local answer = false
 if A.job ~= NULL then
     local decided, err = insert({A.job}, A.now)
-    if err then return redis.error_reply('schedule job refused: ' .. err[1]) end
+    if err then error('schedule job refused: ' .. err[1]) end
     answer = decided[1]
 end
 if A.delete then
@@ -44,5 +44,4 @@ else
         redis.call('ZREM', P .. ':schedules_due', A.schedule_id)
     end
 end
-notify()
 return {'ok', answer}
