@@ -158,6 +158,23 @@ def test_wait_for_change_sees_commits_of_another_store_instance(store_url: str, 
         other.close()
 
 
+def test_a_change_by_another_instance_between_reading_the_version_and_waiting_is_heard(store_url: str,
+                                                                                      store: Store) -> None:
+    """The waiter's pattern: read change_version, look at the store, then wait. A commit landing between the
+    read and the wait must still wake it (on Redis, the subscription must exist before the first read)."""
+    if store_url.startswith("memory:"):
+        pytest.skip("memory:// stores are private to one instance: there is no other writer to see")
+    other = open_store(store_url)
+    try:
+        seen = store.change_version
+        submit(other, utcnow())
+        version, elapsed = timed_wait(store, seen)
+        assert version != seen
+        assert elapsed < WAKE_DEADLINE
+    finally:
+        other.close()
+
+
 # -- JobQueue.wait ---------------------------------------------------------------------------------------
 
 def test_queue_wait_returns_when_another_thread_finishes_the_job(queue: JobQueue) -> None:

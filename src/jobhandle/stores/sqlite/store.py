@@ -998,6 +998,11 @@ class SQLiteStore(Store):
 
     @property
     def change_version(self) -> int:
+        # A waiter reads this, then looks at the store, then waits: other processes' commits must be heard from
+        # the read on, or one landing in between is missed until the next (the listener's data_version
+        # fallback starts from the version it first sees).
+        if self._listener is None and not self._memory:
+            self._start_listener()
         return self._signal.version
 
     def wake_waiters(self) -> None:
