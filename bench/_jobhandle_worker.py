@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bench._jobhandle_app  # noqa: E402,F401 - registers the handlers
 from jobhandle import JobQueue  # noqa: E402
 
-SUPERVISION_INTERVAL = 0.5
+SUPERVISION_INTERVAL = 0.05
 """How often the main thread checks that the worker is still alive while it waits for a signal."""
 
 
@@ -27,14 +27,14 @@ def main() -> int:
     parser.add_argument("--store", required=True, help="store URL, e.g. sqlite:////tmp/jh.db")
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
-    stop = threading.Event()
+    stopped: list[int] = []  # no Event.set in a signal handler: see jobhandle.cli.StopRequest
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _: stopped.append(signum))
     with JobQueue(args.store) as queue:
         worker = queue.worker(concurrency=args.concurrency).start()
         print(f"worker {worker.worker_id} ready", flush=True)
-        while not stop.wait(SUPERVISION_INTERVAL) and not worker.stopping:
-            pass
+        while not stopped and not worker.stopping:
+            time.sleep(SUPERVISION_INTERVAL)
         worker.stop()
         if worker.failure is not None:
             print(f"worker died: {worker.failure!r}", file=sys.stderr)

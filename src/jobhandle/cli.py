@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -58,6 +57,8 @@ EXIT_FORCED = 130
 
 FAILURE_CHECK_SECONDS = 0.5
 """How often a foreground worker, otherwise asleep until a signal, checks that its loops are alive."""
+STOP_POLL_SECONDS = 0.05
+"""How often the foreground worker looks whether a stop signal came (signal handlers must not take locks)."""
 
 WATCH_RECHECK_SECONDS = 0.5
 """Longest wait between two looks at a watched job; changes wake the watcher sooner."""
@@ -419,14 +420,26 @@ def main_options(
 
 
 class StopRequest:
-    """The first SIGTERM/SIGINT sets ``event``; later ones get their default behaviour (an immediate exit)."""
+    """The first SIGTERM/SIGINT is recorded in ``signum``; later ones get their default behaviour (an immediate
+    exit).
+
+    The handler takes no lock: Python runs it in the main thread between two bytecodes, possibly inside
+    ``threading.Event.wait`` while that holds its condition's lock, and ``Event.set`` there would wait for that
+    lock forever (a SIGTERMed worker that never stopped). The main thread polls ``signum`` instead.
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
-        self.event = threading.Event()
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+
+    def wait(self, timeout: float) -> bool:
+        """Whether a stop was requested, waiting up to ``timeout`` seconds for one."""
+        deadline = time.monotonic() + timeout
+        while self.signum is None and time.monotonic() < deadline:
+            time.sleep(STOP_POLL_SECONDS)  # a signal interrupts the sleep; its handler runs; we look again
+        return self.signum is not None
 
     def install(self) -> None:
         self._previous = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
@@ -437,14 +450,13 @@ class StopRequest:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
-        self.event.set()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _serve_until_stopped(worker: Worker, request: StopRequest, grace: float) -> None:
     """Sleep until a signal or a dead worker loop; then stop, giving running jobs ``grace`` seconds."""
-    while not request.event.wait(FAILURE_CHECK_SECONDS):
+    while not request.wait(FAILURE_CHECK_SECONDS):
         if worker.stopping:  # set by a supervised loop that died
             break
     if worker.failure is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import faulthandler
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,14 +22,14 @@ def main() -> None:
     url, concurrency = sys.argv[1], int(sys.argv[2])
     grace = float(sys.argv[3]) if len(sys.argv) > 3 else None
     queue = JobQueue(url)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stopped: list[int] = []
+    # The handler takes no lock (an Event.set there can deadlock with the main thread's own Event.wait: see
+    # jobhandle.cli.StopRequest); the main thread looks for the signal between short sleeps.
+    signal.signal(signal.SIGTERM, lambda signum, _: stopped.append(signum))
     worker = queue.worker(concurrency).start()
     print("ready", worker.worker_id, flush=True)
-    # Wait with a timeout: a signal may land in another thread, and Python runs handlers only when the main
-    # thread executes bytecode, which an untimed wait never lets it do (the CLI's worker loop does the same).
-    while not stop.wait(0.2):
-        pass
+    while not stopped:
+        time.sleep(0.05)
     worker.stop(grace)
     queue.close()
     print("stopped", flush=True)

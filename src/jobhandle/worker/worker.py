@@ -289,6 +289,8 @@ class Worker:
                         self._idle_watch.take(IDLE_RECHECK_SECONDS)
                         continue  # look again (stop, buffer) once the watch is ours, or after the timeout
                     seen = self.store.change_version
+                    if self._stopping.is_set():  # stop() sets this, then wakes waiters: seen before, heard after
+                        continue
                     claimed = self.store.claim(self.worker_id, self.queues, claim_size, self._lease, utcnow(),
                                                self._limits)
                     if not claimed:
