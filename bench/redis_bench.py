@@ -50,6 +50,7 @@ from bench.run import (  # noqa: E402
     SystemFactory,
     WorkerArgv,
     WorkerProcess,
+    checked_params,
     fmt,
     jobhandle_worker_argv,
     log,
@@ -364,18 +365,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Params]:
                         "or the CLI when it works (default)")
     p.add_argument("--output", type=Path, default=RESULTS / "redis_latest.json")
     args = p.parse_args(argv)
-    for name in ("enqueue_n", "bulk_n", "e2e_n", "pickup_n"):
-        if getattr(args, name) < 2:
-            p.error(f"--{name.replace('_', '-')} must be at least 2")
-    if args.pickup_interval_ms < 0 or args.timeout <= 0:
-        p.error("--pickup-interval-ms must be >= 0 and --timeout > 0")
-    known = {c.name for c in CONFIGS}
-    unknown = set(args.configs.split(",")) - known
-    if unknown:
-        p.error(f"unknown configuration(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(known))}")
-    params = Params(args.enqueue_n, args.bulk_n, args.e2e_n, args.pickup_n, args.pickup_interval_ms,
-                    timeout=args.timeout)
-    return args, params
+    return args, checked_params(p, args, {c.name for c in CONFIGS})
 
 
 def main(argv: list[str] | None = None) -> int:

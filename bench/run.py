@@ -606,18 +606,22 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Params]:
     p.add_argument("--profile", action="store_true",
                    help="only profile jobhandle's in-process end-to-end case -> bench/results/profile.txt")
     args = p.parse_args(argv)
+    return args, checked_params(p, args, {c.name for c in CONFIGS})
+
+
+def checked_params(p: argparse.ArgumentParser, args: argparse.Namespace, known: set[str]) -> Params:
+    """The measurement sizes of parsed arguments, refused with a usage error when they make no sense (also
+    used by redis_bench.py, whose options are these plus its own)."""
     for name in ("enqueue_n", "bulk_n", "e2e_n", "pickup_n"):
         if getattr(args, name) < 2:
             p.error(f"--{name.replace('_', '-')} must be at least 2")
     if args.pickup_interval_ms < 0 or args.timeout <= 0:
         p.error("--pickup-interval-ms must be >= 0 and --timeout > 0")
-    known = {c.name for c in CONFIGS}
     unknown = set(args.configs.split(",")) - known
     if unknown:
         p.error(f"unknown configuration(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(known))}")
-    params = Params(args.enqueue_n, args.bulk_n, args.e2e_n, args.pickup_n, args.pickup_interval_ms,
-                    timeout=args.timeout)
-    return args, params
+    return Params(args.enqueue_n, args.bulk_n, args.e2e_n, args.pickup_n, args.pickup_interval_ms,
+                  timeout=args.timeout)
 
 
 NO_CONCURRENCY_LIMITS = {"JOBHANDLE_GLOBAL_MAX_CONCURRENT_JOBS": "0", "JOBHANDLE_PER_USER_MAX_CONCURRENT_JOBS": "0"}
