@@ -387,8 +387,9 @@ class RedisStore(Store):
 
     @_reachable
     def owned_jobs(self, worker_id: str) -> set[str]:
-        return {job.job_id for job in self._fetch(list(self._redis.smembers(self._key("wjobs", worker_id))))
-                if job is not None and job.status is JobStatus.RUNNING and job.worker_id == worker_id}
+        # Exact without reading the jobs: lib.lua's enter/leave keep wjobs:<worker> to the jobs running under it
+        # (the worker's cancel watch asks this many times a second).
+        return set(self._redis.smembers(self._key("wjobs", worker_id)))
 
     def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
         entry: dict[str, Any] = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
