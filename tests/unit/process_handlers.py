@@ -47,6 +47,18 @@ def spin(ctx: JobContext, pid_file: str, marker_file: str | None = None, hog_mb:
             Path(marker_file).write_text("cleaned up")
 
 
+def linger(ctx: JobContext, pid_file: str, stopping_file: str, cleanup_seconds: float = 1.0) -> str:
+    """Like ``spin``, but once told to stop it writes ``stopping_file`` and then cleans up for
+    ``cleanup_seconds`` (a handler closing files, flushing a buffer): its process stays alive that long."""
+    Path(pid_file).write_text(str(os.getpid()))
+    try:
+        _until(lambda: False)
+        return "escaped"
+    finally:
+        Path(stopping_file).write_text("stopping")
+        time.sleep(cleanup_seconds)
+
+
 def crash(ctx: JobContext) -> None:
     os._exit(3)
 

@@ -3,8 +3,10 @@ timeout and hand-back, and held to JOB_MAX_MEMORY_MB; CPU seconds and peak memor
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+import threading
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,8 @@ from helpers import wait_until
 
 from jobhandle import HandlerRegistry, JobContext, JobQueue, JobStatus, Settings
 from jobhandle.errors import InvalidParameterError
+from jobhandle.models import utcnow
+from jobhandle.worker.process import JobProcess
 
 MEMORY_LIMIT_MB = 200
 
@@ -27,7 +31,7 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture(autouse=True)
 def handlers(registry: HandlerRegistry) -> Iterator[None]:
-    for name in ("echo_pid", "async_echo", "report_then_wait", "spin", "crash", "permanent", "retry_once",
+    for name in ("echo_pid", "async_echo", "report_then_wait", "spin", "linger", "crash", "permanent", "retry_once",
                  "not_json", "rate_limited"):
         registry.register(name, getattr(ph, name))
     yield
@@ -152,6 +156,31 @@ def test_stopping_hands_the_job_back_and_kills_its_process(queue: JobQueue, tmp_
     assert gone(pid), "the job's process is gone once stop() returns"
     back = queue.get(job.job_id)
     assert back.status is JobStatus.PENDING and back.worker_id is None
+
+
+def test_a_second_close_waits_until_the_job_process_is_gone(queue: JobQueue, registry: HandlerRegistry,
+                                                            tmp_path: Path) -> None:
+    """The slot and a stopping worker both close a job's process; whichever comes second must not return
+    while the first is still waiting for the process to end (here: a handler whose clean-up takes 1 s)."""
+    pid_file, stopping = tmp_path / "pid", tmp_path / "stopping"
+    queue.submit("linger", {"pid_file": str(pid_file), "stopping_file": str(stopping), "cleanup_seconds": 1.0})
+    [job] = queue.store.claim("w", ["default"], 1, 60, utcnow())
+    handler = registry.get("linger")
+    assert handler is not None
+    ctx = JobContext(job, queue.store, "w", 0.1, logging.getLogger("test"))
+    process = JobProcess(1024, 60)
+    runner = threading.Thread(target=process.run, args=(job, handler, ctx))
+    runner.start()
+    pid = pid_from(pid_file)
+    first = threading.Thread(target=process.close)
+    first.start()
+    wait_until(stopping.exists, 10, "the first close() to have told the job to stop")
+    process.close()
+    alive = not gone(pid)
+    first.join()
+    ctx.mark_cancelled()
+    runner.join(10)
+    assert not alive, "the second close() returned while the job's process was still cleaning up"
 
 
 def test_an_unknown_mode_is_refused(queue: JobQueue) -> None:

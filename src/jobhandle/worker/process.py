@@ -63,6 +63,7 @@ class JobProcess:
         self._cap = retry_backoff_cap
         self._mp = multiprocessing.get_context("spawn")  # fork would copy the worker's threads and locks
         self._lock = threading.Lock()
+        self._closing = threading.Lock()
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         self._ps: psutil.Process | None = None
@@ -145,23 +146,27 @@ class JobProcess:
 
     def close(self, graceful: bool = True) -> None:
         """Terminate the child (SIGTERM, then SIGKILL after KILL_GRACE_SECONDS; at once if not ``graceful``)
-        and wait for it."""
-        with self._lock:
-            proc, conn, self._proc, self._conn, self._ps = self._proc, self._conn, None, None, None
-        if proc is None:
-            return
-        if proc.is_alive() and not graceful:
-            proc.kill()
-        elif proc.is_alive():
-            proc.terminate()
-            proc.join(KILL_GRACE_SECONDS)
-            if proc.is_alive():
-                log.warning("job process %s did not stop within %.0fs of SIGTERM: killing it", proc.pid,
-                            KILL_GRACE_SECONDS)
+        and wait for it. Closes are serialised and the child is forgotten only once it is gone: the slot and a
+        stopping worker may both close it, and neither may return while the child still runs."""
+        with self._closing:
+            with self._lock:
+                proc, conn = self._proc, self._conn
+            if proc is None:
+                return
+            if proc.is_alive() and not graceful:
                 proc.kill()
-        proc.join()
-        if conn is not None:
-            conn.close()
+            elif proc.is_alive():
+                proc.terminate()
+                proc.join(KILL_GRACE_SECONDS)
+                if proc.is_alive():
+                    log.warning("job process %s did not stop within %.0fs of SIGTERM: killing it", proc.pid,
+                                KILL_GRACE_SECONDS)
+                    proc.kill()
+            proc.join()
+            with self._lock:
+                self._proc, self._conn, self._ps = None, None, None
+            if conn is not None:
+                conn.close()
 
     def _outcome(self, job: Job, message: tuple[Any, ...]) -> Outcome:
         kind = message[0]
