@@ -6,11 +6,28 @@ prefixed ``JOBHANDLE_``. Construct ``Settings(...)`` with keyword arguments to o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _folder_list(value: object) -> object:
+    """Folders given as one string are separated by ``os.pathsep`` (``:``, on Windows ``;``), as in ``PATH``;
+    empty entries are ignored. At least one folder is required."""
+    if isinstance(value, Path):
+        value = [value]
+    elif isinstance(value, str):
+        value = [part for part in value.split(os.pathsep) if part]
+    if isinstance(value, (list, tuple)) and not value:
+        raise ValueError(f"must name at least one folder (several are separated by {os.pathsep!r})")
+    return value
+
+
+FolderList = Annotated[list[Path], NoDecode, BeforeValidator(_folder_list)]
+"""A list of folders; from the environment one string separated by ``os.pathsep`` (not JSON)."""
 
 
 def _env(name: str) -> AliasChoices:
@@ -70,6 +87,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=0, description="Largest request body the API accepts, bytes")
     sse_keepalive_seconds: float = Field(15.0, gt=0, description="Idle seconds between SSE keep-alive comments")
     poll_timeout_max: float = Field(120.0, gt=0, description="Longest wait of a long-poll request, seconds")
+
+    # Bundled document handlers (jobhandle.handlers): the only folders job parameters may name.
+    documents_input_roots: FolderList = Field(
+        default_factory=lambda: [Path(".")],
+        description="Folders process_document/process_batch may read, separated by os.pathsep; relative paths "
+                    "in job parameters resolve against the first. Default: the worker's current directory")
+    documents_output_root: Path = Field(
+        Path("."), description="The folder their output_dir resolves against and must stay inside. Default: the "
+                               "worker's current directory")
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Settings:

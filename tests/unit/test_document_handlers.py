@@ -35,7 +35,7 @@ def minimal_pdf(pages: list[str]) -> bytes:
         b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % p for p in page_ids) + b"] /Count %d >>" % len(pages),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    for page_id, text in zip(page_ids, pages):
+    for page_id, text in zip(page_ids, pages, strict=True):
         content = b"BT /F1 12 Tf 72 720 Td (" + text.encode("latin-1") + b") Tj ET"
         objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
                        b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (page_id + 1))
@@ -64,6 +64,13 @@ def wait_for_job(queue: JobQueue, job_id: str, predicate: Callable[[Job], bool],
         if remaining <= 0:
             raise AssertionError(f"job {job_id} never met the condition; last seen {job.to_dict()}")
         queue.store.wait_for_change(seen, min(remaining, 1.0))
+
+
+@pytest.fixture(autouse=True)
+def document_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handlers may read and write anywhere in the test's tmp_path (see test_document_roots.py)."""
+    monkeypatch.setenv("JOBHANDLE_DOCUMENTS_INPUT_ROOTS", str(tmp_path))
+    monkeypatch.setenv("JOBHANDLE_DOCUMENTS_OUTPUT_ROOT", str(tmp_path))
 
 
 @pytest.fixture
@@ -233,7 +240,7 @@ def test_process_file_reports_stages_and_writes_chunks(tmp_path: Path) -> None:
     }
     assert len(texts) > 3 and texts[0].startswith("# Notes") and written["document_id"] == "doc-1"
     assert len(summary["chunk_preview"]) == 3
-    for preview, text in zip(summary["chunk_preview"], texts):
+    for preview, text in zip(summary["chunk_preview"], texts, strict=False):
         assert len(preview) <= 200 and preview.endswith("…") and text.startswith(preview[:-1])
 
 

@@ -363,7 +363,9 @@ def test_cleanup_old_jobs(manager: JobManager) -> None:
 
 # -- the bundled handlers, registered as the seed registers its own ------------------------------------------
 
-def test_bundled_document_handlers_with_seed_payloads(manager: JobManager, tmp_path: Path) -> None:
+def test_bundled_document_handlers_with_seed_payloads(manager: JobManager, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBHANDLE_DOCUMENTS_INPUT_ROOTS", str(tmp_path))  # the handlers read only in there
     inputs = tmp_path / "input"
     inputs.mkdir()
     (inputs / "upload.md").write_text("# Upload\n\nSome text.")

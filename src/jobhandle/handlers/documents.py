@@ -6,6 +6,11 @@ handlers (``process_document``, ``process_batch``) connect those callbacks to th
 
 Problems no retry can fix (a missing file, an unsupported type, an unreadable PDF, bad sizes) raise
 ``PermanentError``, so the job fails at once with a message naming the problem.
+
+Job parameters come from whoever may submit jobs (the REST API, perhaps without authentication), so the
+handlers read only inside the configured input roots and write only under the output root (``DocumentRoots``,
+built from ``Settings().documents_input_roots`` / ``documents_output_root`` when each job starts); a path
+that leaves them (``..``, an absolute path elsewhere, a symbolic link) is refused with a PermanentError.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+import secrets
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..config import Settings
 from ..registry import handler
 from ..retry import PermanentError
 from ..worker import JobContext
@@ -35,6 +45,94 @@ Progress = Callable[[float, str, int | None, int | None], None]
 """``progress(fraction, stage, items_processed, total_items)``."""
 
 Cancelled = Callable[[], bool]
+
+INPUT_ROOTS_SETTING = "JOBHANDLE_DOCUMENTS_INPUT_ROOTS"
+OUTPUT_ROOT_SETTING = "JOBHANDLE_DOCUMENTS_OUTPUT_ROOT"
+
+
+# -- where the handlers may read and write -------------------------------------------------------------------
+
+def _resolve(path: Path, what: str) -> Path:
+    """``path`` absolute with every symbolic link followed (``strict=False``: it need not exist, so a refusal
+    never tells whether something exists outside the roots)."""
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop (RuntimeError before 3.13), a NUL byte
+        raise PermanentError(f"{what} cannot be resolved: {exc}") from exc
+
+
+def _confine(candidate: Path, roots: tuple[Path, ...], setting: str, what: str) -> Path:
+    """``candidate`` resolved, if that lies inside one of the (resolved) ``roots``; else PermanentError
+    naming ``what`` (the parameter and the path given), the roots and the setting that configures them."""
+    resolved = _resolve(candidate, what)
+    if any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    allowed = ", ".join(str(root) for root in roots)
+    change = f"set {setting} to change {'them' if len(roots) > 1 else 'it'}"
+    if any(Path(os.path.normpath(candidate)).is_relative_to(root) for root in roots):
+        raise PermanentError(f"{what} leads outside the allowed folders ({allowed}) through a symbolic link; "
+                             f"{change}")
+    raise PermanentError(f"{what} is outside the allowed folders ({allowed}); {change}")
+
+
+def _given(parameter: str, given: object) -> tuple[Path, str]:
+    if not isinstance(given, (str, os.PathLike)):
+        raise PermanentError(f"{parameter} must be a path, not {given!r}")
+    text = os.fspath(given)
+    if not isinstance(text, str):
+        raise PermanentError(f"{parameter} must be a path, not {given!r}")
+    return Path(text), f"{parameter} {text!r}"
+
+
+@dataclass(frozen=True)
+class DocumentRoots:
+    """The folders the handlers may read (``inputs``) and write under (``output``), resolved (absolute,
+    symbolic links followed).
+
+    A relative path in a job parameter resolves against the first input root (``output_dir`` against the
+    output root); an absolute one must lie inside a root. The path is resolved too, so ``..`` and symbolic
+    links (the file itself or any folder on the way) may not lead out of the roots.
+    """
+
+    inputs: tuple[Path, ...]
+    output: Path
+
+    @classmethod
+    def of(cls, inputs: Iterable[str | os.PathLike[str]], output: str | os.PathLike[str]) -> DocumentRoots:
+        """Roots from folder paths; relative ones are relative to the current directory (now)."""
+        resolved = tuple(_resolve(Path(root), f"{INPUT_ROOTS_SETTING} entry {os.fspath(root)!r}")
+                         for root in inputs)
+        if not resolved:
+            raise ValueError("DocumentRoots needs at least one input root")
+        return cls(resolved, _resolve(Path(output), f"{OUTPUT_ROOT_SETTING} {os.fspath(output)!r}"))
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> DocumentRoots:
+        """The configured roots: ``settings``, by default ``Settings()`` read from the environment now."""
+        if settings is None:
+            try:
+                settings = Settings()
+            except ValidationError as exc:
+                raise PermanentError(f"the document handlers' settings are invalid: {exc}") from exc
+        return cls.of(settings.documents_input_roots, settings.documents_output_root)
+
+    def input_path(self, parameter: str, given: str | os.PathLike[str]) -> Path:
+        """The resolved path a job parameter names, if it lies inside an input root (else PermanentError)."""
+        path, what = _given(parameter, given)
+        return _confine(self.inputs[0] / path, self.inputs, INPUT_ROOTS_SETTING, what)
+
+    def output_path(self, parameter: str, given: str | os.PathLike[str]) -> Path:
+        """The resolved folder a job parameter names, if it lies inside the output root (else PermanentError)."""
+        path, what = _given(parameter, given)
+        return _confine(self.output / path, (self.output,), OUTPUT_ROOT_SETTING, what)
+
+    def check_input(self, path: Path, what: str) -> Path:
+        """``path`` (absolute, e.g. a file listed from a folder) resolved, if inside an input root."""
+        return _confine(path, self.inputs, INPUT_ROOTS_SETTING, what)
+
+    def check_output(self, path: Path, what: str) -> Path:
+        """``path`` (absolute) resolved, if inside the output root."""
+        return _confine(path, (self.output,), OUTPUT_ROOT_SETTING, what)
 
 
 # -- parsing -------------------------------------------------------------------------------------------------
@@ -288,33 +386,60 @@ def extract_text(path: Path, file_type: str, cancelled: Cancelled, progress: Pro
 
 
 def write_chunks(output_dir: Path, name: str, source: Path, file_type: str, chunks: list[str],
-                 document_id: str | None) -> Path:
+                 document_id: str | None, *, roots: DocumentRoots | None = None,
+                 what: str = "output_dir") -> Path:
     """Write ``<output_dir>/<name>.chunks.json`` atomically (temp file + rename); return its path.
 
-    ``name`` is the source's name, or its path relative to a batch's input directory.
+    ``name`` is the source's name, or its path relative to a batch's input directory. With ``roots``, the
+    file's folder (resolved) must lie inside the output root, and so must whatever a symbolic link already at
+    the destination points to (else PermanentError; ``what`` names the parameter in the message). The rename
+    replaces such a link itself, never writing through it; the temp file is always a new file.
     """
     target = output_dir / f"{name}.chunks.json"
+    if roots is not None:
+        label = f"{what}: {target.relative_to(output_dir).as_posix()!r}"
+        target = roots.check_output(target.parent, label) / target.name
+        if target.is_symlink():
+            roots.check_output(target, label)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(target.name + f".{os.getpid()}.tmp")
     document = {
         "source": str(source), "file_type": file_type, "document_id": document_id,
         "chunks": [{"index": i, "characters": len(c), "text": c} for i, c in enumerate(chunks)],
     }
-    temp.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
-    temp.replace(target)
+    # A new file (O_EXCL: never an existing file or link) with an unguessable name, mode 0o666 less the umask.
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(document, ensure_ascii=False, indent=1))
+        os.replace(temp, target)  # a rename replaces a link at ``target`` itself, never what it points to
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return target
 
 
-def process_file(path: Path, *, chunk_size: int = 1000, chunk_overlap: int = 100,
-                 output_dir: Path | None = None, name: str | None = None, file_name: str | None = None,
+def process_file(path: Path | str, *, chunk_size: int = 1000, chunk_overlap: int = 100,
+                 output_dir: Path | str | None = None, name: str | None = None, file_name: str | None = None,
                  document_id: str | None = None, cancelled: Cancelled = lambda: False,
-                 progress: Progress = _silent) -> dict[str, Any] | None:
+                 progress: Progress = _silent, roots: DocumentRoots | None = None) -> dict[str, Any] | None:
     """Parse, chunk and optionally write one file; return its summary, or None when cancelled.
 
     ``name`` (default: the file's name) names the output file; ``file_name`` (default: ``name``) is the
     name the summary shows, e.g. an uploaded file's original name.
+
+    With ``roots`` (as the handlers call it) ``path`` and ``output_dir`` are job parameters: resolved against
+    and confined to the roots (see ``DocumentRoots``; PermanentError naming ``file_path``/``output_dir``).
+    Without, they are used as given: for code that chooses its own paths.
     """
     check_chunk_sizes(chunk_size, chunk_overlap)
+    what = "output_dir"
+    if roots is not None:
+        path = roots.input_path("file_path", path)
+        if output_dir is not None:
+            what = f"output_dir {os.fspath(output_dir)!r}"
+            output_dir = roots.output_path("output_dir", output_dir)
+    path = Path(path)
     file_type = file_type_of(path)
     if not path.is_file():
         raise PermanentError(f"file not found: {path}")
@@ -332,7 +457,8 @@ def process_file(path: Path, *, chunk_size: int = 1000, chunk_overlap: int = 100
     output_file = None
     if output_dir is not None:
         progress(0.9, "Writing", 0, 1)
-        output_file = str(write_chunks(output_dir, name, path, file_type, chunks, document_id))
+        output_file = str(write_chunks(Path(output_dir), name, path, file_type, chunks, document_id, roots=roots,
+                                       what=what))
         progress(1.0, "Writing", 1, 1)
     return {
         "file_name": file_name or name,
@@ -350,7 +476,14 @@ def _truncate(text: str) -> str:
 
 
 def list_documents(input_dir: Path, pattern: str = "*", recursive: bool = False) -> tuple[list[Path], list[Path]]:
-    """The files in ``input_dir`` matching ``pattern``, sorted: (supported ones, unsupported ones)."""
+    """The files in ``input_dir`` matching ``pattern``, sorted: (supported ones, unsupported ones).
+
+    ``pattern`` is a relative glob pattern that may not climb out with ``..`` (else PermanentError). Listed
+    files may still be symbolic links to anywhere: ``process_batch`` checks each against the roots.
+    """
+    if not isinstance(pattern, str) or not pattern or PurePath(pattern).is_absolute() \
+            or ".." in PurePath(pattern).parts:
+        raise PermanentError(f"pattern {pattern!r} must be a relative glob pattern without '..', e.g. '*.pdf'")
     if not input_dir.is_dir():
         raise PermanentError(f"input directory not found: {input_dir}")
     found = sorted(p for p in (input_dir.rglob(pattern) if recursive else input_dir.glob(pattern)) if p.is_file())
@@ -372,10 +505,13 @@ def process_document(ctx: JobContext, file_path: str, chunk_size: int = 1000, ch
                      output_dir: str | None = None, file_name: str | None = None,
                      document_id: str | None = None) -> dict[str, Any] | None:
     """Parse and chunk one document. ``file_name`` (a display name, e.g. the uploaded file's) and
-    ``document_id`` (any id of the caller's) are echoed in the result; seed 004 sends both."""
-    return process_file(Path(file_path), chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-                        output_dir=None if output_dir is None else Path(output_dir), file_name=file_name,
-                        document_id=document_id, cancelled=lambda: ctx.cancelled, progress=_ctx_progress(ctx))
+    ``document_id`` (any id of the caller's) are echoed in the result; seed 004 sends both.
+
+    ``file_path`` must lie inside an input root and ``output_dir`` inside the output root (``DocumentRoots``,
+    read from the settings now); relative ones resolve against the first input root / the output root."""
+    return process_file(file_path, chunk_size=chunk_size, chunk_overlap=chunk_overlap, output_dir=output_dir,
+                        file_name=file_name, document_id=document_id, cancelled=lambda: ctx.cancelled,
+                        progress=_ctx_progress(ctx), roots=DocumentRoots.from_settings())
 
 
 @handler("process_batch")
@@ -383,11 +519,17 @@ def process_batch(ctx: JobContext, input_dir: str, pattern: str = "*", chunk_siz
                   chunk_overlap: int = 100, recursive: bool = False,
                   output_dir: str | None = None) -> dict[str, Any] | None:
     """Process every supported file of a directory in name order. A file that fails is reported in the
-    result and the batch goes on; files of unsupported types are listed as ``skipped``."""
+    result and the batch goes on; files of unsupported types are listed as ``skipped``.
+
+    ``input_dir`` must lie inside an input root and ``output_dir`` inside the output root, as for
+    ``process_document``. A listed file that resolves outside the input roots (a symbolic link) is not read:
+    it is reported as a failed file and the batch goes on."""
     check_chunk_sizes(chunk_size, chunk_overlap)
-    root = Path(input_dir)
+    roots = DocumentRoots.from_settings()
+    root = roots.input_path("input_dir", input_dir)
+    if output_dir is not None:
+        roots.output_path("output_dir", output_dir)  # refuse a bad output_dir before any work
     files, skipped = list_documents(root, pattern, recursive)
-    out = None if output_dir is None else Path(output_dir)
     results: list[dict[str, Any]] = []
     for index, path in enumerate(files):
         name = path.relative_to(root).as_posix()
@@ -395,8 +537,9 @@ def process_batch(ctx: JobContext, input_dir: str, pattern: str = "*", chunk_siz
         if ctx.cancelled:
             return None
         try:
-            summary = process_file(path, chunk_size=chunk_size, chunk_overlap=chunk_overlap, output_dir=out,
-                                   name=name, cancelled=lambda: ctx.cancelled)
+            source = roots.check_input(path, f"input_dir {input_dir!r}: {name!r}")
+            summary = process_file(source, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                                   output_dir=output_dir, name=name, cancelled=lambda: ctx.cancelled, roots=roots)
         except Exception as exc:  # noqa: BLE001 - one bad file must not fail the batch; it is reported
             ctx.logger.warning("batch: %s failed: %s", path, exc)
             results.append({"file_name": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
