@@ -62,6 +62,10 @@ class StoreClosedError(JobHandleError, RuntimeError):
     """The store was closed; nothing more can be read or written through it."""
 
 
+class StoreSchemaError(JobHandleError, RuntimeError):
+    """The store's data has a layout this release cannot use (written by a newer release, or damaged)."""
+
+
 class StoreUnavailableError(JobHandleError, ConnectionError):
     """The store's server (Redis) does not answer."""
 

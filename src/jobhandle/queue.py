@@ -210,7 +210,7 @@ class JobQueue:
         if schedule.paused or schedule.next_fire_at is None:
             raise InvalidTransitionError(schedule.schedule_id, "paused", "take the next job of")
         key = cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
-        [job] = self.store.list_jobs(JobQuery(idempotency_key=key, limit=1))
+        [job] = self.store.list_jobs(JobQuery(idempotency_key=key, user_id=schedule.user_id, limit=1))
         return job
 
     def pause_schedule(self, schedule_id: str) -> Schedule:

@@ -130,3 +130,42 @@ def test_a_lone_pending_job_waits_while_a_limit_is_reached(store: Store) -> None
     done = alices[0]
     assert store.finish(done.job_id, "w1", done.attempts, Outcome(JobStatus.COMPLETED), now)
     assert [j.job_id for j in claim(store, now, 10)] == [lone.job_id]
+
+
+MANY_USERS = 10_000
+"""More distinct users waiting at one level than a Lua ``unpack`` can take (about 8,000)."""
+
+
+def test_ten_thousand_users_waiting_at_one_level_take_turns(store: Store) -> None:
+    now = utcnow()
+    names = [f"user-{i:05d}" for i in range(MANY_USERS)]
+    store.submit([Job(job_type="echo", user_id=name) for name in reversed(names)], now)
+    first = claim(store, now, 5, ConcurrencyLimits(100, 3))
+    assert users(first) == names[:5], "never served yet: by name, one job each"
+    assert users(claim(store, now, 3, None)) == names[5:8]
+    for job in first:
+        assert store.finish(job.job_id, "w1", job.attempts, Outcome(JobStatus.COMPLETED), now)
+    assert users(claim(store, now, 2, None)) == names[8:10], "the users served just now wait their turn"
+
+
+def test_a_user_submitting_again_after_being_served_waits_behind_the_others(store: Store) -> None:
+    """The round robin remembers who was served: a user whose jobs all ran, submitting again, does not jump
+    ahead of users who have been waiting (the turn outlives the user's last pending job)."""
+    now = utcnow()
+    submit(store, now, user_id="alice")
+    [served] = claim(store, now, 1, None)
+    assert served.user_id == "alice"
+    submit(store, now, user_id="bob")
+    submit(store, now, user_id="carol")
+    submit(store, now, user_id="alice")
+    assert users(claim(store, now, 3, None)) == ["bob", "carol", "alice"]
+
+
+def test_turns_are_per_user_across_levels_and_queues(store: Store) -> None:
+    """A user served at one level (or queue) waits its turn at the others too."""
+    now = utcnow()
+    submit(store, now, user_id="alice", priority=10)
+    submit(store, now, user_id="alice", priority=0, queue="other")
+    submit(store, now, user_id="bob", priority=0, queue="other")
+    assert users(store.claim("w1", ["default", "other"], 1, 30, now, None)) == ["alice"]
+    assert users(store.claim("w1", ["default", "other"], 2, 30, now, None)) == ["bob", "alice"]

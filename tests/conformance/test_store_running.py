@@ -189,3 +189,30 @@ def test_release_hands_the_job_back_without_counting_the_attempt(store: Store) -
     assert stored.worker_id is None and stored.lease_expires_at is None
     assert stored.error_history == []
     assert claim_one(store, later(now, 2), worker_id="w2").attempts == 1
+
+
+def test_times_are_in_order_whatever_the_callers_clocks_say(store: Store) -> None:
+    """created <= started <= completed, even when the claimer's or finisher's clock runs behind the
+    submitter's (another host, or a 'now' taken before a commit that landed after another's)."""
+    now = utcnow()
+    job = submit(store, now)
+    [claimed] = store.claim("w1", ["default"], 1, 30, later(now, -0.5))
+    assert claimed.started_at is not None and claimed.started_at >= job.created_at
+    assert store.finish(claimed.job_id, "w1", claimed.attempts, Outcome(JobStatus.COMPLETED), later(now, -1))
+    done = get(store, job.job_id)
+    assert done.created_at <= done.started_at <= done.completed_at  # type: ignore[operator]
+
+
+def test_the_start_time_is_when_the_handler_began(store: Store) -> None:
+    """A job claimed into a worker's buffer starts later than it was claimed: the first progress report or the
+    outcome carries the handler's real start, and the store keeps that."""
+    now = utcnow()
+    first, second = submit(store, now), submit(store, now)
+    a, b = store.claim("w1", ["default"], 2, 30, now)
+    began = later(now, 2)
+    assert store.report_progress(a.job_id, "w1", a.attempts, ProgressUpdate(0.5, at=began, started_at=began))
+    assert get(store, first.job_id).started_at == began
+    assert store.finish(b.job_id, "w1", b.attempts, Outcome(JobStatus.COMPLETED, started_at=later(now, 3)),
+                        later(now, 4))
+    done = get(store, second.job_id)
+    assert (done.started_at, done.completed_at) == (later(now, 3), later(now, 4))

@@ -209,3 +209,17 @@ def test_store_submit_is_atomic(store: Store) -> None:
         store.submit([fresh, clash], now)
     assert store.get(fresh.job_id) is None
     assert [j.job_id for j in all_jobs(store)] == [existing.job_id]
+
+
+def test_idempotency_keys_are_per_user(queue: JobQueue) -> None:
+    """One user's key neither blocks another user's submit nor tells that user the key exists."""
+    alice = queue.submit("echo", {"n": 1}, user_id="alice", idempotency_key="order-1")
+    bob = queue.submit("echo", {"n": 2}, user_id="bob", idempotency_key="order-1")
+    assert bob.job_id != alice.job_id and bob.user_id == "bob" and bob.parameters == {"n": 2}
+    assert queue.submit("echo", user_id="alice", idempotency_key="order-1").job_id == alice.job_id
+    assert queue.submit("echo", user_id="bob", idempotency_key="order-1").job_id == bob.job_id
+    batch = queue.submit_many([{"job_type": "echo", "user_id": "carol", "idempotency_key": "order-1"},
+                               {"job_type": "echo", "user_id": "alice", "idempotency_key": "order-1"}])
+    assert batch[0].user_id == "carol" and batch[0].job_id not in (alice.job_id, bob.job_id)
+    assert batch[1].job_id == alice.job_id
+    assert len(all_jobs(queue.store)) == 3

@@ -1,8 +1,9 @@
 """What only the Redis store has: its URL and key prefix, stores kept apart on one server, wake-ups that
-survive a lost subscription. (Its behaviour as a store is the conformance suite's, run on every store.)"""
+survive a lost subscription, its key layout's version and upgrades. (Its behaviour as a store is the conformance suite's, run on every store.)"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from store_urls import private_redis_server, redis_url
 
 from jobhandle import HandlerRegistry, JobQueue, JobStatus, Settings, StoreUnavailableError, StoreURLError
 from jobhandle.api import create_app
-from jobhandle.models import utcnow
+from jobhandle.errors import StoreSchemaError
+from jobhandle.models import Job, utcnow
 from jobhandle.stores import JobQuery, open_store
 from jobhandle.stores.redis.keys import parse_redis_url
 from jobhandle.stores.redis.store import RedisStore
@@ -148,3 +150,62 @@ def test_a_worker_rides_out_a_redis_restart(tmp_path: Path, registry: HandlerReg
                     assert q.stats()["completed_jobs"] == 2  # the first job survived the restart
         finally:
             q.close()
+
+
+LAYOUT_1 = Path(__file__).parent / "data" / "redis_layout_1.json"
+
+
+def load_layout_1(client: redis.Redis, prefix: str) -> None:
+    """Write tests/unit/data/redis_layout_1.json's keys under ``prefix`` (as 0.1.0 wrote them)."""
+    for name, (kind, value) in json.loads(LAYOUT_1.read_text())["keys"].items():
+        key = prefix + name
+        if kind == "string":
+            client.set(key, value)
+        elif kind == "hash":
+            client.hset(key, mapping=value)
+        elif kind == "list":
+            client.rpush(key, *value)
+        elif kind == "set":
+            client.sadd(key, *value)
+        else:
+            client.zadd(key, {member: score for member, score in value})
+
+
+def test_a_store_of_the_last_release_before_layout_versions_is_upgraded(request: pytest.FixtureRequest) -> None:
+    """0.1.0's keys (tests/unit/data) are brought to this layout at open: idempotency keys per user, waiting
+    users scored by their turn. The round robin goes on where it was; nothing stored is lost."""
+    url = redis_url(request)
+    location = parse_redis_url(url)
+    client = redis.Redis.from_url(location.url, decode_responses=True)
+    try:
+        load_layout_1(client, location.prefix)
+        store = open_store(url)
+        try:
+            assert client.get(f"{location.prefix}:layout") == "2"
+            now = utcnow()
+            order = [job.user_id for job in store.claim("w1", ["default"], 5, 30, now)]
+            assert order == ["alice", "carol", "erin", "bob", "alice"], "bob was served at level 10 already"
+            [erin] = store.list_jobs(JobQuery(user_id="erin"))
+            assert store.submit([Job(job_type="echo", user_id="erin", idempotency_key="order-1")],
+                                now)[0].job_id == erin.job_id, "a stored key still finds its job"
+            assert store.submit([Job(job_type="echo", user_id="frank", idempotency_key="order-1")],
+                                now)[0].user_id == "frank"
+            assert {s: n for s, n in store.counts().by_status.items() if n} == \
+                {"running": 6, "completed": 1, "pending": 1}
+        finally:
+            store.close()
+    finally:
+        client.close()
+
+
+def test_a_store_of_a_newer_layout_is_refused(request: pytest.FixtureRequest) -> None:
+    url = redis_url(request)
+    open_store(url).close()
+    location = parse_redis_url(url)
+    client = redis.Redis.from_url(location.url)
+    try:
+        client.set(f"{location.prefix}:layout", 99)
+        with pytest.raises(StoreSchemaError, match="newer jobhandle"):
+            open_store(url)
+    finally:
+        client.close()

@@ -13,7 +13,7 @@ from helpers import get, new_job, submit
 from jobhandle import JobStatus
 from jobhandle.models import Dependency, utcnow
 from jobhandle.stores import SQLiteStore
-from jobhandle.stores.sqlite.store import _Call, _Tx
+from jobhandle.stores.sqlite.commit import Call, Tx
 
 
 @pytest.fixture
@@ -30,14 +30,14 @@ def test_a_failed_primitive_of_a_group_commit_never_makes_a_sequence_number_come
     primitive; when that primitive fails, the numbers handed out after it must still end up stored."""
     before = store.last_seq()
 
-    def reserve_then_fail(tx: _Tx) -> None:
+    def reserve_then_fail(tx: Tx) -> None:
         tx.seqs(3)
         raise RuntimeError("this primitive fails")
 
-    def allocate(tx: _Tx) -> int:
+    def allocate(tx: Tx) -> int:
         return tx.seq()
 
-    failing, succeeding = _Call(reserve_then_fail), _Call(allocate)
+    failing, succeeding = Call(reserve_then_fail), Call(allocate)
     store._writer._transact([failing, succeeding])  # one round, two primitives, each in its savepoint
     assert isinstance(failing.error, RuntimeError) and succeeding.error is None
     assert succeeding.result == before + 4

@@ -55,6 +55,7 @@ class ProgressUpdate:
     items_processed: int | None = None
     total_items: int | None = None
     at: datetime | None = None
+    started_at: datetime | None = None  # when the handler began (the claim time stands until it is written)
 
 
 @dataclass(slots=True)
@@ -73,10 +74,16 @@ class Outcome:
     cpu_seconds: float | None = None
     peak_memory_mb: float | None = None
     progress: ProgressUpdate | None = None  # the last throttled progress report not yet written
+    started_at: datetime | None = None  # when the handler began (see ProgressUpdate.started_at)
 
 
 NO_LIMIT = 1 << 62
 """A limit that never binds."""
+
+TURN_MEMORY_SECONDS = 3600.0
+"""How long the round robin remembers a user with nothing waiting: cleanup forgets the turn of a user last
+served longer ago. (A forgotten user ranks as one never served, which is how its old turn ranked it against
+every user served since.)"""
 
 
 @dataclass(frozen=True, slots=True)

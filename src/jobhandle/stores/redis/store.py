@@ -20,9 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
-from importlib import resources
-from itertools import islice
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import redis
@@ -38,17 +36,14 @@ from ...errors import (
     JobNotFoundError,
     ScheduleNotFoundError,
     StoreClosedError,
+    StoreSchemaError,
     StoreUnavailableError,
 )
 from ...models import (
-    CANCELLABLE,
     ERROR_HISTORY_LIMIT,
     PROGRESS_HISTORY_LIMIT,
-    RESTARTABLE,
     TERMINAL_STATUSES,
-    Dependency,
     Job,
-    JobMetrics,
     JobStatus,
     Schedule,
     at_ts,
@@ -58,6 +53,7 @@ from ...models import (
 )
 from ..base import (
     NO_LIMIT,
+    TURN_MEMORY_SECONDS,
     ChangeSignal,
     ConcurrencyLimits,
     Finished,
@@ -68,188 +64,29 @@ from ..base import (
     StoreCounts,
     WorkerInfo,
 )
+from .codec import (
+    expect,
+    finish_item,
+    job_spec,
+    payload_to_job,
+    progress_set,
+    schedule_fields,
+    schedule_from,
+    time_of,
+    ts,
+)
 from .keys import parse_redis_url
+from .scripts import READ_ONLY, SOURCES
 
 T = TypeVar("T")
+LAYOUT = 2
+"""The version of the key layout (keys.py) this release writes; lua/layout.lua upgrades older stores."""
 CLEANUP_BATCH = 1000
 SOCKET_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 MAX_CONNECTIONS = 32
 """Connections one store instance keeps to Redis at most (one of them is its events subscription)."""
 POOL_WAIT_SECONDS = 60.0
-SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
-           "take_token", "cleanup", "reap", "schedule", "fetch", "changes", "list")
-READ_ONLY = frozenset({"fetch", "changes", "list"})
-
-
-def _lua_set(statuses: Sequence[JobStatus]) -> str:
-    return "{" + ", ".join(f"['{s.value}'] = true" for s in statuses) + "}"
-
-
-WRITE_WRAPPER = """
-local function body()
-{body}
-end
-local answer = body()
-notify()
-if CHANGED then return {{1, answer}} end
-return {{0, answer}}
-"""
-"""Around every write script: publish once if it changed anything, and tell the caller whether it did."""
-
-
-def _script_sources() -> dict[str, str]:
-    """Each script's source: lib.lua (with the state machine's status sets filled in) then its own body, a
-    write script's inside WRITE_WRAPPER."""
-    folder = resources.files(__package__).joinpath("lua")
-    lib = folder.joinpath("lib.lua").read_text()
-    for name, statuses in (("cancellable", CANCELLABLE), ("restartable", RESTARTABLE),
-                           ("terminal", tuple(TERMINAL_STATUSES))):
-        lib = lib.replace("{" + name + "}", _lua_set(statuses))
-    sources = {}
-    for name in SCRIPTS:
-        body = folder.joinpath(f"{name}.lua").read_text()
-        sources[name] = lib + "\n" + (body if name in READ_ONLY else WRITE_WRAPPER.format(body=body))
-    return sources
-
-
-SOURCES = _script_sources()
-
-
-# -- values as stored: text Python wrote, read back exactly ---------------------------------------------------
-
-def _num(value: float | int | None) -> str | None:
-    if value is None:
-        return None
-    return str(value) if isinstance(value, int) else repr(float(value))
-
-
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else repr(value.timestamp())
-
-
-def _float(text: str | None) -> float | None:
-    return None if text is None else float(text)
-
-
-def _int(text: str | None) -> int | None:
-    return None if text is None else int(text)
-
-
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else from_ts(float(text))
-
-
-def _hash(flat: list[str]) -> dict[str, str]:
-    return dict(zip(islice(flat, 0, None, 2), islice(flat, 1, None, 2), strict=True))
-
-
-def payload_to_job(payload: list[Any]) -> Job:
-    """A job as a script returned it (lib.lua ``payload``): its hash, progress history, error history."""
-    flat, progress_history, error_history = payload
-    h = _hash(flat)
-    get = h.get
-    result = get("result")
-    return Job(
-        job_id=h["job_id"], job_type=h["job_type"], queue=h["queue"], status=JobStatus(h["status"]),
-        priority=int(h["priority"]), priority_boost=int(h["aged"]), user_id=h["user_id"],
-        parameters=json.loads(h["parameters"]), result=None if result is None else json.loads(result),
-        error=get("error"), error_type=get("error_type"), progress=float(h["progress"]),
-        progress_message=get("progress_message"),
-        progress_history=[json.loads(e) for e in progress_history],
-        error_history=[json.loads(e) for e in error_history],
-        created_at=at_ts(float(h["created_at"])), scheduled_time=_time(get("scheduled_time")),
-        started_at=_time(get("started_at")), completed_at=_time(get("completed_at")), attempts=int(h["attempts"]),
-        max_retries=int(h["max_retries"]), retry_delay=float(h["retry_delay"]),
-        timeout_seconds=float(h["timeout_seconds"]),
-        depends_on=[Dependency(**d) for d in json.loads(get("depends_on", "[]"))],
-        cron_expression=get("cron_expression"), schedule_id=get("schedule_id"),
-        idempotency_key=get("idempotency_key"), worker_id=get("worker_id"),
-        metrics=JobMetrics(execution_time_seconds=_float(get("execution_time")),
-                           items_processed=_int(get("items_processed")), total_items=_int(get("total_items")),
-                           cpu_seconds=_float(get("cpu_seconds")), peak_memory_mb=_float(get("peak_memory_mb"))),
-        run_at=_time(get("run_at")), lease_expires_at=_time(get("lease_expires_at")), seq=int(h["seq"]),
-    )
-
-
-def _job_spec(job: Job) -> dict[str, Any]:
-    """A new job as insert (lib.lua) takes it: its fields as text, and what the script decides on."""
-    depends_on = [{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on]
-    fields = {
-        "job_id": job.job_id, "job_type": job.job_type, "queue": job.queue, "priority": str(int(job.priority)),
-        "user_id": job.user_id, "parameters": dumps_json(job.parameters),
-        "scheduled_time": _ts(job.scheduled_time), "max_retries": str(job.max_retries),
-        "retry_delay": _num(job.retry_delay), "timeout_seconds": _num(job.timeout_seconds),
-        "depends_on": dumps_json(depends_on) if depends_on else None, "cron_expression": job.cron_expression,
-        "schedule_id": job.schedule_id, "idempotency_key": job.idempotency_key, "run_at": _ts(job.run_at),
-        "error": job.error, "error_type": job.error_type, "completed_at": _ts(job.completed_at),
-    }
-    return {"job_id": job.job_id, "fields": {k: v for k, v in fields.items() if v is not None},
-            "run_at": fields["run_at"], "idempotency_key": job.idempotency_key, "depends_on": depends_on}
-
-
-def _progress_set(update: ProgressUpdate | None) -> dict[str, str]:
-    """The progress fields a report writes (fields it leaves out keep their value)."""
-    if update is None:
-        return {}
-    values = {"progress": _num(update.fraction), "progress_message": update.message,
-              "items_processed": _num(update.items_processed), "total_items": _num(update.total_items)}
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _finish_item(job_id: str, worker_id: str, attempt: int, outcome: Outcome, now_ts: float) -> dict[str, Any]:
-    """One fenced end of an attempt, as finish_all (lib.lua) takes it: the fields to write (None clears)."""
-    status = outcome.status
-    result = None
-    if status is JobStatus.COMPLETED:
-        result = "null" if outcome.result is None else dumps_json(outcome.result)
-    fields: dict[str, Any] = {
-        **_progress_set(outcome.progress),
-        "result": result, "error": outcome.error, "error_type": outcome.error_type,
-        "completed_at": repr(now_ts) if status in TERMINAL_STATUSES else None, "run_at": _ts(outcome.run_at),
-        "lease_expires_at": None, "execution_time": _num(outcome.execution_time_seconds),
-    }
-    if status is JobStatus.COMPLETED:
-        fields["progress"] = "1.0"
-    for name, value in (("cpu_seconds", outcome.cpu_seconds), ("peak_memory_mb", outcome.peak_memory_mb)):
-        if value is not None:
-            fields[name] = _num(value)
-    error_entry = None
-    if outcome.error is not None:
-        error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
-                                  "error_type": outcome.error_type})
-    return {"job_id": job_id, "worker_id": worker_id, "attempt": attempt, "status": status.value, "set": fields,
-            "error_entry": error_entry}
-
-
-def _schedule_fields(s: Schedule) -> dict[str, str | None]:
-    return {
-        "schedule_id": s.schedule_id, "name": s.name, "cron_expression": s.cron_expression, "timezone": s.timezone,
-        "job_type": s.job_type, "parameters": dumps_json(s.parameters), "queue": s.queue,
-        "priority": str(int(s.priority)), "user_id": s.user_id, "max_retries": str(s.max_retries),
-        "retry_delay": _num(s.retry_delay), "timeout_seconds": _num(s.timeout_seconds),
-        "paused": "1" if s.paused else "0", "generation": str(s.generation), "created_at": _ts(s.created_at),
-        "next_fire_at": _ts(s.next_fire_at), "last_fire_at": _ts(s.last_fire_at),
-    }
-
-
-def _schedule_from(h: dict[str, str]) -> Schedule:
-    return Schedule(
-        schedule_id=h["schedule_id"], name=h.get("name"), cron_expression=h["cron_expression"],
-        timezone=h["timezone"], job_type=h["job_type"], parameters=json.loads(h["parameters"]), queue=h["queue"],
-        priority=int(h["priority"]), user_id=h["user_id"], max_retries=int(h["max_retries"]),
-        retry_delay=float(h["retry_delay"]), timeout_seconds=float(h["timeout_seconds"]),
-        paused=h["paused"] == "1", generation=int(h["generation"]), created_at=at_ts(float(h["created_at"])),
-        next_fire_at=_time(h.get("next_fire_at")), last_fire_at=_time(h.get("last_fire_at")),
-    )
-
-
-def _expect(s: Schedule) -> dict[str, str]:
-    """What schedule.lua compares before it applies a change computed from ``s``."""
-    return {"paused": "1" if s.paused else "0", "generation": str(s.generation),
-            "next_fire_at": _ts(s.next_fire_at) or ""}
-
-
 def _reachable(method: Callable[..., T]) -> Callable[..., T]:
     """A primitive that talks to Redis directly: a lost server is StoreUnavailableError, as in ``_call``."""
     @functools.wraps(method)
@@ -289,6 +126,12 @@ class RedisStore(Store):
         self._scripts = {name: self._redis.register_script(source) for name, source in SOURCES.items()}
         self._signal = ChangeSignal()
         self._closed = threading.Event()
+        found = int(self._call("layout", {"layout": LAYOUT}))
+        if found > LAYOUT:
+            self._pool.disconnect()
+            raise StoreSchemaError(
+                f"the Redis store {location.prefix} at {location.url} has key layout {found}, written by a newer "
+                f"jobhandle; this one knows layouts up to {LAYOUT}: upgrade jobhandle to use it", layout=found)
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()
 
@@ -343,7 +186,7 @@ class RedisStore(Store):
     def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
         if not jobs:
             return []
-        answers = self._call("submit", {"now": repr(now.timestamp()), "jobs": [_job_spec(j) for j in jobs]})
+        answers = self._call("submit", {"now": repr(now.timestamp()), "jobs": [job_spec(j) for j in jobs]})
         return self._insert_answers(jobs, answers, now)
 
     def get(self, job_id: str) -> Job | None:
@@ -353,8 +196,8 @@ class RedisStore(Store):
         args = {
             "statuses": [JobStatus(s).value for s in query.statuses or ()], "job_type": query.job_type,
             "user_id": query.user_id, "queue": query.queue, "idempotency_key": query.idempotency_key,
-            "search": query.search, "created_after": _ts(query.created_after),
-            "created_before": _ts(query.created_before), "sort": query.sort.removeprefix("-"),
+            "search": query.search, "created_after": ts(query.created_after),
+            "created_before": ts(query.created_before), "sort": query.sort.removeprefix("-"),
             "descending": query.sort.startswith("-"), "limit": query.limit, "offset": query.offset,
         }
         if args["sort"] not in JobQuery.SORTABLE:
@@ -379,7 +222,7 @@ class RedisStore(Store):
         now_ts = now.timestamp()
         fields = {"worker_id": worker.worker_id, "name": worker.name, "hostname": worker.hostname,
                   "pid": str(worker.pid), "queues": dumps_json(worker.queues),
-                  "concurrency": str(worker.concurrency), "started_at": _ts(worker.started_at),
+                  "concurrency": str(worker.concurrency), "started_at": ts(worker.started_at),
                   "state": worker.state}
         ids = self._call("heartbeat", {"worker_id": worker.worker_id, "fields": fields, "now": repr(now_ts),
                                        "lease": repr(now_ts + lease_seconds)})
@@ -396,7 +239,7 @@ class RedisStore(Store):
         if update.items_processed is not None:
             entry["items_processed"] = update.items_processed
         return bool(self._call("progress", {"job_id": job_id, "worker_id": worker_id, "attempt": attempt,
-                                            "set": _progress_set(update), "entry": dumps_json(entry),
+                                            "set": progress_set(update), "entry": dumps_json(entry),
                                             "limit": PROGRESS_HISTORY_LIMIT}))
 
     def _finish(self, items: list[dict[str, Any]], now_ts: float,
@@ -407,13 +250,13 @@ class RedisStore(Store):
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
         now_ts = now.timestamp()
-        return self._finish([_finish_item(job_id, worker_id, attempt, outcome, now_ts)], now_ts)[0][0]
+        return self._finish([finish_item(job_id, worker_id, attempt, outcome, now_ts)], now_ts)[0][0]
 
     def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
                               claim_limit: int, lease_seconds: float, now: datetime,
                               limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
         now_ts = now.timestamp()
-        items = [_finish_item(f.job_id, worker_id, f.attempt, f.outcome, now_ts) for f in finished]
+        items = [finish_item(f.job_id, worker_id, f.attempt, f.outcome, now_ts) for f in finished]
         claim = None
         if claim_limit > 0:
             claim = self._claim_args(worker_id, queues, claim_limit, lease_seconds, now_ts, limits)
@@ -456,7 +299,7 @@ class RedisStore(Store):
             return []
         items = []
         for job in expired:
-            item = _finish_item(job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts)
+            item = finish_item(job.job_id, job.worker_id or "", job.attempts, backoff(job, now), now_ts)
             item["lease_before"] = repr(now_ts)  # a lease renewed since the read above is not recovered
             items.append(item)
         owned, _ = self._finish(items, now_ts)
@@ -490,7 +333,7 @@ class RedisStore(Store):
             workers.append(WorkerInfo(
                 worker_id=h["worker_id"], name=h["name"], hostname=h["hostname"], pid=int(h["pid"]),
                 queues=json.loads(h["queues"]), concurrency=int(h["concurrency"]),
-                started_at=at_ts(float(h["started_at"])), last_seen=_time(h.get("last_seen")), state=h["state"],
+                started_at=at_ts(float(h["started_at"])), last_seen=time_of(h.get("last_seen")), state=h["state"],
                 current_jobs=sorted(running)))
         workers.sort(key=lambda w: w.started_at)
         return workers
@@ -502,14 +345,15 @@ class RedisStore(Store):
     # -- schedules -----------------------------------------------------------------------------------------
 
     def _change_schedule(self, schedule_id: str, now: datetime, expect: dict[str, Any], *,
-                         new: Schedule | None = None, job: Job | None = None, cancel: str | None = None,
+                         new: Schedule | None = None, job: Job | None = None,
+                         cancel: tuple[str, str] | None = None,
                          reason: str = "", delete: bool = False) -> list[Any] | None:
         """Apply one schedule change (schedule.lua); None when the schedule changed since it was read."""
         answer = self._call("schedule", {
             "schedule_id": schedule_id, "now": repr(now.timestamp()), "expect": expect,
-            "set": None if new is None else _schedule_fields(new), "delete": delete,
-            "cancel": None if cancel is None else {"key": cancel, "reason": reason},
-            "job": None if job is None else _job_spec(job),
+            "set": None if new is None else schedule_fields(new), "delete": delete,
+            "cancel": None if cancel is None else {"user_id": cancel[0], "key": cancel[1], "reason": reason},
+            "job": None if job is None else job_spec(job),
         })
         if answer[0] == "missing":
             raise ScheduleNotFoundError(schedule_id)
@@ -530,7 +374,7 @@ class RedisStore(Store):
     @_reachable
     def get_schedule(self, schedule_id: str) -> Schedule | None:
         h = self._redis.hgetall(self._key("schedule", schedule_id))
-        return _schedule_from(h) if h else None
+        return schedule_from(h) if h else None
 
     @_reachable
     def list_schedules(self) -> list[Schedule]:
@@ -538,7 +382,7 @@ class RedisStore(Store):
         with self._redis.pipeline() as pipe:
             for schedule_id in ids:
                 pipe.hgetall(self._key("schedule", schedule_id))
-            found = [_schedule_from(h) for h in pipe.execute() if h]
+            found = [schedule_from(h) for h in pipe.execute() if h]
         return sorted(found, key=lambda s: (s.created_at, s.schedule_id))
 
     @_reachable
@@ -553,7 +397,7 @@ class RedisStore(Store):
             job = cron.job_for_fire(schedule, following)
             moved = replace(schedule, last_fire_at=fired, next_fire_at=following)
             try:
-                answer = self._change_schedule(schedule_id, now, _expect(schedule), new=moved, job=job)
+                answer = self._change_schedule(schedule_id, now, expect(schedule), new=moved, job=job)
             except ScheduleNotFoundError:
                 continue  # deleted meanwhile
             if answer is not None:  # None: another caller fired it first
@@ -566,7 +410,7 @@ class RedisStore(Store):
             if schedule.paused:
                 return schedule
             paused = replace(schedule, paused=True)
-            if self._change_schedule(schedule_id, now, _expect(schedule), new=paused,
+            if self._change_schedule(schedule_id, now, expect(schedule), new=paused,
                                      cancel=self._upcoming_key(schedule),
                                      reason="its schedule was paused") is not None:
                 return paused
@@ -578,14 +422,14 @@ class RedisStore(Store):
                 return schedule
             following = cron.next_fire(schedule.cron_expression, schedule.timezone, now)
             resumed = replace(schedule, paused=False, generation=schedule.generation + 1, next_fire_at=following)
-            if self._change_schedule(schedule_id, now, _expect(schedule), new=resumed,
+            if self._change_schedule(schedule_id, now, expect(schedule), new=resumed,
                                      job=cron.job_for_fire(resumed, following)) is not None:
                 return resumed
 
     def delete_schedule(self, schedule_id: str, now: datetime) -> Schedule:
         while True:
             schedule = self._read_schedule(schedule_id)
-            if self._change_schedule(schedule_id, now, _expect(schedule), cancel=self._upcoming_key(schedule),
+            if self._change_schedule(schedule_id, now, expect(schedule), cancel=self._upcoming_key(schedule),
                                      reason="its schedule was deleted", delete=True) is not None:
                 return schedule
 
@@ -596,11 +440,11 @@ class RedisStore(Store):
         return schedule
 
     @staticmethod
-    def _upcoming_key(schedule: Schedule) -> str | None:
-        """The idempotency key of the job of the schedule's next fire, which a pause or delete cancels."""
+    def _upcoming_key(schedule: Schedule) -> tuple[str, str] | None:
+        """(user, idempotency key) of the job of the schedule's next fire, which a pause or delete cancels."""
         if schedule.next_fire_at is None:
             return None
-        return cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
+        return schedule.user_id, cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
 
     # -- counters, retention, change feed ----------------------------------------------------------------
 
@@ -622,7 +466,7 @@ class RedisStore(Store):
             return out
 
         return StoreCounts(by_status={s: int(n) for s, n in by_status.items() if int(n)},
-                           by_queue=split(by_queue), by_type=split(by_type), last_cleanup=_time(last_cleanup),
+                           by_queue=split(by_queue), by_type=split(by_type), last_cleanup=time_of(last_cleanup),
                            last_cleanup_removed=int(removed or 0))
 
     @_reachable
@@ -636,12 +480,16 @@ class RedisStore(Store):
         for status, cutoff in cutoffs.items():
             skip = 0
             while True:  # in batches, so a large cleanup never blocks Redis for long
-                deleted, kept, looked = self._call("cleanup", {"status": status.value, "cutoff": _ts(cutoff),
+                deleted, kept, looked = self._call("cleanup", {"status": status.value, "cutoff": ts(cutoff),
                                                                "batch": CLEANUP_BATCH, "skip": skip})
                 removed += deleted
                 skip += kept
                 if looked < CLEANUP_BATCH:
                     break
+        before = repr((now - timedelta(seconds=TURN_MEMORY_SECONDS)).timestamp())
+        while self._call("forget", {"before": before, "now": repr(now.timestamp()),
+                                    "batch": CLEANUP_BATCH}) >= CLEANUP_BATCH:
+            pass
         self._redis.hset(self._key("meta"), mapping={"last_cleanup": repr(now.timestamp()),
                                                      "last_cleanup_removed": str(removed)})
         return removed

@@ -42,11 +42,11 @@ WHERE d.job_id = :job_id;
 -- name: release_waiting
 UPDATE jobs SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'pending' END, seq = :seq
 WHERE job_id = :job_id AND status = 'waiting'
-RETURNING queue, job_type, status;
+RETURNING queue, job_type, status, user_id, priority;
 
 -- name: cancel_waiting
-UPDATE jobs SET status = 'cancelled', completed_at = :now, error = :error, error_type = 'DependencyFailedError',
-                seq = :seq
+UPDATE jobs SET status = 'cancelled', completed_at = max(:now, created_at), error = :error,
+                error_type = 'DependencyFailedError', seq = :seq
 WHERE job_id = :job_id AND status = 'waiting'
 RETURNING queue, job_type, status;
 
@@ -63,14 +63,14 @@ INSERT INTO counters (queue, job_type, status, n) VALUES (?, ?, ?, ?)
 ON CONFLICT (queue, job_type, status) DO UPDATE SET n = n + excluded.n;
 
 -- name: job_by_idempotency_key
-SELECT * FROM jobs WHERE idempotency_key = :key;
+SELECT * FROM jobs WHERE user_id = :user_id AND idempotency_key = :key;
 
 -- name: get_job
 SELECT * FROM jobs WHERE job_id = :job_id;
 
 -- name: due_jobs
-SELECT job_id, queue, job_type, status FROM jobs WHERE status IN ({due}) AND run_at <= :now ORDER BY run_at
-LIMIT 1000;
+SELECT job_id, queue, job_type, status, user_id, priority FROM jobs WHERE status IN ({due}) AND run_at <= :now
+ORDER BY run_at LIMIT 1000;
 
 -- name: make_pending
 UPDATE jobs SET status = 'pending', seq = :seq WHERE job_id = :job_id AND status IN ({due});
@@ -79,7 +79,10 @@ UPDATE jobs SET status = 'pending', seq = :seq WHERE job_id = :job_id AND status
 SELECT min(run_at) FROM jobs WHERE status IN ({due});
 
 -- name: start_job
-UPDATE jobs SET status = 'running', worker_id = :worker_id, attempts = attempts + 1, started_at = :now,
+-- The start time is the claim's until the handler's own is written (report_progress, finish_job); never before
+-- the job was created, whatever the claimer's clock says.
+UPDATE jobs SET status = 'running', worker_id = :worker_id, attempts = attempts + 1,
+                started_at = max(:now, created_at),
                 completed_at = NULL, lease_expires_at = :lease, seq = :seq, priority = priority - aged, aged = 0
 WHERE job_id = :job_id AND status = 'pending';
 
@@ -108,6 +111,7 @@ UPDATE jobs SET
     progress_message = coalesce(:message, progress_message),
     items_processed = coalesce(:items_processed, items_processed),
     total_items = coalesce(:total_items, total_items),
+    started_at = max(coalesce(:started_at, started_at), created_at),
     progress_history = CASE WHEN json_array_length(progress_history) >= :limit
         THEN json_insert(json_remove(progress_history, '$[0]'), '$[#]', json(:entry))
         ELSE json_insert(progress_history, '$[#]', json(:entry)) END,
@@ -125,7 +129,9 @@ UPDATE jobs SET
         WHEN json_array_length(error_history) >= :error_limit
         THEN json_insert(json_remove(error_history, '$[0]'), '$[#]', json(:error_entry))
         ELSE json_insert(error_history, '$[#]', json(:error_entry)) END,
-    completed_at = :completed_at,
+    started_at = max(coalesce(:started_at, started_at), created_at),
+    completed_at = CASE WHEN :completed_at IS NULL THEN NULL
+                        ELSE max(:completed_at, coalesce(:started_at, started_at), created_at) END,
     run_at = :run_at,
     lease_expires_at = NULL,
     progress = CASE WHEN :status = 'completed' THEN 1.0 ELSE coalesce(:fraction, progress) END,
@@ -145,7 +151,8 @@ WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND att
 RETURNING *;
 
 -- name: cancel_job
-UPDATE jobs SET status = 'cancelled', completed_at = :now, lease_expires_at = NULL,
+UPDATE jobs SET status = 'cancelled', completed_at = max(:now, coalesce(started_at, created_at)),
+                lease_expires_at = NULL,
                 error = coalesce(:reason, error), seq = :seq
 WHERE job_id = :job_id AND status IN ({cancellable})
 RETURNING *;
@@ -228,16 +235,26 @@ DELETE FROM schedules WHERE schedule_id = :schedule_id;
 
 -- name: cancel_upcoming
 -- A schedule's job for a fire that has not come yet (paused or deleted schedule).
-UPDATE jobs SET status = 'cancelled', completed_at = :now, error = :reason, seq = :seq
-WHERE idempotency_key = :key AND status = 'scheduled'
+UPDATE jobs SET status = 'cancelled', completed_at = max(:now, created_at), error = :reason, seq = :seq
+WHERE user_id = :user_id AND idempotency_key = :key AND status = 'scheduled'
 RETURNING queue, job_type, status;
 
 -- name: get_bucket
 SELECT tokens, updated_at FROM rate_limits WHERE key = :key;
 
 -- name: set_bucket
-INSERT INTO rate_limits (key, tokens, updated_at) VALUES (:key, :tokens, :now)
-ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at;
+INSERT INTO rate_limits (key, tokens, updated_at, full_at) VALUES (:key, :tokens, :now, :full_at)
+ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at,
+                                full_at = excluded.full_at;
+
+-- name: forget_buckets
+-- Buckets full again by now are as good as none (a new bucket starts full).
+DELETE FROM rate_limits WHERE full_at <= :now;
+
+-- name: forget_turns
+-- The turns of users with nothing waiting, last served before :before (users served since keep theirs).
+DELETE FROM user_turns WHERE served_at < :before
+AND NOT EXISTS (SELECT 1 FROM ready_users r WHERE r.user_id = user_turns.user_id);
 
 -- name: running_total
 SELECT coalesce(sum(n), 0) FROM counters WHERE status = 'running';
@@ -252,7 +269,7 @@ SELECT (SELECT min(run_at) FROM jobs WHERE status IN ({due})),
 
 -- name: first_pending
 -- Up to two of a queue's pending jobs, in no particular order: the claim's question "is there only one?".
-SELECT job_id, user_id FROM jobs WHERE status = 'pending' AND queue = :q LIMIT 2;
+SELECT job_id, user_id, priority FROM jobs WHERE status = 'pending' AND queue = :q LIMIT 2;
 
 -- name: any_pending
 SELECT 1 FROM jobs WHERE status = 'pending' AND queue = :q LIMIT 1;
@@ -261,33 +278,39 @@ SELECT 1 FROM jobs WHERE status = 'pending' AND queue = :q LIMIT 1;
 -- The highest priority below :below among a queue's pending jobs.
 SELECT max(priority) FROM jobs WHERE status = 'pending' AND queue = :q AND priority < :below;
 
--- name: waiting_users
--- The users with pending jobs at one priority of one queue: a loose index scan, one seek per user.
-WITH RECURSIVE u(user_id) AS (
-    SELECT min(user_id) FROM jobs WHERE status = 'pending' AND queue = :q AND priority = :p
-    UNION ALL
-    SELECT (SELECT min(user_id) FROM jobs
-            WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id > u.user_id)
-    FROM u WHERE u.user_id IS NOT NULL
-)
-SELECT user_id FROM u WHERE user_id IS NOT NULL;
+-- name: ready_users_after
+-- The users waiting at one level of one queue in turn order, after (:turn, :u): one seek, then the next :n.
+SELECT turn, user_id FROM ready_users
+WHERE queue = :q AND level = :level AND (turn, user_id) > (:turn, :u)
+ORDER BY turn, user_id LIMIT :n;
+
+-- name: ready_add
+-- Positional (queue, level, user_id, n): n more pending jobs (or fewer, n < 0) of the user at the level.
+INSERT INTO ready_users (queue, level, user_id, pending, turn)
+VALUES (?1, ?2, ?3, ?4, coalesce((SELECT turn FROM user_turns WHERE user_id = ?3), 0))
+ON CONFLICT (user_id, queue, level) DO UPDATE SET pending = pending + excluded.pending;
+
+-- name: ready_drop
+-- Positional (user_id, queue, level): the user has no more pending jobs there.
+DELETE FROM ready_users WHERE user_id = ? AND queue = ? AND level = ? AND pending <= 0;
+
+-- name: ready_turn
+UPDATE ready_users SET turn = :turn WHERE user_id = :u;
 
 -- name: next_of_user
 SELECT job_id, seq FROM jobs
 WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id = :u AND seq > :after
 ORDER BY seq LIMIT :n;
 
--- name: user_turn
-SELECT turn FROM user_turns WHERE user_id = :u;
-
 -- name: set_user_turn
-INSERT INTO user_turns (user_id, turn) VALUES (:u, :turn)
-ON CONFLICT (user_id) DO UPDATE SET turn = excluded.turn;
+INSERT INTO user_turns (user_id, turn, served_at) VALUES (:u, :turn, :now)
+ON CONFLICT (user_id) DO UPDATE SET turn = excluded.turn, served_at = excluded.served_at;
 
 -- name: agable_jobs
 -- Pending jobs owed more priority than aging gave them: a level per :interval waited since they became due (or
 -- were created), at most :max_boost levels.
-SELECT job_id, min(:max_boost, CAST((:now - coalesce(run_at, created_at)) / :interval AS INTEGER)) AS boost
+SELECT job_id, min(:max_boost, CAST((:now - coalesce(run_at, created_at)) / :interval AS INTEGER)) AS boost,
+       queue, user_id, priority, aged
 FROM jobs
 WHERE status = 'pending' AND aged < :max_boost AND coalesce(run_at, created_at) <= :now - (aged + 1) * :interval
 LIMIT 1000;

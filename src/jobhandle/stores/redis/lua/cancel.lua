@@ -2,7 +2,7 @@
 local j = state(A.job_id)
 if not j then return {'missing'} end
 if not CANCELLABLE[j.status] then return {'refused', j.status} end
-local set = {completed_at = A.now, lease_expires_at = NULL}
+local set = {completed_at = later_of(A.now, later_of(j.started_at, j.created_at)), lease_expires_at = NULL}
 if A.reason ~= NULL then set.error = A.reason end
 move(j, 'cancelled', set)
 resolve({A.job_id}, A.now)

@@ -15,8 +15,9 @@ for _, id in ipairs(ids) do
         redis.call('ZREM', P .. ':changes', id)
         redis.call('ZREM', P .. ':created', id)
         redis.call('ZREM', P .. ':user:' .. j.user_id, id)
-        if j.idempotency_key and redis.call('HGET', P .. ':idem', j.idempotency_key) == id then
-            redis.call('HDEL', P .. ':idem', j.idempotency_key)
+        if j.idempotency_key then
+            local field = idem_field(j.user_id, j.idempotency_key)
+            if redis.call('HGET', P .. ':idem', field) == id then redis.call('HDEL', P .. ':idem', field) end
         end
         for _, parent in ipairs(redis.call('HKEYS', P .. ':deps:' .. id)) do
             redis.call('SREM', P .. ':dependants:' .. parent, id)

@@ -20,7 +20,7 @@ local function jkey(id) return P .. ':job:' .. id end
 
 -- The fields of a job that decide which indexes hold it.
 local STATE = {'status', 'queue', 'job_type', 'user_id', 'priority', 'aged', 'seq', 'run_at', 'created_at',
-               'worker_id', 'attempts', 'idempotency_key'}
+               'worker_id', 'attempts', 'idempotency_key', 'started_at'}
 
 -- The job's STATE fields as a table (absent fields are false), or nil when there is no such job.
 local function state(id)
@@ -40,6 +40,24 @@ end
 
 local function users_key(queue, lvl) return P .. ':users:' .. lvl .. ':' .. queue end
 
+-- The field of P:idem that holds a user's idempotency key (keys are per user; the length keeps names apart).
+local function idem_field(user, key) return #user .. ':' .. user .. ':' .. key end
+
+-- The later of two times as stored (text; either may be false): created <= started <= completed is kept
+-- whatever the callers' clocks say.
+local function later_of(a, b)
+    if not a or a == NULL then return b end
+    if not b or b == NULL then return a end
+    if tonumber(a) >= tonumber(b) then return a end
+    return b
+end
+
+-- HINCRBY that removes a field once it is back at zero: per-user counters must not pile up for every user
+-- that ever had a job.
+local function bump(key, field, n)
+    if redis.call('HINCRBY', key, field, n) == 0 then redis.call('HDEL', key, field) end
+end
+
 -- Take a job out of the indexes of its current status.
 local function leave(j)
     local s = j.status
@@ -50,6 +68,7 @@ local function leave(j)
         if redis.call('EXISTS', pk) == 0 then
             local uk = users_key(j.queue, lvl)
             redis.call('ZREM', uk, j.user_id)
+            redis.call('SREM', P .. ':uready:' .. j.user_id, uk)
             if redis.call('EXISTS', uk) == 0 then redis.call('ZREM', P .. ':levels:' .. j.queue, lvl) end
         end
         redis.call('ZREM', P .. ':aging:' .. j.aged, j.id)
@@ -67,7 +86,11 @@ local function enter(j, lease)
     if s == 'pending' then
         local lvl = level(j)
         redis.call('ZADD', pending_key(j, lvl), j.seq, j.id)
-        redis.call('ZADD', users_key(j.queue, lvl), 0, j.user_id)
+        local uk = users_key(j.queue, lvl)
+        if not redis.call('ZSCORE', uk, j.user_id) then -- scored by the user's turn, kept in step by claim
+            redis.call('ZADD', uk, redis.call('HGET', P .. ':turns', j.user_id) or 0, j.user_id)
+            redis.call('SADD', P .. ':uready:' .. j.user_id, uk)
+        end
         redis.call('ZADD', P .. ':levels:' .. j.queue, lvl, lvl)
         redis.call('ZADD', P .. ':aging:' .. j.aged, j.run_at or j.created_at, j.id)
     elseif s == 'scheduled' or s == 'retrying' then
@@ -82,10 +105,10 @@ end
 -- may be nil: a new job, a deleted one).
 local function count(j, old, new)
     local function add(s, n)
-        redis.call('HINCRBY', P .. ':count:status', s, n)
-        redis.call('HINCRBY', P .. ':count:queue', j.queue .. '\0' .. s, n)
-        redis.call('HINCRBY', P .. ':count:type', j.job_type .. '\0' .. s, n)
-        redis.call('HINCRBY', P .. ':ucount:' .. j.user_id, s, n)
+        bump(P .. ':count:status', s, n)
+        bump(P .. ':count:queue', j.queue .. '\0' .. s, n)
+        bump(P .. ':count:type', j.job_type .. '\0' .. s, n)
+        bump(P .. ':ucount:' .. j.user_id, s, n)
     end
     if old then
         add(old, -1)
@@ -192,7 +215,8 @@ local function resolve(parents, now)
                     if m == nil then undecided = true end
                 end
                 if unmet then
-                    move(c, 'cancelled', {completed_at = now, error = unmet, error_type = 'DependencyFailedError'})
+                    move(c, 'cancelled', {completed_at = later_of(now, c.created_at), error = unmet,
+                                          error_type = 'DependencyFailedError'})
                     todo[#todo + 1] = child
                 elseif not undecided then
                     local due = c.run_at and tonumber(c.run_at) > tonumber(now)
@@ -213,11 +237,13 @@ local function insert(specs, now)
     local decided, by_key, in_batch = {}, {}, {}
     for i, spec in ipairs(specs) do
         local key = spec.idempotency_key
+        if key ~= NULL then key = idem_field(spec.fields.user_id, key) end
         local d
+        local existing = key ~= NULL and not by_key[key] and redis.call('HGET', P .. ':idem', key)
         if key ~= NULL and by_key[key] then
             d = {'same', by_key[key]}
-        elseif key ~= NULL and redis.call('HEXISTS', P .. ':idem', key) == 1 then
-            d = {'existing', redis.call('HGET', P .. ':idem', key)}
+        elseif existing then
+            d = {'existing', existing}
         else
             if in_batch[spec.job_id] or redis.call('EXISTS', jkey(spec.job_id)) == 1 then
                 return nil, {'duplicate_id', spec.job_id}
@@ -262,7 +288,9 @@ local function insert(specs, now)
             enter(j)
             redis.call('ZADD', P .. ':created', now, id)
             redis.call('ZADD', P .. ':user:' .. j.user_id, now, id)
-            if spec.idempotency_key ~= NULL then redis.call('HSET', P .. ':idem', spec.idempotency_key, id) end
+            if spec.idempotency_key ~= NULL then
+                redis.call('HSET', P .. ':idem', idem_field(j.user_id, spec.idempotency_key), id)
+            end
             if status == 'waiting' then
                 for _, dep in ipairs(spec.depends_on) do
                     redis.call('HSET', P .. ':deps:' .. id, dep.job_id, dep.condition)
@@ -312,32 +340,69 @@ local function running_of(user)
     return tonumber(redis.call('HGET', P .. ':ucount:' .. user, 'running') or '0')
 end
 
--- Up to `allowed` pending job ids in claim order (see Store.claim), skipping users at `per_user_max`.
+-- Byte order, as Redis orders members of equal score (Lua's own string comparison follows the locale).
+local function bytes_before(a, b)
+    for k = 1, math.min(#a, #b) do
+        local x, y = a:byte(k), b:byte(k)
+        if x ~= y then return x < y end
+    end
+    return #a < #b
+end
+
+-- The first `need` users waiting at level `slvl` in any of `queues` for whom eligible(user) holds, in turn
+-- order: least recently served first, then by name. P:users:<level>:<queue> is scored by turn, so each
+-- queue's order is a range read from where the last read stopped; the queues' orders merge (a user's turn is
+-- the same in all of them). Reads the users it returns and the ones it skips (at their limit: each has
+-- running jobs), never every user waiting. Fewer than `need` means these are all of them.
+local function users_in_turn(queues, slvl, need, eligible)
+    local chunk = need + 8
+    local streams = {}
+    for i, q in ipairs(queues) do streams[i] = {key = users_key(q, slvl), buf = {}, at = 1, from = 0, done = false} end
+    local function head(st)
+        if st.at > #st.buf then
+            if st.done then return nil end
+            local got = redis.call('ZRANGE', st.key, st.from, st.from + chunk - 1, 'WITHSCORES')
+            st.from = st.from + chunk
+            st.done = #got < 2 * chunk
+            st.buf, st.at = {}, 1
+            for k = 1, #got, 2 do st.buf[#st.buf + 1] = {tonumber(got[k + 1]), got[k]} end
+            if #st.buf == 0 then return nil end
+        end
+        return st.buf[st.at]
+    end
+    local ring, seen = {}, {}
+    while #ring < need do
+        local best, from = nil, nil
+        for _, st in ipairs(streams) do
+            local h = head(st)
+            if h and (best == nil or h[1] < best[1] or (h[1] == best[1] and bytes_before(h[2], best[2]))) then
+                best, from = h, st
+            end
+        end
+        if not best then break end
+        from.at = from.at + 1
+        local user = best[2]
+        if not seen[user] then
+            seen[user] = true
+            if eligible(user) then ring[#ring + 1] = user end
+        end
+    end
+    return ring
+end
+
+-- Up to `allowed` pending jobs in claim order (see Store.claim), skipping users at `per_user_max`:
+-- {{id, level}...}.
 local function pick_fairly(queues, allowed, per_user_max)
     local picks, running = {}, {}
     if allowed <= 0 then return picks end
+    local function eligible(u)
+        if running[u] == nil then running[u] = running_of(u) end
+        return running[u] < per_user_max
+    end
     local lvl = next_level(queues, '+inf')
     while lvl ~= nil and #picks < allowed do
         local slvl = string.format('%d', lvl)
-        local seen, ring = {}, {}
-        for _, q in ipairs(queues) do
-            for _, u in ipairs(redis.call('ZRANGE', users_key(q, slvl), 0, -1)) do
-                if not seen[u] then
-                    seen[u] = true
-                    if running[u] == nil then running[u] = running_of(u) end
-                    if running[u] < per_user_max then ring[#ring + 1] = u end
-                end
-            end
-        end
-        if #ring > 1 then -- whose turn: whoever was served least recently (then by name)
-            local turn = {}
-            local turns = redis.call('HMGET', P .. ':turns', unpack(ring))
-            for i, u in ipairs(ring) do turn[u] = tonumber(turns[i] or '0') end
-            table.sort(ring, function(a, b)
-                if turn[a] ~= turn[b] then return turn[a] < turn[b] end
-                return a < b
-            end)
-        end
+        local ring = users_in_turn(queues, slvl, allowed - #picks, eligible)
         local after = {}
         for _, u in ipairs(ring) do after[u] = -1 end
         while #ring > 0 and #picks < allowed do
@@ -352,7 +417,7 @@ local function pick_fairly(queues, allowed, per_user_max)
                     if #ring == 1 then n = math.min(allowed - #picks, per_user_max - running[user]) end
                     local found = next_of_user(queues, slvl, user, after[user], n)
                     if #found > 0 then
-                        for _, f in ipairs(found) do picks[#picks + 1] = f[1] end
+                        for _, f in ipairs(found) do picks[#picks + 1] = {f[1], slvl} end
                         after[user] = found[#found][2]
                         running[user] = running[user] + #found
                         if running[user] < per_user_max then still[#still + 1] = user end
@@ -376,14 +441,22 @@ local function claim(c, now)
     allowed = math.min(allowed, c.global_max - in_all)
     local picks = pick_fairly(c.queues, allowed, c.per_user_max)
     local out, turns = {}, {}
-    for _, id in ipairs(picks) do
+    for _, pick in ipairs(picks) do
+        local id = pick[1]
         local j = state(id)
-        move(j, 'running', {worker_id = c.worker_id, attempts = tonumber(j.attempts) + 1, started_at = now,
-                            completed_at = NULL, lease_expires_at = c.lease, aged = '0'})
+        move(j, 'running', {worker_id = c.worker_id, attempts = tonumber(j.attempts) + 1,
+                            started_at = later_of(now, j.created_at), completed_at = NULL,
+                            lease_expires_at = c.lease, aged = '0'})
         turns[j.user_id] = j.seq
         out[#out + 1] = payload(id)
     end
-    for user, seq in pairs(turns) do redis.call('HSET', P .. ':turns', user, seq) end
+    for user, seq in pairs(turns) do -- the user's turn, and its score wherever it still waits
+        redis.call('HSET', P .. ':turns', user, seq)
+        redis.call('ZADD', P .. ':served', now, user)
+        for _, uk in ipairs(redis.call('SMEMBERS', P .. ':uready:' .. user)) do
+            redis.call('ZADD', uk, 'XX', seq, user)
+        end
+    end
     return out
 end
 
@@ -392,6 +465,17 @@ end
 -- Is job j running under (worker_id, attempt)? The fence of progress, finish and release.
 local function owns(j, worker_id, attempt)
     return j ~= nil and j.status == 'running' and j.worker_id == worker_id and tonumber(j.attempts) == attempt
+end
+
+-- Keep created <= started <= completed in the fields `set` is about to write to job j: a handler's start time
+-- (it began after the claim) and an end time from a clock behind the submitter's.
+local function clamp_times(j, set)
+    if set.started_at and set.started_at ~= NULL then set.started_at = later_of(set.started_at, j.created_at) end
+    if set.completed_at and set.completed_at ~= NULL then
+        local started = set.started_at
+        if not started or started == NULL then started = j.started_at end
+        set.completed_at = later_of(set.completed_at, later_of(started, j.created_at))
+    end
 end
 
 -- End attempts, each fenced (see Store.finish): f = {job_id, worker_id, attempt, status, set, error_entry,
@@ -407,6 +491,7 @@ local function finish_all(items, now, error_limit)
         end
         if ok then
             if f.error_entry ~= NULL then append_capped(P .. ':eh:' .. f.job_id, f.error_entry, error_limit) end
+            clamp_times(j, f.set)
             move(j, f.status, f.set)
             if TERMINAL[f.status] then ended[#ended + 1] = f.job_id end
             owned[i] = 1

@@ -5,7 +5,7 @@
 local wanted = {}
 for _, s in ipairs(A.statuses) do wanted[s] = true end
 local source
-if A.idempotency_key ~= NULL then
+if A.idempotency_key ~= NULL and A.user_id ~= NULL then
     source = false
 elseif #A.statuses == 1 then
     source = P .. ':status:' .. A.statuses[1]
@@ -42,8 +42,8 @@ local function consider(id)
     last_created = created
 end
 
-if source == false then
-    local id = redis.call('HGET', P .. ':idem', A.idempotency_key)
+if source == false then -- keys are per user: without one, every job is a candidate
+    local id = redis.call('HGET', P .. ':idem', idem_field(A.user_id, A.idempotency_key))
     if id then consider(id) end
 else
     local pos, CHUNK = 0, 500

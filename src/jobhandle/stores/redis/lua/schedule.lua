@@ -1,7 +1,7 @@
 -- Every change of a schedule (create, fire, pause, resume, delete), as a compare-and-set: store.py read the
 -- schedule and computed the change (cron arithmetic is Python's); it applies only if the schedule is still as
 -- read. A = {schedule_id, now, expect = {absent = true} | {paused, generation, next_fire_at},
---            set = fields | null, delete, cancel = {key, reason} | null, job = spec | null}.
+--            set = fields | null, delete, cancel = {user_id, key, reason} | null, job = spec | null}.
 -- Returns {'ok', insert's answer for the job or false} | {'changed'} | {'missing'} | {'exists'}.
 local skey = P .. ':schedule:' .. A.schedule_id
 local cur = redis.call('HMGET', skey, 'paused', 'generation', 'next_fire_at')
@@ -13,10 +13,10 @@ else
     if cur[1] ~= e.paused or cur[2] ~= e.generation or (cur[3] or '') ~= e.next_fire_at then return {'changed'} end
 end
 if A.cancel ~= NULL then -- the job of a fire that has not come yet
-    local id = redis.call('HGET', P .. ':idem', A.cancel.key)
+    local id = redis.call('HGET', P .. ':idem', idem_field(A.cancel.user_id, A.cancel.key))
     local j = id and state(id)
     if j and j.status == 'scheduled' then
-        move(j, 'cancelled', {completed_at = A.now, error = A.cancel.reason})
+        move(j, 'cancelled', {completed_at = later_of(A.now, j.created_at), error = A.cancel.reason})
     end
 end
 local answer = false

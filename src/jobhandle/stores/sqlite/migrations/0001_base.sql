@@ -1,5 +1,8 @@
--- jobhandle SQLite schema. Times are POSIX seconds (REAL, UTC). JSON columns hold text.
--- Applied idempotently at every open.
+-- Migration 1: the schema of the releases before schema versions (0.1.0), written so that it also upgrades
+-- every database they created (IF NOT EXISTS throughout; objects of earlier releases dropped; the jobs column
+-- `aged`, added by 0.1.0, is added by migrate.py when missing). Later migrations change it from here; the
+-- schema as it stands is described in docs/architecture.md.
+-- Times are POSIX seconds (REAL, UTC). JSON columns hold text.
 
 CREATE TABLE IF NOT EXISTS jobs (
     job_id            TEXT PRIMARY KEY,

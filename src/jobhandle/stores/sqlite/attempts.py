@@ -1,0 +1,88 @@
+"""Running jobs in the SQLite store: progress, the end of an attempt, hand-back and lease recovery, each
+fenced by (job_id, worker_id, attempt)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...models import (
+    ERROR_HISTORY_LIMIT,
+    PROGRESS_HISTORY_LIMIT,
+    TERMINAL_STATUSES,
+    Job,
+    JobStatus,
+    dumps_json,
+    from_ts,
+    iso,
+    to_ts,
+)
+from ..base import Outcome, ProgressUpdate
+from .codec import progress_params, row_to_job
+from .commit import Tx
+from .deps import resolve_dependants
+from .sql import Q
+
+Attempt = tuple[str, str, int, Outcome]
+"""(job_id, worker_id, attempt, how it ended)."""
+
+
+def report_progress(tx: Tx, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+    entry = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
+    if update.items_processed is not None:
+        entry["items_processed"] = update.items_processed
+    cur = tx.conn.execute(Q["report_progress"], {
+        **progress_params(update), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+        "entry": dumps_json(entry), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
+    })
+    return cur.rowcount == 1
+
+
+def finish_all(tx: Tx, attempts: Sequence[Attempt], now_ts: float) -> list[bool]:
+    """End attempts, each fenced by (job_id, worker_id, attempt): write the outcomes, count the jobs that
+    left ``running`` (one statement for them all), resolve the dependants of those that ended. Returns which
+    attempts were still owned."""
+    if not attempts:
+        return []
+    seqs = tx.seqs(len(attempts))
+    owned = [_finish(tx, job_id, worker_id, attempt, outcome, now_ts, seq)
+             for (job_id, worker_id, attempt, outcome), seq in zip(attempts, seqs, strict=True)]
+    if any(owned):
+        tx.count_moved(JobStatus.RUNNING, seqs[0], seqs[-1])
+    resolve_dependants(tx, [a[0] for a, ok in zip(attempts, owned, strict=True)
+                            if ok and a[3].status in TERMINAL_STATUSES], now_ts)
+    return owned
+
+
+def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now_ts: float, seq: int) -> bool:
+    error_entry = None
+    if outcome.error is not None:
+        error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
+                                  "error_type": outcome.error_type})
+    terminal = outcome.status in TERMINAL_STATUSES
+    result = outcome.result
+    progress = progress_params(outcome.progress)
+    progress["started_at"] = to_ts(outcome.started_at) or progress["started_at"]
+    cur = tx.conn.execute(Q["finish_job"], {
+        **progress,
+        "status": outcome.status.value,
+        "result": None if outcome.status is not JobStatus.COMPLETED else "null" if result is None else
+        dumps_json(result),
+        "error": outcome.error, "error_type": outcome.error_type, "error_entry": error_entry,
+        "error_limit": ERROR_HISTORY_LIMIT, "completed_at": now_ts if terminal else None,
+        "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,
+        "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
+        "seq": seq, "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+    })
+    return cur.rowcount == 1
+
+
+def release(tx: Tx, job_id: str, worker_id: str, attempt: int) -> Job | None:
+    """A running job handed back: pending again, its attempt not counted."""
+    row = tx.conn.execute(Q["release_job"], {"job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+                                             "seq": tx.seq()}).fetchone()
+    if row is None:
+        return None
+    job = row_to_job(row)
+    tx.count([(job.queue, job.job_type, JobStatus.RUNNING.value, job.status.value, 1)])
+    tx.pend(job.queue, job.priority + job.priority_boost, job.user_id, 1)
+    return job
