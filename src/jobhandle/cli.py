@@ -1,8 +1,10 @@
 """The ``jobhandle`` command line: run a worker, submit and watch jobs, inspect and manage the queue.
 
 Every command takes ``--store URL`` (default: ``JOBHANDLE_STORE``, else ``sqlite:///./jobhandle.db``).
-User errors (bad input, an unknown job, a refused transition) print one ``error: ...`` line on stderr, never
-a traceback, and exit non-zero: 2 for invalid input, 1 for the rest (job state, a failed job, a dead worker).
+User errors (bad input, an unknown job, a refused transition, a store that cannot be opened, a handler module
+that does not import) print one ``error: ...`` line on stderr, never a traceback, and exit non-zero: 2 for
+invalid input, 1 for the rest (job state, a failed job, a dead worker). ``jobhandle --debug COMMAND`` prints
+the error's full traceback as well.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import logging
 import os
 import signal
 import sys
+import sysconfig
 import time
-from collections.abc import Callable, Iterable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from datetime import datetime
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
@@ -39,6 +44,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .config import Settings
 from .errors import (
     InvalidParameterError,
     JobHandleError,
@@ -49,6 +55,7 @@ from .errors import (
 from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id
 from .queue import JobQueue
 from .registry import default_registry
+from .stores import masked_url, open_store
 from .worker import Worker
 
 EXIT_FAILED = 1
@@ -90,6 +97,10 @@ StoreOption = Annotated[str | None, typer.Option(
     help="Store URL: sqlite:///jobs.db, sqlite:////abs/jobs.db or memory:// "
          "(default: $JOBHANDLE_STORE, else sqlite:///./jobhandle.db).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+WaitForStoreOption = Annotated[float | None, typer.Option(
+    "--wait-for-store", metavar="SECONDS", min=0, show_default=False,
+    help="While the store does not answer at start-up (Redis not up yet), keep trying this long, with backoff "
+         "(0.5 s doubling, at most 5 s); 0: fail at once (default: $JOBHANDLE_WAIT_FOR_STORE, else 60).")]
 JobIdArgument = Annotated[str, typer.Argument(
     metavar="JOB_ID", show_default=False, help="A job id, or a unique prefix of one (4+ characters).")]
 
@@ -109,9 +120,15 @@ class WorkerMode(str, Enum):
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Invocation:
+    """Options of the running invocation that every command's error handling reads (set by ``main_options``)."""
+
+    debug = False
+
+
 def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
-    """Register a command (on ``app``, or a command group) whose user errors end as one ``error:`` line on
-    stderr instead of a traceback."""
+    """Register a command (on ``app``, or a command group) whose errors end as one ``error:`` line on stderr
+    instead of a traceback (``--debug``: after the traceback)."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
@@ -119,13 +136,17 @@ def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
             try:
                 return fn(*args, **kwargs)
             except (InvalidParameterError, StoreURLError) as exc:
-                fail(_describe(exc), EXIT_USAGE)
+                fail(_describe(exc), EXIT_USAGE, exc)
             except JobHandleError as exc:
-                fail(_describe(exc), EXIT_FAILED)
+                fail(_describe(exc), EXIT_FAILED, exc)
             except pydantic.ValidationError as exc:  # Settings() read a bad environment variable
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
                                      for e in exc.errors())
-                fail(f"invalid configuration: {problems}", EXIT_USAGE)
+                fail(f"invalid configuration: {problems}", EXIT_USAGE, exc)
+            except Exception as exc:
+                if type(exc).__module__.split(".")[0] in ("typer", "click"):  # Exit, Abort, usage errors
+                    raise
+                fail(f"{one_line(exc)} (jobhandle --debug {name} ... prints the traceback)", EXIT_FAILED, exc)
 
         (group or app).command(name)(run)
         return fn
@@ -133,9 +154,18 @@ def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
     return decorate
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+def fail(message: str, code: int = EXIT_FAILED, cause: BaseException | None = None) -> NoReturn:
+    """Print ``error: message`` on stderr (with ``--debug``, the traceback of ``cause`` before it) and exit."""
+    if cause is not None and _Invocation.debug:
+        traceback.print_exception(cause, file=sys.stderr)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def one_line(exc: BaseException) -> str:
+    """``ValueError: bad thing`` on one line, whatever line breaks the message has."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _describe(exc: JobHandleError) -> str:
@@ -377,9 +407,11 @@ def _import_module(name: str) -> None:
         importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
-            raise  # the module exists but imports something missing: its own traceback says what
+            raise import_failure(repr(name), exc) from exc  # it exists, but imports something missing
         raise InvalidParameterError(f"cannot import {name!r}: no module named {exc.name!r} "
                                     f"(give a module importable from {cwd} or a path to a .py file)") from None
+    except Exception as exc:
+        raise import_failure(repr(name), exc) from exc
 
 
 def _import_file(path: Path) -> None:
@@ -394,7 +426,33 @@ def _import_file(path: Path) -> None:
         raise InvalidParameterError(f"cannot load {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise import_failure(str(path), exc) from exc
+
+
+LIBRARY_DIRS = tuple(Path(p).resolve() for p in {*(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib",
+                                                                                      "purelib", "platlib")),
+                                                 str(Path(__file__).parent)})
+"""Python's own modules, installed packages and jobhandle: where an app's import error is not to be shown."""
+
+
+def import_failure(what: str, exc: Exception) -> InvalidParameterError:
+    """``cannot import 'tasks': ZeroDivisionError: division by zero (/app/tasks.py, line 3)``: the exception
+    and the line of the app's code it came from (a SyntaxError: where the syntax is wrong), on one line."""
+    if isinstance(exc, SyntaxError):
+        problem = f"{type(exc).__name__}: {' '.join(str(exc.msg).split())}"
+        filename, lineno = exc.filename, exc.lineno
+    else:
+        problem = one_line(exc)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+        own = [f for f in frames if not any(Path(f.filename).resolve().is_relative_to(d) for d in LIBRARY_DIRS)]
+        frame = (own or frames)[-1] if frames else None
+        filename, lineno = (frame.filename, frame.lineno) if frame is not None else (None, None)
+    where = f" ({filename}, line {lineno})" if filename else ""
+    return InvalidParameterError(f"cannot import {what}: {problem}{where}")
 
 
 # -- commands ----------------------------------------------------------------------------------------------
@@ -412,11 +470,14 @@ def _version(value: bool) -> None:
 def main_options(
     show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="On an error, print its full traceback too, not only its one line.")] = False,
 ) -> None:
     """Background jobs: run workers, submit and watch jobs, inspect and manage the queue.
 
     Every command takes --store URL (default: $JOBHANDLE_STORE, else sqlite:///./jobhandle.db).
     """
+    _Invocation.debug = debug
 
 
 class StopRequest:
@@ -461,7 +522,7 @@ def _serve_until_stopped(worker: Worker, request: StopRequest, grace: float) -> 
             break
     if worker.failure is not None:
         worker.stop(grace)
-        fail(f"worker {worker.worker_id} stopped: a background loop died: {worker.failure!r}")
+        fail(f"worker {worker.worker_id} stopped: a background loop died: {worker.failure!r}", cause=worker.failure)
     name = signal.Signals(request.signum).name if request.signum else "stop request"
     _print_flushed(f"{name} received: claiming no more jobs, running ones have {grace:g}s to finish "
                    "(signal again to exit at once)")
@@ -471,6 +532,17 @@ def _serve_until_stopped(worker: Worker, request: StopRequest, grace: float) -> 
         _print_flushed("forced exit: jobs still running go back to the queue when their lease expires")
         os._exit(EXIT_FORCED)  # like being killed: no clean-up that could block again
     _print_flushed(f"worker {worker.worker_id} stopped")
+
+
+@contextmanager
+def queue_waiting_for_store(store: str | None, wait_for_store: float | None) -> Iterator[JobQueue]:
+    """A JobQueue on ``store`` (default: the settings'), opened once the store answers (see ``--wait-for-store``);
+    the queue and then the store are closed on exit."""
+    settings = Settings()
+    opened = open_store(store or settings.store, sqlite_poll_interval=settings.sqlite_poll_interval,
+                        wait_seconds=settings.wait_for_store if wait_for_store is None else wait_for_store)
+    with closing(opened), JobQueue(opened, settings=settings) as q:
+        yield q
 
 
 def _print_flushed(line: str) -> None:
@@ -500,6 +572,7 @@ def worker_command(
         help="Seconds running jobs may still finish after SIGTERM/SIGINT; the rest are handed back "
              "(default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")] = None,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
+    wait_for_store: WaitForStoreOption = None,
     store: StoreOption = None,
 ) -> None:
     """Run a worker in the foreground until SIGTERM or SIGINT (Ctrl-C).
@@ -514,19 +587,20 @@ def worker_command(
     if not handlers:
         typer.echo("warning: no handlers registered (load them with --app MODULE_OR_FILE); "
                    "jobs this worker claims will fail with UnknownHandlerError", err=True)
-    request = StopRequest()
-    request.install()
-    try:
-        with JobQueue(store) as q:
+    # The store is opened before the stop handler is installed: a signal while waiting for it ends the process.
+    with queue_waiting_for_store(store, wait_for_store) as q:
+        request = StopRequest()
+        request.install()
+        try:
             worker = q.worker(concurrency, queues=queues or ["default"], name=name,
                               mode=mode.value if mode else None).start()
-            _print_flushed(f"worker {worker.worker_id} started: store {store or q.settings.store}, "
+            _print_flushed(f"worker {worker.worker_id} started: store {masked_url(store or q.settings.store)}, "
                            f"queues {','.join(worker.queues)}, concurrency {worker.concurrency}, "
                            f"mode {worker.mode}, "
                            f"handlers {', '.join(handlers) or '(none)'}")
             _serve_until_stopped(worker, request, q.settings.shutdown_grace if grace is None else grace)
-    finally:
-        request.restore()
+        finally:
+            request.restore()
 
 
 @command("submit")
@@ -708,6 +782,7 @@ def serve_command(
         "--app", "-a", metavar="MODULE_OR_FILE",
         help="Module (dotted name) or .py file whose @handler functions to load; repeatable.")] = None,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
+    wait_for_store: WaitForStoreOption = None,
     store: StoreOption = None,
 ) -> None:
     """Run the REST API (docs at /docs) until SIGTERM or SIGINT, optionally with an in-process worker.
@@ -726,24 +801,25 @@ def serve_command(
         import_app(spec)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again; caught here, it lets
     # the queue below stop its worker (running jobs get the shutdown grace) instead of killing the process.
-    request = StopRequest()
-    request.install()
-    try:
-        with JobQueue(store) as q:
+    with queue_waiting_for_store(store, wait_for_store) as q:  # before the stop handler, as for the worker
+        request = StopRequest()
+        request.install()
+        try:
             app = create_app(q)  # refuses bad API key entries before anything listens
             if workers:
                 q.start(workers)
             base = f"http://{host}:{port}"
-            _print_flushed(f"jobhandle API {base}/api/v1/jobs (docs {base}/docs), store {store or q.settings.store},"
-                           f" {workers or 'no'} in-process worker slot{'' if workers == 1 else 's'}, "
+            _print_flushed(f"jobhandle API {base}/api/v1/jobs (docs {base}/docs), "
+                           f"store {masked_url(store or q.settings.store)}, "
+                           f"{workers or 'no'} in-process worker slot{'' if workers == 1 else 's'}, "
                            f"authentication {'on' if app.state.jobhandle.auth.enabled else 'off'}")
             # The web stack leaves a few hundred thousand long-lived objects that every full garbage collection
             # would walk again (80-190 ms pauses, the tail of request latency under load): set them aside.
             gc.collect()
             gc.freeze()
             uvicorn.run(app, host=host, port=port, log_level=log_level.value.lower())
-    finally:
-        request.restore()
+        finally:
+            request.restore()
 
 
 def _default_demo_dir() -> Path:
@@ -755,11 +831,11 @@ def _default_demo_dir() -> Path:
 def _import_demo_handlers(module: str) -> None:
     try:
         import_app(module)
-    except InvalidParameterError:
+    except InvalidParameterError as exc:
         if module != DEMO_HANDLERS:
             raise
-        raise JobHandleError(f"the demo needs the bundled document handlers ({DEMO_HANDLERS}), "
-                             "which this installation does not have") from None
+        raise JobHandleError(f"the demo needs the bundled document handlers ({DEMO_HANDLERS}), which do not "
+                             f"import here: {exc.message}") from exc
     missing = [name for name in ("process_batch", "process_document") if name not in default_registry]
     if missing:
         raise JobHandleError(f"{module} did not register the demo's job type(s): {', '.join(missing)}")
@@ -792,6 +868,9 @@ def demo_command(
     directory = input_dir or _default_demo_dir()
     if not directory.is_dir():
         raise InvalidParameterError(f"--input-dir {directory}: not a directory")
+    # The document handlers read only inside their configured roots; unless those are set, the folder the user
+    # named here is the one they may read (this process only: the demo's worker runs in it).
+    os.environ.setdefault("JOBHANDLE_DOCUMENTS_INPUT_ROOTS", str(directory.resolve()))
     console = _console()
     with JobQueue(store) as q:
         typer.echo(f"demo: processing {directory.resolve()} with {concurrency} worker slots, "

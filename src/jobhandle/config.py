@@ -43,6 +43,9 @@ class Settings(BaseSettings):
                        description="Store URL: sqlite:///path, redis://host:6379/0[?prefix=name], memory://")
     redis_url: str | None = Field(
         None, validation_alias=_env("REDIS_URL"), description="Seed 003's: the store, when JOBHANDLE_STORE is unset")
+    wait_for_store: float = Field(
+        60.0, ge=0, description="jobhandle worker/serve: seconds to keep trying a store that does not answer at "
+                                "start-up (Redis not up yet); 0: fail at once")
 
     # Seed 003: worker pool and resource thresholds.
     workers_min: int = Field(2, ge=0, validation_alias=_env("JOB_QUEUE_WORKERS_MIN"))

@@ -62,6 +62,11 @@ class StoreClosedError(JobHandleError, RuntimeError):
     """The store was closed; nothing more can be read or written through it."""
 
 
+class StoreOpenError(JobHandleError, OSError):
+    """A store that cannot be opened where its URL points: a SQLite file this process may not create or write
+    (a read-only folder, a missing folder, a path under a file, ``/proc``), or a file that is no SQLite database."""
+
+
 class StoreSchemaError(JobHandleError, RuntimeError):
     """The store's data has a layout this release cannot use (written by a newer release, or damaged)."""
 

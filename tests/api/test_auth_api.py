@@ -77,7 +77,8 @@ def test_another_users_job_cannot_be_a_dependency_or_an_idempotency_match(auth_a
                              headers=bearer(ALICE_KEY))
 
     assert parent.status_code == 400 and "does not exist" in parent.json()["message"]
-    assert same_key.status_code == 400 and bob_job["job_id"] not in same_key.text
+    assert same_key.status_code == 201, "keys are per user: bob's key neither blocks alice nor shows it exists"
+    assert same_key.json()["user_id"] == "alice" and same_key.json()["job_id"] != bob_job["job_id"]
 
 
 def test_lists_bulk_cancel_and_stats_are_scoped_to_the_user(auth_api: TestClient) -> None:

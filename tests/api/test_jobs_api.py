@@ -35,7 +35,8 @@ def test_submit_returns_201_with_the_stored_job(api: TestClient) -> None:
     assert job["priority"] == 10 and job["user_id"] == "carol" and job["queue"] == "q1"
     assert job["parameters"] == {"n": 1} and job["max_retries"] == 0
     uuid.UUID(job["job_id"])
-    assert submit(api, idempotency_key="k1")["job_id"] == job["job_id"]
+    assert submit(api, user_id="carol", idempotency_key="k1")["job_id"] == job["job_id"]
+    assert submit(api, idempotency_key="k1")["job_id"] != job["job_id"], "another user's key is another key"
 
 
 def test_submit_with_delay_or_time_is_scheduled_and_with_missing_parent_waits(api: TestClient) -> None:

@@ -222,8 +222,8 @@ def test_submit_parses_params_as_json_when_they_parse(q: JobQueue, db_url: str) 
                               "nan": "NaN", "eq": "a=b"}
     assert (job.priority, job.user_id, job.queue, job.max_retries, job.timeout_seconds, job.idempotency_key) == \
         (10, "alice", "q2", 1, 9.0, "k1")
-    again = cli("submit", "echo", "--store", db_url, "--idempotency-key", "k1")
-    assert again.stdout.strip() == job.job_id
+    again = cli("submit", "echo", "--store", db_url, "--user", "alice", "--idempotency-key", "k1")
+    assert again.stdout.strip() == job.job_id, "the same user's key finds its job"
 
 
 def test_submit_json_and_delay(q: JobQueue, db_url: str) -> None:

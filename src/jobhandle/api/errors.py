@@ -11,6 +11,7 @@ Status codes: 400 a well-formed request that jobhandle refuses (bad id, unknown 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -18,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from ..errors import (
     InvalidParameterError,
@@ -115,17 +116,27 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+        headers["Allow"] = ", ".join(_allowed_methods(request, headers.get("Allow")))
     return JSONResponse({"error": name, "message": detail}, status_code=exc.status_code, headers=headers or None)
 
 
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+def _allowed_methods(request: Request, given: str | None) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's, ``given``)."""
+    methods = {m.strip() for m in (given or "").split(",") if m.strip()}
+    for route in _flat_routes(request.app.routes):
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE:
             methods |= route.methods
     return sorted(methods)
+
+
+def _flat_routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
+    """The app's routes, those of included routers too (FastAPI lists an included router as one entry)."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flat_routes(included.routes)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -64,6 +64,7 @@ from ..base import (
     StoreCounts,
     WorkerInfo,
 )
+from ..urls import masked_url
 from .codec import (
     expect,
     finish_item,
@@ -122,7 +123,8 @@ class RedisStore(Store):
             self._redis.ping()
         except redis.RedisError as exc:
             self._pool.disconnect()
-            raise StoreUnavailableError(f"the Redis server at {location.url} does not answer: {exc}") from exc
+            where = masked_url(location.url)
+            raise StoreUnavailableError(f"the Redis server at {where} does not answer: {exc}") from exc
         self._scripts = {name: self._redis.register_script(source) for name, source in SOURCES.items()}
         self._signal = ChangeSignal()
         self._closed = threading.Event()
@@ -130,8 +132,9 @@ class RedisStore(Store):
         if found > LAYOUT:
             self._pool.disconnect()
             raise StoreSchemaError(
-                f"the Redis store {location.prefix} at {location.url} has key layout {found}, written by a newer "
-                f"jobhandle; this one knows layouts up to {LAYOUT}: upgrade jobhandle to use it", layout=found)
+                f"the Redis store {location.prefix} at {masked_url(location.url)} has key layout {found}, written "
+                f"by a newer jobhandle; this one knows layouts up to {LAYOUT}: upgrade jobhandle to use it",
+                layout=found)
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()
 

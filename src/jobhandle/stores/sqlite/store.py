@@ -25,6 +25,7 @@ from ...errors import (
     JobAlreadyCompletedError,
     JobNotFoundError,
     StoreClosedError,
+    StoreOpenError,
 )
 from ...models import TERMINAL_STATUSES, Job, JobStatus, Schedule, at_ts, dumps_json, from_ts, take_token, to_ts
 from ..base import (
@@ -76,8 +77,11 @@ class SQLiteStore(Store):
         self._listener: Listener | None = None
         self._listener_conn: sqlite3.Connection | None = None
         self._notifier = None if self._memory else Notifier(self.path)
-        if not self._memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(self.path).parent
+        if not self._memory and not folder.is_dir():  # a mistyped path: say so, create nothing
+            problem = "is not a folder" if folder.exists() else "does not exist (create it first, or check the " \
+                                                                 "sqlite:/// URL)"
+            raise StoreOpenError(f"cannot open the SQLite store {self.path}: {folder} {problem}", path=self.path)
         self._shared = self._connect() if self._memory else None
         with self._lock:
             migrate(self._conn(), self.path)
