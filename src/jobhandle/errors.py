@@ -62,6 +62,10 @@ class StoreClosedError(JobHandleError, RuntimeError):
     """The store was closed; nothing more can be read or written through it."""
 
 
+class StoreConflictError(JobHandleError, RuntimeError):
+    """A change that kept losing to other changes of the same object; trying again later may succeed."""
+
+
 class StoreOpenError(JobHandleError, OSError):
     """A store that cannot be opened where its URL points: a SQLite file this process may not create or write
     (a read-only folder, a missing folder, a path under a file, ``/proc``), or a file that is no SQLite database."""

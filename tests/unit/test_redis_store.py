@@ -16,7 +16,7 @@ from store_urls import private_redis_server, redis_url
 
 from jobhandle import HandlerRegistry, JobQueue, JobStatus, Settings, StoreUnavailableError, StoreURLError
 from jobhandle.api import create_app
-from jobhandle.errors import StoreSchemaError
+from jobhandle.errors import StoreConflictError, StoreSchemaError
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import JobQuery, open_store
 from jobhandle.stores.redis.keys import parse_redis_url
@@ -209,3 +209,28 @@ def test_a_store_of_a_newer_layout_is_refused(request: pytest.FixtureRequest) ->
             open_store(url)
     finally:
         client.close()
+
+
+def test_a_schedule_change_that_keeps_losing_gives_up_with_a_clear_error(request: pytest.FixtureRequest,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pause, resume and delete are compare-and-set: each try reads the schedule, then applies only if nobody
+    changed it since. Another writer changing it after every read (here: its generation bumped in Redis right
+    after each read) must not keep the caller looping forever."""
+    url = redis_url(request)
+    queue = JobQueue(url, registry=HandlerRegistry())
+    try:
+        schedule = queue.schedule("tick", "* * * * *")
+        store = queue.store
+        read = store._read_schedule  # type: ignore[attr-defined]
+        key = f"{parse_redis_url(url).prefix}:schedule:{schedule.schedule_id}"
+
+        def read_then_lose(schedule_id: str):  # type: ignore[no-untyped-def]
+            found = read(schedule_id)
+            store._redis.hincrby(key, "generation", 1)  # type: ignore[attr-defined]
+            return found
+
+        monkeypatch.setattr(store, "_read_schedule", read_then_lose)
+        with pytest.raises(StoreConflictError, match="changed 20 times"):
+            queue.pause_schedule(schedule.schedule_id)
+    finally:
+        queue.close()

@@ -28,6 +28,7 @@ from ..errors import (
     JobNotFoundError,
     ScheduleNotFoundError,
     StoreClosedError,
+    StoreConflictError,
     StoreUnavailableError,
 )
 
@@ -53,6 +54,7 @@ STATUS_CODES: tuple[tuple[type[JobHandleError], int], ...] = (
     (JobNotFoundError, 404),
     (ScheduleNotFoundError, 404),
     (InvalidTransitionError, 409),  # JobAlreadyCompletedError is one
+    (StoreConflictError, 409),
     (PayloadTooLargeError, 413),
     (StoreClosedError, 503),
     (StoreUnavailableError, 503),

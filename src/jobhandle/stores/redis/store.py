@@ -15,26 +15,20 @@ script (schedule.lua), retried when another caller changed the schedule first.
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
 from redis.client import PubSub
-from redis.retry import Retry
 
-from ... import cron
 from ...errors import (
     InvalidParameterError,
     InvalidTransitionError,
     JobAlreadyCompletedError,
     JobNotFoundError,
-    ScheduleNotFoundError,
     StoreClosedError,
     StoreSchemaError,
     StoreUnavailableError,
@@ -45,7 +39,6 @@ from ...models import (
     TERMINAL_STATUSES,
     Job,
     JobStatus,
-    Schedule,
     at_ts,
     dumps_json,
     from_ts,
@@ -65,66 +58,33 @@ from ..base import (
     WorkerInfo,
 )
 from ..urls import masked_url
+from .client import connect, reachable, unreachable
 from .codec import (
-    expect,
     finish_item,
     job_spec,
     payload_to_job,
     progress_set,
-    schedule_fields,
-    schedule_from,
     time_of,
     ts,
 )
 from .keys import parse_redis_url
+from .schedules import RedisSchedules
 from .scripts import READ_ONLY, SOURCES
 
 T = TypeVar("T")
 LAYOUT = 2
 """The version of the key layout (keys.py) this release writes; lua/layout.lua upgrades older stores."""
 CLEANUP_BATCH = 1000
-SOCKET_TIMEOUT_SECONDS = 30.0
-CONNECT_TIMEOUT_SECONDS = 5.0
-MAX_CONNECTIONS = 32
-"""Connections one store instance keeps to Redis at most (one of them is its events subscription)."""
-POOL_WAIT_SECONDS = 60.0
-def _reachable(method: Callable[..., T]) -> Callable[..., T]:
-    """A primitive that talks to Redis directly: a lost server is StoreUnavailableError, as in ``_call``."""
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> T:
-        try:
-            return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreUnavailableError(f"the Redis store is unreachable: {exc}") from exc
-    return call
 
 
-class RedisStore(Store):
+class RedisStore(RedisSchedules, Store):
     kind = "redis"
 
     def __init__(self, url: str) -> None:
         location = parse_redis_url(url)
         self._key = location.key
         self._prefix = location.prefix
-        # No silent retries: a script re-sent after a lost reply could apply twice; a lost server is reported
-        # (StoreUnavailableError) and workers wait it out. Timeouts (overridable in the URL, e.g.
-        # ?socket_timeout=10) keep a hung server from hanging its clients. At most MAX_CONNECTIONS per store:
-        # a thousand threads calling at once take turns on them instead of opening a thousand sockets at once
-        # (a connection storm overflows the server's accept queue). Typed Any: redis-py's annotations do not
-        # follow decode_responses=True (every reply is str here).
-        pool = redis.BlockingConnectionPool.from_url(
-            location.url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, decode_responses=True,
-            health_check_interval=30, socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 0),
-            client_name=f"jobhandle-{location.prefix.strip('{}')}")  # how its connections show in CLIENT LIST
-        self._pool = pool
-        self._redis: Any = redis.Redis(connection_pool=pool)
-        try:
-            self._redis.ping()
-        except redis.RedisError as exc:
-            self._pool.disconnect()
-            where = masked_url(location.url)
-            raise StoreUnavailableError(f"the Redis server at {where} does not answer: {exc}") from exc
+        self._pool, self._redis = connect(location)
         self._scripts = {name: self._redis.register_script(source) for name, source in SOURCES.items()}
         self._signal = ChangeSignal()
         self._closed = threading.Event()
@@ -148,7 +108,7 @@ class RedisStore(Store):
         try:
             answer = self._scripts[name](keys=[self._prefix], args=[json.dumps(args)])
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreUnavailableError(f"the Redis store is unreachable: {exc}") from exc
+            raise unreachable(exc) from exc
         if name in READ_ONLY:
             return answer
         changed, *result = answer  # see WRITE_WRAPPER; a nil answer leaves nothing after the flag
@@ -231,7 +191,7 @@ class RedisStore(Store):
                                        "lease": repr(now_ts + lease_seconds)})
         return set(ids)
 
-    @_reachable
+    @reachable
     def owned_jobs(self, worker_id: str) -> set[str]:
         # Exact without reading the jobs: lib.lua's enter/leave keep wjobs:<worker> to the jobs running under it
         # (the worker's cancel watch asks this many times a second).
@@ -293,7 +253,7 @@ class RedisStore(Store):
         return int(self._call("age", {"now": repr(now.timestamp()), "interval": repr(float(interval)),
                                       "max_boost": max_boost}))
 
-    @_reachable
+    @reachable
     def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:
         now_ts = now.timestamp()
         ids = self._redis.zrangebyscore(self._key("leases"), "-inf", f"({now_ts!r}", start=0, num=1000)
@@ -314,14 +274,14 @@ class RedisStore(Store):
     def reap_workers(self, silent_since: datetime) -> list[str]:
         return list(self._call("reap", {"silent_since": repr(silent_since.timestamp())}))
 
-    @_reachable
+    @reachable
     def unregister_worker(self, worker_id: str) -> None:
         with self._redis.pipeline() as pipe:
             pipe.delete(self._key("worker", worker_id))
             pipe.zrem(self._key("workers"), worker_id)
             pipe.execute()
 
-    @_reachable
+    @reachable
     def list_workers(self) -> list[WorkerInfo]:
         ids = self._redis.zrange(self._key("workers"), 0, -1)
         with self._redis.pipeline() as pipe:
@@ -345,113 +305,9 @@ class RedisStore(Store):
         return float(self._call("take_token", {"key": key, "per_second": per_second, "burst": burst,
                                                "now": repr(now.timestamp())}))
 
-    # -- schedules -----------------------------------------------------------------------------------------
-
-    def _change_schedule(self, schedule_id: str, now: datetime, expect: dict[str, Any], *,
-                         new: Schedule | None = None, job: Job | None = None,
-                         cancel: tuple[str, str] | None = None,
-                         reason: str = "", delete: bool = False) -> list[Any] | None:
-        """Apply one schedule change (schedule.lua); None when the schedule changed since it was read."""
-        answer = self._call("schedule", {
-            "schedule_id": schedule_id, "now": repr(now.timestamp()), "expect": expect,
-            "set": None if new is None else schedule_fields(new), "delete": delete,
-            "cancel": None if cancel is None else {"user_id": cancel[0], "key": cancel[1], "reason": reason},
-            "job": None if job is None else job_spec(job),
-        })
-        if answer[0] == "missing":
-            raise ScheduleNotFoundError(schedule_id)
-        if answer[0] == "exists":
-            raise InvalidParameterError(f"a schedule with id {schedule_id} exists already")
-        if answer[0] == "changed":
-            return None
-        return list(answer[1]) if answer[1] else []
-
-    def create_schedule(self, schedule: Schedule, now: datetime) -> tuple[Schedule, Job]:
-        first_fire = schedule.next_fire_at
-        assert first_fire is not None, "a new schedule knows its first fire time"
-        job = cron.job_for_fire(schedule, first_fire)
-        answer = self._change_schedule(schedule.schedule_id, now, {"absent": True}, new=schedule, job=job)
-        assert answer is not None
-        return schedule, self._insert_answers([job], [answer], now)[0]
-
-    @_reachable
-    def get_schedule(self, schedule_id: str) -> Schedule | None:
-        h = self._redis.hgetall(self._key("schedule", schedule_id))
-        return schedule_from(h) if h else None
-
-    @_reachable
-    def list_schedules(self) -> list[Schedule]:
-        ids = self._redis.zrange(self._key("schedules"), 0, -1)
-        with self._redis.pipeline() as pipe:
-            for schedule_id in ids:
-                pipe.hgetall(self._key("schedule", schedule_id))
-            found = [schedule_from(h) for h in pipe.execute() if h]
-        return sorted(found, key=lambda s: (s.created_at, s.schedule_id))
-
-    @_reachable
-    def advance_schedules(self, now: datetime) -> list[Job]:
-        created: list[Job] = []
-        for schedule_id in self._redis.zrangebyscore(self._key("schedules_due"), "-inf", repr(now.timestamp())):
-            schedule = self.get_schedule(schedule_id)
-            fired = schedule.next_fire_at if schedule is not None else None
-            if schedule is None or schedule.paused or fired is None or fired > now:
-                continue
-            following = cron.next_fire(schedule.cron_expression, schedule.timezone, max(now, fired))
-            job = cron.job_for_fire(schedule, following)
-            moved = replace(schedule, last_fire_at=fired, next_fire_at=following)
-            try:
-                answer = self._change_schedule(schedule_id, now, expect(schedule), new=moved, job=job)
-            except ScheduleNotFoundError:
-                continue  # deleted meanwhile
-            if answer is not None:  # None: another caller fired it first
-                created += self._insert_answers([job], [answer], now)
-        return created
-
-    def pause_schedule(self, schedule_id: str, now: datetime) -> Schedule:
-        while True:
-            schedule = self._read_schedule(schedule_id)
-            if schedule.paused:
-                return schedule
-            paused = replace(schedule, paused=True)
-            if self._change_schedule(schedule_id, now, expect(schedule), new=paused,
-                                     cancel=self._upcoming_key(schedule),
-                                     reason="its schedule was paused") is not None:
-                return paused
-
-    def resume_schedule(self, schedule_id: str, now: datetime) -> Schedule:
-        while True:
-            schedule = self._read_schedule(schedule_id)
-            if not schedule.paused:
-                return schedule
-            following = cron.next_fire(schedule.cron_expression, schedule.timezone, now)
-            resumed = replace(schedule, paused=False, generation=schedule.generation + 1, next_fire_at=following)
-            if self._change_schedule(schedule_id, now, expect(schedule), new=resumed,
-                                     job=cron.job_for_fire(resumed, following)) is not None:
-                return resumed
-
-    def delete_schedule(self, schedule_id: str, now: datetime) -> Schedule:
-        while True:
-            schedule = self._read_schedule(schedule_id)
-            if self._change_schedule(schedule_id, now, expect(schedule), cancel=self._upcoming_key(schedule),
-                                     reason="its schedule was deleted", delete=True) is not None:
-                return schedule
-
-    def _read_schedule(self, schedule_id: str) -> Schedule:
-        schedule = self.get_schedule(schedule_id)
-        if schedule is None:
-            raise ScheduleNotFoundError(schedule_id)
-        return schedule
-
-    @staticmethod
-    def _upcoming_key(schedule: Schedule) -> tuple[str, str] | None:
-        """(user, idempotency key) of the job of the schedule's next fire, which a pause or delete cancels."""
-        if schedule.next_fire_at is None:
-            return None
-        return schedule.user_id, cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
-
     # -- counters, retention, change feed ----------------------------------------------------------------
 
-    @_reachable
+    @reachable
     def counts(self) -> StoreCounts:
         with self._redis.pipeline() as pipe:
             pipe.hgetall(self._key("count", "status"))
@@ -472,12 +328,12 @@ class RedisStore(Store):
                            by_queue=split(by_queue), by_type=split(by_type), last_cleanup=time_of(last_cleanup),
                            last_cleanup_removed=int(removed or 0))
 
-    @_reachable
+    @reachable
     def count_by_status(self, user_id: str) -> dict[str, int]:
         counts = self._redis.hgetall(self._key("ucount", user_id))
         return {status: int(n) for status, n in counts.items() if int(n)}
 
-    @_reachable
+    @reachable
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
         removed = 0
         for status, cutoff in cutoffs.items():
@@ -500,11 +356,11 @@ class RedisStore(Store):
     def changes_since(self, seq: int, limit: int = 500) -> list[Job]:
         return [payload_to_job(p) for p in self._call("changes", {"seq": seq, "limit": limit})]
 
-    @_reachable
+    @reachable
     def last_seq(self) -> int:
         return int(self._redis.get(self._key("seq")) or 0)
 
-    @_reachable
+    @reachable
     def next_due_at(self) -> datetime | None:
         first = self._redis.zrange(self._key("due"), 0, 0, withscores=True)
         return from_ts(first[0][1]) if first else None
