@@ -62,6 +62,11 @@ class StoreClosedError(JobHandleError, RuntimeError):
     """The store was closed; nothing more can be read or written through it."""
 
 
+class StoreError(JobHandleError, RuntimeError):
+    """A store primitive failed in a way it does not document (a driver error, a script error, a bug): the
+    message names the primitive, ``primitive`` in the context."""
+
+
 class StoreConflictError(JobHandleError, RuntimeError):
     """A change that kept losing to other changes of the same object; trying again later may succeed."""
 

@@ -1,17 +1,27 @@
-"""Maintenance that any number of processes may run at once (every primitive it calls is idempotent):
-recovering jobs whose worker's lease expired, forgetting dead workers, advancing cron schedules, priority
-aging and retention cleanup."""
+"""Maintenance: recovering jobs whose worker's lease ran out, forgetting dead workers, advancing cron schedules,
+priority aging and retention cleanup.
+
+Every primitive it calls is safe to run in any number of processes at once; still, only one process per store
+does each task at a time: a worker runs a task only while it holds the task's lease in the store (each task
+its own), so a hundred workers do not all scan for expired leases every five seconds. A holder that dies
+stops renewing; another worker takes the task over once the lease runs out. Workers run maintenance in a
+thread of its own (never on the heartbeat's), and retention cleanup goes in bounded steps, the lease renewed
+between them, so a first cleanup of millions of rows after downtime delays nothing else.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from .config import Settings
 from .models import Job, JobStatus, utcnow
 from .retry import lost_worker_policy
-from .stores.base import Store
+from .stores.base import Outcome
 
 log = logging.getLogger("jobhandle.maintenance")
 
@@ -20,6 +30,29 @@ AGING_TICK_SECONDS = 5.0
 SCHEDULE_TICK_SECONDS = 1.0
 """How often schedules are advanced. Precision does not depend on it: each fire's job exists ahead of its time
 (it is created when the previous fire passes) and starts when due like any scheduled job."""
+CLEANUP_STEP = 10_000
+"""Jobs one step of retention cleanup removes at most; the cleanup lease is renewed between steps."""
+TICK_SECONDS = 0.5
+"""How often the maintenance loop looks for a task that is due."""
+
+
+class MaintenanceStore(Protocol):
+    """The primitives maintenance calls (a Store has them all)."""
+
+    def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool: ...
+
+    def release_lease(self, name: str, holder: str) -> None: ...
+
+    def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]: ...
+
+    def reap_workers(self, silent_since: datetime) -> list[str]: ...
+
+    def advance_schedules(self, now: datetime) -> list[Job]: ...
+
+    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int: ...
+
+    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
+                removed_before: int = 0) -> int: ...
 
 
 def retention_cutoffs(settings: Settings, now: datetime) -> dict[JobStatus, datetime]:
@@ -31,32 +64,70 @@ def retention_cutoffs(settings: Settings, now: datetime) -> dict[JobStatus, date
     }
 
 
-class Maintenance:
-    """Runs each maintenance task when it is due; call ``run_due`` from any loop, as often as you like."""
+@dataclass(slots=True)
+class Task:
+    """A maintenance task: what it runs, how often, and for how long its lease is taken: longer than its
+    interval, so its holder keeps it from one run to the next (renewed once half of it has passed), and at
+    least the worker timeout, so a holder that dies is replaced about as soon as its jobs are recovered."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    name: str
+    interval: float
+    run: Callable[[], object]
+    lease_seconds: float
+    next_at: float = 0.0
+    held_until: float = 0.0  # monotonic: while well before this, the lease is ours without asking the store
+
+
+class Maintenance:
+    """The maintenance tasks of one store. ``run_due`` runs each task that is due and whose lease this holder
+    gets (``holder`` None: no leases, every task runs: for explicit calls such as ``JobQueue.cleanup``)."""
+
+    def __init__(self, store: MaintenanceStore, settings: Settings, holder: str | None = None) -> None:
         self.store = store
         self.settings = settings
-        self._next_recover = 0.0
-        self._next_cleanup = 0.0  # cleanup runs at start, then every cleanup_interval
-        self._next_schedules = 0.0
-        self._next_aging = 0.0
+        self.holder = holder
+        aging = settings.priority_aging_seconds
+        intervals: dict[str, tuple[float, Callable[[], object]]] = {
+            "schedules": (SCHEDULE_TICK_SECONDS, self.advance_schedules),
+            "recover": (settings.heartbeat_interval, self.recover),
+            "cleanup": (settings.cleanup_interval, self._cleanup_in_steps),
+        }
+        if aging and settings.priority_aging_max:
+            intervals["aging"] = (min(AGING_TICK_SECONDS, aging / 2), self.age)
+        self.tasks = [Task(name, interval, run, max(settings.worker_timeout, 3 * interval))
+                      for name, (interval, run) in intervals.items()]
 
     def run_due(self) -> None:
-        clock = time.monotonic()
-        if clock >= self._next_schedules:
-            self._next_schedules = clock + SCHEDULE_TICK_SECONDS
-            self.advance_schedules()
-        if clock >= self._next_recover:
-            self._next_recover = clock + self.settings.heartbeat_interval
-            self.recover()
-        aging = self.settings.priority_aging_seconds
-        if aging and self.settings.priority_aging_max and clock >= self._next_aging:
-            self._next_aging = clock + min(AGING_TICK_SECONDS, aging / 2)
-            self.age()
-        if clock >= self._next_cleanup:
-            self._next_cleanup = clock + self.settings.cleanup_interval
-            self.cleanup()
+        """Run every task that is due (and, with a holder, whose lease it holds)."""
+        for task in self.tasks:
+            clock = time.monotonic()
+            if clock < task.next_at:
+                continue
+            if not self._holds(task, clock):
+                task.next_at = clock + min(task.interval, task.lease_seconds / 3)  # look again: it may run out
+                continue
+            task.next_at = clock + task.interval
+            task.run()
+
+    def _holds(self, task: Task, clock: float) -> bool:
+        """Whether this holder may run ``task`` now: its lease is ours (renewed when half of it has passed)."""
+        if self.holder is None:
+            return True
+        if clock < task.held_until - task.lease_seconds / 2:
+            return True
+        if self.store.hold_lease(task.name, self.holder, task.lease_seconds, utcnow()):
+            task.held_until = clock + task.lease_seconds
+            return True
+        task.held_until = 0.0
+        return False
+
+    def release_leases(self) -> None:
+        """Give up the leases held (a stopping worker: another takes its tasks over at once)."""
+        if self.holder is not None:
+            for task in self.tasks:
+                if task.held_until:
+                    self.store.release_lease(task.name, self.holder)
+                    task.held_until = 0.0
 
     def recover(self, now: datetime | None = None) -> list[Job]:
         now = now or utcnow()
@@ -81,8 +152,25 @@ class Maintenance:
                                       self.settings.priority_aging_max)
 
     def cleanup(self, now: datetime | None = None) -> int:
+        """Retention cleanup, all of it now (an explicit call: ``JobQueue.cleanup``)."""
         now = now or utcnow()
         removed = self.store.cleanup(retention_cutoffs(self.settings, now), now)
+        if removed:
+            log.info("retention cleanup removed %d jobs", removed)
+        return removed
+
+    def _cleanup_in_steps(self) -> int:
+        """Retention cleanup in steps of CLEANUP_STEP jobs, renewing the cleanup lease between them; stops early
+        when the lease is lost (the next holder goes on)."""
+        now = utcnow()
+        cutoffs = retention_cutoffs(self.settings, now)
+        task = next(t for t in self.tasks if t.name == "cleanup")
+        removed = 0
+        while True:
+            step = self.store.cleanup(cutoffs, now, limit=CLEANUP_STEP, removed_before=removed)
+            removed += step
+            if step < CLEANUP_STEP or not self._holds(task, time.monotonic()):
+                break
         if removed:
             log.info("retention cleanup removed %d jobs", removed)
         return removed

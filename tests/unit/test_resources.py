@@ -43,7 +43,7 @@ class BusyMachine(LoadSampler):
 def test_cpu_used_by_other_work_pauses_claiming(queue: JobQueue) -> None:
     worker = queue.worker(1)
     worker.cpu_threshold = 80
-    worker._load = BusyMachine()
+    worker.load = BusyMachine()
     with worker:
         wait_until(lambda: queue.workers()[0]["state"] == "paused (cpu used by other work 95% > 80%)", 10,
                    "the worker to pause for the CPU")

@@ -72,3 +72,19 @@ def test_one_batch_stores_jobs_with_and_without_optional_columns(store: SQLiteSt
     assert get(store, doomed.job_id).error_type == "DependencyFailedError"
     assert get(store, scheduled.job_id).scheduled_time == later
     assert store.counts().by_status == {"pending": 2, "scheduled": 1, "cancelled": 2}
+
+
+def test_a_wake_up_that_fails_after_a_commit_does_not_fail_the_primitive(store: SQLiteStore,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit cannot be undone: a claim whose wake-up raised must still hand its jobs to its caller, or
+    they would run under nobody (their worker would never hear of them)."""
+    job = submit(store, utcnow())
+
+    def broken(own: object) -> None:
+        raise OSError("the wake-up socket folder went away")
+
+    assert store._notifier is not None
+    monkeypatch.setattr(store._notifier, "notify", broken)
+    claimed = store.claim("w1", ["default"], 1, 30, utcnow())
+    assert [j.job_id for j in claimed] == [job.job_id]
+    assert get(store, job.job_id).status is JobStatus.RUNNING

@@ -272,8 +272,23 @@ class Store(ABC):
         """One user's jobs by status (statuses with none are left out): the API's per-user statistics."""
 
     @abstractmethod
-    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
-        """Delete terminal jobs finished before their status's cutoff; record the run; return how many."""
+    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
+                removed_before: int = 0) -> int:
+        """Delete terminal jobs finished before their status's cutoff, in batches of their own transactions (or
+        scripts); return how many. With ``limit``, stop after about that many (a bounded step: call again while it
+        returns ``limit`` or more). A call that found no more to delete records the run (when, and
+        ``removed_before`` + what it removed: the earlier steps' count), and forgets the bookkeeping nothing
+        needs any more (turns of users long gone, full token buckets)."""
+
+    @abstractmethod
+    def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool:
+        """Take or renew the lease ``name`` for ``holder``, until ``seconds`` from now: True when ``holder``
+        holds it now (it was free, had run out, or was already its own), False while another holder's runs.
+        Maintenance tasks run under one each, so one process per store does each task at a time."""
+
+    @abstractmethod
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it (a stopping worker: another may take over at once)."""
 
     @abstractmethod
     def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:

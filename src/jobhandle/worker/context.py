@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from ..errors import InvalidParameterError, JobCancelled, StoreUnavailableError
+from ..errors import InvalidParameterError, JobCancelled, StoreError, StoreUnavailableError
 from ..models import Job, clamp_progress, utcnow
-from ..stores.base import ProgressUpdate, Store
+from ..stores.base import ProgressUpdate
+
+job_log = logging.getLogger("jobhandle.job")
+
+
+@functools.lru_cache(maxsize=1024)
+def job_logger(job_type: str) -> logging.Logger:
+    """``jobhandle.job.<type>``: looked up once per type, not once per job."""
+    return job_log.getChild(job_type)
+
+
+class ContextStore(Protocol):
+    """What a JobContext writes to: the running job's progress, and the shared rate limits."""
+
+    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool: ...
+
+    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float: ...
 
 
 class JobContext:
@@ -19,9 +37,10 @@ class JobContext:
     held back is written by the worker soon after, and the last one always lands (with the job's end).
     """
 
-    def __init__(self, job: Job, store: Store, worker_id: str, progress_interval: float,
+    def __init__(self, job: Job, store: ContextStore, worker_id: str, progress_interval: float,
                  logger: logging.Logger, rate_per_minute: float = 60.0) -> None:
         self.job = job
+        self.started_at = utcnow()  # the handler starts now; the store has the claim's time until told
         self._rate_default = rate_per_minute
         self._store = store
         self._worker_id = worker_id
@@ -71,7 +90,7 @@ class JobContext:
         if fraction is None and items_processed is not None and total_items:
             fraction = items_processed / total_items
         update = ProgressUpdate(None if fraction is None else clamp_progress(fraction), message,
-                                items_processed, total_items, utcnow())
+                                items_processed, total_items, utcnow(), self.started_at)
         with self._lock:
             self._pending = _merge(self._pending, update)
         self.flush_progress(force=False)
@@ -103,9 +122,11 @@ class JobContext:
             self._last_write = time.monotonic()
         try:
             owned = self._store.report_progress(self.job_id, self._worker_id, self.job.attempts, update)
-        except StoreUnavailableError:  # the store's server is away: keep the report for the next write
-            with self._lock:
+        except (StoreUnavailableError, StoreError) as exc:  # keep the report for the next write: a store that
+            with self._lock:                                # fails now must not fail the handler reporting
                 self._pending = update if self._pending is None else _merge(update, self._pending)
+            if not isinstance(exc, StoreUnavailableError):
+                self.logger.warning("progress of job %s not written yet: %s", self.job_id, exc)
             return
         if not owned:
             self._cancel.set()  # no longer ours: cancelled, or recovered after a lost lease
@@ -137,4 +158,5 @@ def _merge(old: ProgressUpdate | None, new: ProgressUpdate) -> ProgressUpdate:
         new.items_processed if new.items_processed is not None else old.items_processed,
         new.total_items if new.total_items is not None else old.total_items,
         new.at,
+        new.started_at or old.started_at,
     )

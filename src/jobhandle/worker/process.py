@@ -46,6 +46,10 @@ MB = 2**20
 _live: weakref.WeakSet[JobProcess] = weakref.WeakSet()
 
 
+class JobProcessStartError(RuntimeError):
+    """A job process did not start: waiting will not make it start (a script without the ``__main__`` guard)."""
+
+
 @atexit.register  # registered after multiprocessing's own exit hook, so it runs before it
 def _kill_left_over() -> None:
     """A program that ends without stopping its process-mode worker: its job processes must neither keep it
@@ -90,7 +94,7 @@ class JobProcess:
                 proc.kill()
                 proc.join()
                 ours.close()
-                raise RuntimeError(
+                raise JobProcessStartError(
                     f"a process-mode job process did not start within {START_TIMEOUT_SECONDS:.0f}s (exit code "
                     f"{proc.exitcode}); if a script starts the worker, it must do so under "
                     "`if __name__ == \"__main__\":` (the job processes import the script's module)")

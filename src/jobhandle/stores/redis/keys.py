@@ -18,7 +18,7 @@ P:user:<user>                  zset      job id -> created_at, per user
 P:count:status|queue|type      hash      jobs by status, "<queue>\\0<status>", "<type>\\0<status>"
 P:ucount:<user>                hash      one user's jobs by status (per-user stats and limits)
 P:levels:<queue>               zset      the claim levels (priority + aging) with pending jobs
-P:users:<level>:<queue>        zset      the users with pending jobs at that level
+P:users:<level>:<queue>        zset      the users with pending jobs at that level -> their turn
 P:pending:<level>:<len(queue)>:<queue>:<user>
                                zset      that user's pending job ids -> seq (claim order)
 P:turns                        hash      user -> seq of the last job claimed for it (round robin)
@@ -27,13 +27,17 @@ P:due                          zset      scheduled/retrying job id -> run_at
 P:leases                       zset      running job id -> lease_expires_at
 P:wjobs:<worker>               set       the job ids running under a worker
 P:workers                      zset      worker id -> last_seen;  P:worker:<id> hash: its registration
-P:idem                         hash      idempotency key -> job id
+P:idem                         hash      <len(user)>:<user>:<idempotency key> -> job id
 P:deps:<id>                    hash      a waiting job's parents -> condition
 P:dependants:<id>              set       the waiting jobs that depend on a job
 P:schedules                    zset      schedule id -> created_at;  P:schedule:<id> hash: its fields
 P:schedules_due                zset      active schedule id -> next_fire_at
 P:bucket:<key>                 hash      a token bucket (tokens, updated_at)
 P:meta                         hash      last_cleanup, last_cleanup_removed
+P:lease:<name>                 string    a maintenance task's lease: its holder, expiring by itself
+P:uready:<user>                set       the P:users:<level>:<queue> keys the user is waiting in
+P:served                       zset      user -> when last served (cleanup forgets old turns)
+P:layout                       string    the key layout's version (store.py LAYOUT)
 =============================  ========  ==============================================================
 
 Only the last part of a key is free text, or it is preceded by its length, so no two names collide

@@ -9,7 +9,7 @@ from importlib import resources
 from ...models import CANCELLABLE, RESTARTABLE, TERMINAL_STATUSES, JobStatus
 
 SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
-           "take_token", "cleanup", "forget", "reap", "schedule", "layout", "fetch", "changes", "list")
+           "take_token", "lease", "cleanup", "forget", "reap", "schedule", "layout", "fetch", "changes", "list")
 READ_ONLY = frozenset({"fetch", "changes", "list"})
 
 

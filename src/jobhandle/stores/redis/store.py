@@ -301,6 +301,12 @@ class RedisStore(RedisSchedules, Store):
         workers.sort(key=lambda w: w.started_at)
         return workers
 
+    def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool:
+        return bool(self._call("lease", {"name": name, "holder": holder, "ms": max(1, int(seconds * 1000))}))
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._call("lease", {"name": name, "holder": holder, "ms": 0})
+
     def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
         return float(self._call("take_token", {"key": key, "per_second": per_second, "burst": burst,
                                                "now": repr(now.timestamp())}))
@@ -334,23 +340,26 @@ class RedisStore(RedisSchedules, Store):
         return {status: int(n) for status, n in counts.items() if int(n)}
 
     @reachable
-    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
+    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
+                removed_before: int = 0) -> int:
         removed = 0
         for status, cutoff in cutoffs.items():
             skip = 0
-            while True:  # in batches, so a large cleanup never blocks Redis for long
+            while limit is None or removed < limit:  # in batches, so a large cleanup never blocks Redis for long
                 deleted, kept, looked = self._call("cleanup", {"status": status.value, "cutoff": ts(cutoff),
                                                                "batch": CLEANUP_BATCH, "skip": skip})
                 removed += deleted
                 skip += kept
                 if looked < CLEANUP_BATCH:
                     break
+            if limit is not None and removed >= limit:
+                return removed
         before = repr((now - timedelta(seconds=TURN_MEMORY_SECONDS)).timestamp())
         while self._call("forget", {"before": before, "now": repr(now.timestamp()),
                                     "batch": CLEANUP_BATCH}) >= CLEANUP_BATCH:
             pass
         self._redis.hset(self._key("meta"), mapping={"last_cleanup": repr(now.timestamp()),
-                                                     "last_cleanup_removed": str(removed)})
+                                                     "last_cleanup_removed": str(removed_before + removed)})
         return removed
 
     def changes_since(self, seq: int, limit: int = 500) -> list[Job]:

@@ -318,3 +318,16 @@ LIMIT 1000;
 -- name: age_job
 UPDATE jobs SET priority = priority - aged + :boost, aged = :boost, seq = :seq
 WHERE job_id = :job_id AND status = 'pending' AND aged < :boost;
+
+-- name: lease_holder
+SELECT holder, expires_at FROM leases WHERE name = :name;
+
+-- name: hold_lease
+-- Taken when free or run out, renewed by its holder; no row back while another holder's lease runs.
+INSERT INTO leases (name, holder, expires_at) VALUES (:name, :holder, :until)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE leases.holder = excluded.holder OR leases.expires_at <= :now
+RETURNING holder;
+
+-- name: release_lease
+DELETE FROM leases WHERE name = :name AND holder = :holder;

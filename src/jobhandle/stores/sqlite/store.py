@@ -314,6 +314,18 @@ class SQLiteStore(Store):
                            started_at=at_ts(r["started_at"]), last_seen=from_ts(r["last_seen"]),
                            state=r["state"], current_jobs=json.loads(r["current_jobs"])) for r in rows]
 
+    def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool:
+        now_ts = now.timestamp()
+        with self._read() as conn:  # another holder's lease running: no write lock needed to say so
+            row = conn.execute(Q["lease_holder"], {"name": name}).fetchone()
+            if row is not None and row[0] != holder and row[1] > now_ts:
+                return False
+        params = {"name": name, "holder": holder, "until": now_ts + seconds, "now": now_ts}
+        return self._transact(lambda tx: tx.conn.execute(Q["hold_lease"], params).fetchone() is not None)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._transact(lambda tx: tx.conn.execute(Q["release_lease"], {"name": name, "holder": holder}))
+
     def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
         now_ts = now.timestamp()
 
@@ -385,7 +397,8 @@ class SQLiteStore(Store):
         with self._read() as conn:
             return dict(conn.execute(Q["count_by_status"], {"user_id": user_id}).fetchall())
 
-    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime) -> int:
+    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
+                removed_before: int = 0) -> int:
         def delete_batch(status: JobStatus, cutoff: float) -> int:
             def op(tx: Tx) -> int:
                 ids = [r[0] for r in tx.conn.execute(Q["expired_terminal"], {"status": status.value,
@@ -397,17 +410,19 @@ class SQLiteStore(Store):
 
         removed = 0
         for status, cutoff in cutoffs.items():
-            while True:  # in batches, so a large cleanup never holds the write lock for long
+            while limit is None or removed < limit:  # in batches: a large cleanup never holds the lock for long
                 n = delete_batch(status, cutoff.timestamp())
                 removed += n
                 if n < CLEANUP_BATCH:
                     break
+            if limit is not None and removed >= limit:
+                return removed
 
         def record(tx: Tx) -> None:
             tx.conn.execute(Q["forget_turns"], {"before": (now - timedelta(seconds=TURN_MEMORY_SECONDS)).timestamp()})
             tx.conn.execute(Q["forget_buckets"], {"now": now.timestamp()})
             tx.conn.execute(Q["meta_set"], {"key": "last_cleanup", "value": now.timestamp()})
-            tx.conn.execute(Q["meta_set"], {"key": "last_cleanup_removed", "value": removed})
+            tx.conn.execute(Q["meta_set"], {"key": "last_cleanup_removed", "value": removed_before + removed})
 
         self._transact(record)
         return removed
