@@ -262,9 +262,10 @@ class JobQueue:
         fresh = [w for w in workers if w.last_seen and
                  (now - w.last_seen).total_seconds() <= self.settings.worker_timeout]
         paused = [w for w in fresh if w.state.startswith("paused")]
+        degraded = [w for w in fresh if w.state.startswith("degraded")]
         if not workers:
             health = "no_workers"
-        elif len(fresh) == len(workers) and not paused:
+        elif len(fresh) == len(workers) and not paused and not degraded:
             health = "healthy"
         else:
             health = "degraded"
@@ -290,6 +291,7 @@ class JobQueue:
             "per_user_max_concurrent_jobs": self.settings.per_user_max_concurrent_jobs,
             "worker_health_status": health,
             "paused_workers": len(paused),
+            "degraded_workers": [{"worker_id": w.worker_id, "state": w.state} for w in degraded],
             "resource_alerts": [f"worker {w.worker_id} {w.state}" for w in paused],
             "last_cleanup": iso(counts.last_cleanup),
             "last_cleanup_removed": counts.last_cleanup_removed,

@@ -47,12 +47,14 @@ class Supervised:
 
     ``stopping`` ends the pauses between restarts at once; ``loop`` itself must watch it (or whatever tells it
     to stop) and return. ``describe_error`` turns an exception into the text health shows and logs.
+    ``expected`` failures (a store outage) are logged as warnings without a traceback: they are not bugs.
     """
 
     def __init__(self, name: str, loop: Callable[[], None], *, stopping: threading.Event,
                  log: logging.Logger, first_pause: float = FIRST_PAUSE_SECONDS,
                  max_pause: float = MAX_PAUSE_SECONDS,
-                 describe_error: Callable[[BaseException], str] = repr) -> None:
+                 describe_error: Callable[[BaseException], str] = repr,
+                 expected: tuple[type[BaseException], ...] = ()) -> None:
         self.name = name
         self._loop = loop
         self._stopping = stopping
@@ -60,6 +62,7 @@ class Supervised:
         self._first_pause = first_pause
         self._max_pause = max_pause
         self._describe = describe_error
+        self._expected = expected
         self._lock = threading.Lock()
         self._failures = 0
         self._last_error: str | None = None
@@ -117,9 +120,11 @@ class Supervised:
             if loud:
                 self._logged_at = now
             failures = self._failures
+        level = logging.WARNING if isinstance(exc, self._expected) else logging.ERROR
         if first:
-            self._log.error("%s failed: %s; starting it again in %.1fs", self.name, text, pause, exc_info=exc)
+            self._log.log(level, "%s failed: %s; starting it again in %.1fs", self.name, text, pause,
+                          exc_info=None if level == logging.WARNING else exc)
         elif loud:
-            self._log.error("%s still failing (%d times in a row): %s; next try in %.1fs", self.name, failures,
-                            text, pause)
+            self._log.log(level, "%s still failing (%d times in a row): %s; next try in %.1fs", self.name,
+                          failures, text, pause)
         return pause if first else min(pause * 2, self._max_pause)

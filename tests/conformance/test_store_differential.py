@@ -162,12 +162,13 @@ def test_token_buckets_answer_as_the_reference_bucket(open_fresh, calls: list[tu
                                                       per_second: float, burst: float) -> None:
     start = utcnow()
     buckets: dict[str, tuple[float, float]] = {}
-    clock = 0.0
+    when = start
     with open_fresh() as store:
         for step, key in calls:
-            clock += step
+            when += timedelta(seconds=step)  # a datetime: the store sees times to the microsecond
+            clock = when.timestamp()
             tokens, updated = buckets.get(key, (burst, clock))
             tokens, expected = reference.take_token(tokens, updated, clock, per_second, burst)
             buckets[key] = (tokens, max(clock, updated))
-            wait = store.take_token(key, per_second, burst, start + timedelta(seconds=clock))
+            wait = store.take_token(key, per_second, burst, when)
             assert math.isclose(wait, expected, rel_tol=1e-9, abs_tol=1e-6), (step, key, wait, expected)

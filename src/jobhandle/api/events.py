@@ -14,8 +14,10 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from ..errors import StoreUnavailableError
 from ..models import Job
 from ..stores import Store
+from ..supervise import LoopHealth, Supervised
 
 log = logging.getLogger("jobhandle.api.events")
 
@@ -23,8 +25,8 @@ FEED_BATCH = 500
 """Changes read per ``changes_since`` call."""
 WAIT_SECONDS = 1.0
 """Longest sleep between two looks at the feed when nothing wakes the hub (a fallback only)."""
-RETRY_SECONDS = 1.0
-"""Pause after a failed read of the feed before trying again."""
+RETRY_MAX_SECONDS = 5.0
+"""After a failed read of the feed the hub tries again after 0.5 s, doubling up to this."""
 QUEUE_LIMIT = 1000
 """Changes buffered per subscriber; past this the subscriber is marked ``overflowed`` and must resync."""
 
@@ -66,12 +68,11 @@ class ChangeHub:
         self.store = store
         self.on_changes = on_changes
         self.last_seq = 0
-        self.failure: BaseException | None = None
         self._by_job: dict[str, set[Subscription]] = {}
         self._feeds: set[Subscription] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop: Supervised | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -79,19 +80,24 @@ class ChangeHub:
         """Follow the feed from now on (earlier changes are for clients to replay from the store)."""
         self.last_seq = self.store.last_seq()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="jobhandle-api-hub", daemon=True)
-        self._thread.start()
+        self._loop = Supervised("api-hub", self._run, stopping=self._stop, log=log, max_pause=RETRY_MAX_SECONDS,
+                                expected=(StoreUnavailableError,))
+        self._loop.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self.store.wake_waiters()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if self._loop is not None:
+            self._loop.join(timeout)
+            self._loop = None
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop is not None and self._loop.thread.is_alive()
+
+    def health(self) -> LoopHealth | None:
+        """The hub's loop: alive, and failing or not (a store that cannot be read: SSE gets no updates)."""
+        return None if self._loop is None else self._loop.health()
 
     # -- subscribers (called on an event loop) -----------------------------------------------------------
 
@@ -127,19 +133,12 @@ class ChangeHub:
     # -- the hub's thread --------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """The hub's loop (supervised: a store that fails is read again after a pause, every stream kept)."""
+        assert self._loop is not None
         while not self._stop.is_set():
             seen = self.store.change_version  # taken before reading: a change after it wakes the wait
-            try:
-                self._drain()
-                self.failure = None
-            except Exception as exc:  # a store hiccup must not end every stream: log, wait, read again
-                if self._stop.is_set():
-                    return
-                if self.failure is None:
-                    log.exception("reading the change feed failed; retrying every %ss", RETRY_SECONDS)
-                self.failure = exc
-                self._stop.wait(RETRY_SECONDS)
-                continue
+            self._drain()
+            self._loop.ok()
             self.store.wait_for_change(seen, WAIT_SECONDS)
 
     def _drain(self) -> None:

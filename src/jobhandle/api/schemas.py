@@ -245,6 +245,8 @@ class StatsOut(BaseModel):
     per_user_max_concurrent_jobs: int
     worker_health_status: str
     paused_workers: int
+    degraded_workers: list[dict[str, str]] = Field(
+        default_factory=list, description="Workers with a loop failing now: {worker_id, state}")
     resource_alerts: list[str]
     last_cleanup: DateTimeText | None
     last_cleanup_removed: int
@@ -276,6 +278,8 @@ class HealthOut(BaseModel):
     resource_alerts: list[str]
     last_cleanup: DateTimeText | None
     events: dict[str, Any] = Field(description="The change hub: {running, last_seq, subscribers, error}")
+    background: list[dict[str, Any]] = Field(
+        default_factory=list, description="This server's background threads: {name, alive, failures, error}")
     issues: list[str]
 
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from ..models import Job, JobStatus, Schedule
+from ..supervise import LoopHealth
 
 
 @dataclass(slots=True)
@@ -351,6 +352,10 @@ class Store(ABC):
     @abstractmethod
     def change_version(self) -> int:
         """A process-local number that moves whenever the store changed; pass it to ``wait_for_change``."""
+
+    def health(self) -> list[LoopHealth]:
+        """The store's background threads (wake-up listeners, checkpointer) and how they are doing."""
+        return []
 
     @abstractmethod
     def close(self) -> None:

@@ -118,7 +118,7 @@ class Worker:
 
         self.loops[name] = Supervised(name, guarded, stopping=self.stopping_event, log=log,
                                       first_pause=FIRST_PAUSE_SECONDS, max_pause=MAX_PAUSE_SECONDS,
-                                      describe_error=_describe)
+                                      describe_error=_describe, expected=(StoreUnavailableError,))
         self.loops[name].start()  # after it is in loops: the loop reports to its own entry
 
     def _fail(self, exc: BaseException) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ...supervise import LoopHealth
 from ..auth import authenticate
 from ..schemas import ERROR_RESPONSES, HealthOut, WorkerOut
 from ..state import ApiState, Caller, State
@@ -27,31 +28,41 @@ def workers(state: State, principal: Caller) -> list[dict[str, Any]]:
 def health_report(state: ApiState) -> tuple[dict[str, Any], int]:
     """(report, HTTP status): 503 when the store cannot be read, else 200 (``degraded`` lists the issues)."""
     hub = state.hub
+    hub_health = hub.health()
     events = {"running": hub.running, "last_seq": hub.last_seq, "subscribers": hub.subscriber_count,
-              "error": None if hub.failure is None else repr(hub.failure)}
+              "error": hub_health.last_error if hub_health is not None else None}
+    background = [h for h in [hub_health, *state.queue.store.health()] if h is not None]
     try:
         stats = state.queue.stats()
     except Exception as exc:  # whatever the store raises, the answer is "unreachable", not a 500
         return {"status": "unhealthy", "store": {"reachable": False, "kind": state.queue.store.kind,
                                                  "error": repr(exc)},
                 "workers": {}, "resource_alerts": [], "last_cleanup": None, "events": events,
+                "background": [_loop(h) for h in background],
                 "issues": [f"store unreachable: {exc!r}"]}, 503
     issues = list(stats["resource_alerts"])
     if stats["worker_health_status"] == "no_workers":
         issues.append("no workers registered: jobs wait until one starts")
     elif stats["worker_health_status"] != "healthy":
         issues.append(f"workers {stats['worker_health_status']}")
-    if not hub.running or hub.failure is not None:
+    issues += [f"worker {w['worker_id']} {w['state']}" for w in stats["degraded_workers"]]
+    if not hub.running or (hub_health is not None and not hub_health.healthy):
         issues.append("the change feed is not followed: SSE and long-poll get no updates")
+    issues += [f"background thread {h.describe()}" for h in background if h is not hub_health and not h.healthy]
     report = {
         "status": "degraded" if issues else "healthy",
         "store": {"reachable": True, "kind": stats["queue_type"], "error": None},
         "workers": {"active": stats["active_workers"], "paused": stats["paused_workers"],
                     "health": stats["worker_health_status"]},
         "resource_alerts": stats["resource_alerts"], "last_cleanup": stats["last_cleanup"], "events": events,
+        "background": [_loop(h) for h in background],
         "issues": issues,
     }
     return report, 200
+
+
+def _loop(health: LoopHealth) -> dict[str, Any]:
+    return {"name": health.name, "alive": health.alive, "failures": health.failures, "error": health.last_error}
 
 
 @router.get("/health", response_model=HealthOut, summary="Health", responses={503: {"model": HealthOut}})

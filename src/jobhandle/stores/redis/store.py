@@ -16,6 +16,7 @@ script (schedule.lua), retried when another caller changed the schedule first.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from ...models import (
     from_ts,
     iso,
 )
+from ...supervise import LoopHealth, Supervised
 from ..base import (
     NO_LIMIT,
     TURN_MEMORY_SECONDS,
@@ -71,7 +73,10 @@ from .keys import parse_redis_url
 from .schedules import RedisSchedules
 from .scripts import READ_ONLY, SOURCES
 
+log = logging.getLogger("jobhandle.store")
 T = TypeVar("T")
+RESUBSCRIBE_MAX_SECONDS = 5.0
+"""The events listener subscribes again after a failure within this long of the server being back."""
 LAYOUT = 2
 """The version of the key layout (keys.py) this release writes; lua/layout.lua upgrades older stores."""
 CLEANUP_BATCH = 1000
@@ -95,7 +100,8 @@ class RedisStore(RedisSchedules, Store):
                 f"the Redis store {location.prefix} at {masked_url(location.url)} has key layout {found}, written "
                 f"by a newer jobhandle; this one knows layouts up to {LAYOUT}: upgrade jobhandle to use it",
                 layout=found)
-        self._listener: threading.Thread | None = None
+        self._listener: Supervised | None = None
+        self._pubsub: PubSub | None = None
         self._listener_lock = threading.Lock()
 
     # -- calling scripts ---------------------------------------------------------------------------------
@@ -396,41 +402,47 @@ class RedisStore(RedisSchedules, Store):
         with self._listener_lock:
             if self._listener is not None or self._closed.is_set():
                 return
-            pubsub = self._subscribe()  # subscribed before the first wait: no change can slip by unheard
-            self._listener = threading.Thread(target=self._listen, args=(pubsub,), name="jobhandle-redis-events",
-                                              daemon=True)
+            self._pubsub = self._subscribe()  # subscribed before the first wait: no change can slip by unheard
+            self._listener = Supervised("redis-events", self._listen, stopping=self._closed, log=log,
+                                        max_pause=RESUBSCRIBE_MAX_SECONDS,
+                                        expected=(StoreUnavailableError, redis.ConnectionError,
+                                                  redis.TimeoutError))
             self._listener.start()
 
     def _subscribe(self) -> PubSub:
         """A subscription to the store's ``events`` channel, confirmed by the server."""
         pubsub = self._redis.pubsub()
-        pubsub.subscribe(self._key("events"))
-        while True:
-            message = pubsub.get_message(timeout=5)
-            if message is None:
-                pubsub.close()
-                raise StoreUnavailableError("the Redis server did not confirm the events subscription")
-            if message["type"] == "subscribe":
-                return pubsub
+        try:
+            pubsub.subscribe(self._key("events"))
+            while True:
+                message = pubsub.get_message(timeout=5)
+                if message is None:
+                    raise StoreUnavailableError("the Redis server did not confirm the events subscription")
+                if message["type"] == "subscribe":
+                    return pubsub
+        except BaseException:
+            pubsub.close()
+            raise
 
-    def _listen(self, pubsub: PubSub) -> None:
+    def _listen(self) -> None:
         """Turn the store's ``events`` messages (published by every write script, from any host) into
-        in-process wake-ups; resubscribe after a lost connection."""
-        while not self._closed.is_set():
-            try:
-                while not self._closed.is_set():
-                    if pubsub.get_message(timeout=0.5) is not None:
-                        self._signal.bump()
-            except (redis.ConnectionError, redis.TimeoutError):
-                pubsub.close()
-                while not self._closed.wait(0.5):
-                    try:
-                        pubsub = self._subscribe()
-                    except (redis.RedisError, StoreUnavailableError):
-                        continue
-                    self._signal.bump()  # changes made while we were not subscribed were not heard
-                    break
-        pubsub.close()
+        in-process wake-ups. Supervised: after any failure (a lost connection, an error reply) it subscribes
+        again, and wakes the waiters once, since changes made meanwhile were not heard."""
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is None:
+            pubsub = self._subscribe()
+            self._signal.bump()
+        assert self._listener is not None
+        try:
+            while not self._closed.is_set():
+                if pubsub.get_message(timeout=0.5) is not None:
+                    self._signal.bump()
+                self._listener.ok()
+        finally:
+            pubsub.close()
+
+    def health(self) -> list[LoopHealth]:
+        return [] if self._listener is None else [self._listener.health()]
 
     def close(self) -> None:
         self._closed.set()

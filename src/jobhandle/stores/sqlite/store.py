@@ -12,6 +12,7 @@ module per concern: submit.py, claim.py, attempts.py (progress, finish, hand-bac
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from ...errors import (
     StoreOpenError,
 )
 from ...models import TERMINAL_STATUSES, Job, JobStatus, Schedule, at_ts, dumps_json, from_ts, take_token, to_ts
+from ...supervise import LoopHealth, Supervised
 from ..base import (
     TURN_MEMORY_SECONDS,
     ChangeSignal,
@@ -48,6 +50,8 @@ from .migrate import migrate
 from .sql import Q, status_list
 from .submit import insert
 from .wake import Listener, Notifier
+
+log = logging.getLogger("jobhandle.store")
 
 T = TypeVar("T")
 
@@ -72,7 +76,7 @@ class SQLiteStore(Store):
         self._conns_lock = threading.Lock()
         self._signal = ChangeSignal()
         self._closed = threading.Event()
-        self._checkpointer: threading.Thread | None = None
+        self._checkpointer: Supervised | None = None
         self._committed = threading.Event()
         self._listener: Listener | None = None
         self._listener_conn: sqlite3.Connection | None = None
@@ -462,8 +466,8 @@ class SQLiteStore(Store):
         with self._conns_lock:
             if self._checkpointer is not None or self._closed.is_set():
                 return
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="jobhandle-sqlite-checkpoint",
-                                                  daemon=True)
+            self._checkpointer = Supervised("sqlite-checkpoint", self._checkpoint_loop, stopping=self._closed,
+                                            log=log)
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
@@ -481,6 +485,8 @@ class SQLiteStore(Store):
                     return
                 self._committed.clear()
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                assert self._checkpointer is not None
+                self._checkpointer.ok()
                 if self._closed.wait(CHECKPOINT_INTERVAL):
                     return
         finally:
@@ -501,6 +507,9 @@ class SQLiteStore(Store):
 
             self._listener = Listener(self.path, self._signal.bump, moved, self._poll_interval)
             self._listener_conn = conn
+
+    def health(self) -> list[LoopHealth]:
+        return [loop.health() for loop in (self._checkpointer, self._listener and self._listener.loop) if loop]
 
     def close(self) -> None:
         self._closed.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import tempfile
@@ -19,6 +20,10 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from ...supervise import Supervised
+
+log = logging.getLogger("jobhandle.store")
 
 SUPPORTED = hasattr(socket, "AF_UNIX")
 
@@ -83,9 +88,11 @@ class Notifier:
 
 
 class Listener:
-    """The receiving side: a thread that calls ``on_wake`` when another process committed.
+    """The receiving side: a supervised thread that calls ``on_wake`` when another process committed.
 
     ``check`` is the fallback (PRAGMA data_version) run every ``fallback_interval`` seconds without wake-ups.
+    A failure (the socket gone, an error in ``check``) is logged, and the listener starts again with a new
+    socket after a pause, waking the waiters once (commits may have gone unheard meanwhile); ``health`` says so.
     """
 
     def __init__(self, db_path: str, on_wake: Callable[[], None], check: Callable[[], bool],
@@ -94,25 +101,46 @@ class Listener:
         self._check = check
         self._interval = fallback_interval
         self._closed = threading.Event()
+        self._dir = wake_dir(db_path)
         self.path: str | None = None
         self._sock: socket.socket | None = None
-        if SUPPORTED:
-            self._dir = wake_dir(db_path)
-            self.path = str(self._dir / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            for attempt in range(3):  # the last listener of another process may remove the folder meanwhile
-                self._dir.mkdir(mode=0o700, exist_ok=True)
-                try:
-                    self._sock.bind(self.path)
-                    break
-                except FileNotFoundError:
-                    if attempt == 2:
-                        raise
-            self._sock.settimeout(fallback_interval)
-        self._thread = threading.Thread(target=self._run, name="jobhandle-sqlite-wake", daemon=True)
-        self._thread.start()
+        self._restarts = 0
+        self._bind()
+        self.loop = Supervised("sqlite-wake", self._serve, stopping=self._closed, log=log)
+        self.loop.start()
 
-    def _run(self) -> None:
+    def _bind(self) -> None:
+        """A new socket in the wake directory (the previous one, if any, closed and removed)."""
+        self._unbind()
+        if not SUPPORTED:
+            return
+        path = str(self._dir / f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for attempt in range(3):  # the last listener of another process may remove the folder meanwhile
+            self._dir.mkdir(mode=0o700, exist_ok=True)
+            try:
+                sock.bind(path)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    sock.close()
+                    raise
+        sock.settimeout(self._interval)
+        self._sock, self.path = sock, path
+
+    def _unbind(self) -> None:
+        sock, path, self._sock, self.path = self._sock, self.path, None, None
+        if path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if sock is not None:
+            sock.close()
+
+    def _serve(self) -> None:
+        if self._restarts:
+            self._bind()
+            self._on_wake()  # commits made while nobody listened were not heard
+        self._restarts += 1
         while not self._closed.is_set():
             woken = False
             if self._sock is not None:
@@ -130,6 +158,7 @@ class Listener:
                 return
             if woken or self._check():
                 self._on_wake()
+            self.loop.ok()
 
     def _drain(self) -> None:
         assert self._sock is not None
@@ -144,14 +173,11 @@ class Listener:
 
     def close(self) -> None:
         self._closed.set()
-        if self._sock is not None:
-            if self.path:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
-                with contextlib.suppress(OSError):  # not empty: other processes still listen
-                    self._dir.rmdir()
+        sock = self._sock
+        if sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.sendto(b"", self._sock.getsockname())
-        self._thread.join(timeout=2)
-        if self._sock is not None:
-            self._sock.close()
+                sock.sendto(b"", sock.getsockname())
+        self.loop.join(timeout=2)
+        self._unbind()
+        with contextlib.suppress(OSError):  # not empty: other processes still listen
+            self._dir.rmdir()
