@@ -80,11 +80,23 @@ class WorkerLostError(Exception):
     """The worker running a job stopped heartbeating before the job finished."""
 
 
-def lost_worker_policy(cap: float) -> Callable[[Job, datetime], Outcome]:
-    """The outcome for a job whose worker's lease expired (used by the stores' recover_expired)."""
+def lost_worker_policy(cap: float, max_delay: float | None = None) -> Callable[[Job, datetime], Outcome]:
+    """The outcome for a job whose worker's lease expired (used by the stores' recover_expired).
+
+    Losing its worker is rarely the job's doing (a deploy, a crash, a killed container): the first time, the
+    job is retried at once. When its workers keep getting lost (a job that crashes its worker?), it backs off
+    like any failure, counting the losses, but never longer than ``max_delay`` (the worker timeout: a job whose
+    worker was killed runs again within about twice that)."""
 
     def decide(job: Job, now: datetime) -> Outcome:
         exc = WorkerLostError(f"worker {job.worker_id} was lost (no heartbeat before its lease expired)")
-        return outcome_for_error(job, exc, now, cap)
+        outcome = outcome_for_error(job, exc, now, cap)
+        if outcome.status is JobStatus.RETRYING:
+            losses = sum(1 for e in job.error_history if e.get("error_type") == WorkerLostError.__name__)
+            delay = backoff_seconds(job.retry_delay, losses, cap) if losses else 0.0
+            if max_delay is not None:
+                delay = min(delay, max_delay)
+            outcome.run_at = now + timedelta(seconds=delay)
+        return outcome
 
     return decide

@@ -131,7 +131,8 @@ class Maintenance:
 
     def recover(self, now: datetime | None = None) -> list[Job]:
         now = now or utcnow()
-        jobs = self.store.recover_expired(now, lost_worker_policy(self.settings.retry_backoff_cap))
+        jobs = self.store.recover_expired(now, lost_worker_policy(self.settings.retry_backoff_cap,
+                                                                   max_delay=self.settings.worker_timeout / 2))
         for job in jobs:
             log.warning("recovered job %s from lost worker: now %s", job.job_id, job.status.value)
         dead = self.store.reap_workers(now - timedelta(seconds=self.settings.worker_timeout))

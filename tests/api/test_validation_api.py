@@ -139,3 +139,9 @@ def test_bad_poll_and_stream_parameters(api: TestClient) -> None:
                  "InvalidParameterError")
     assert_error(api.get("/api/v1/jobs/status/xyz/stream"), 400, "InvalidParameterError")
     assert_error(api.get(f"/api/v1/jobs/status/{uuid.uuid4()}/poll"), 404, "JobNotFoundError")
+
+
+@pytest.mark.parametrize("query", ["status=", "status=pending,", "status=,running"])
+def test_an_empty_status_filter_is_refused_naming_it(api: TestClient, query: str) -> None:
+    body = assert_error(api.get(f"/api/v1/jobs?{query}"), 400, "InvalidParameterError")
+    assert "status has an empty value" in body["message"]

@@ -112,3 +112,18 @@ def test_lost_worker_policy() -> None:
     assert retrying.error_type == WorkerLostError.__name__
     assert retrying.error is not None and "w1" in retrying.error
     assert decide(job_on_attempt(4), now).status is JobStatus.FAILED
+
+
+def test_a_first_lost_worker_retries_at_once_and_repeated_losses_back_off_within_a_cap() -> None:
+    """Losing its worker is rarely the job's fault: retried at once. A job whose workers keep dying backs off
+    by its losses, at most ``max_delay`` (the worker timeout's half), so it is never parked for long."""
+    now = utcnow()
+    decide = lost_worker_policy(cap=3600, max_delay=15)
+    job = job_on_attempt(2)
+    job.retry_delay, job.max_retries = 10.0, 9
+    assert decide(job, now).run_at == now, "the first loss: at once"
+    job.error_history = [{"attempt": 1, "error_type": "WorkerLostError", "error": "lost"}]
+    once = decide(job, now).run_at
+    assert once is not None and 5 <= (once - now).total_seconds() <= 10, "then the backoff of one loss"
+    job.error_history *= 4
+    assert decide(job, now).run_at == now + timedelta(seconds=15), "capped"

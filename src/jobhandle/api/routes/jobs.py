@@ -121,8 +121,11 @@ def _statuses(values: list[str] | None) -> list[str] | None:
     """``?status=a&status=b`` and ``?status=a,b`` alike; names in any case (``processing`` is running)."""
     if not values:
         return None
-    names = {JobStatus.parse(part).value for value in values for part in value.split(",") if part.strip()}
-    return sorted(names) or None
+    parts = [part.strip() for value in values for part in value.split(",")]
+    if not all(parts):
+        raise InvalidParameterError(f"status has an empty value in {values!r}; name statuses, e.g. "
+                                    "status=pending,running")
+    return sorted({JobStatus.parse(part).value for part in parts})
 
 
 @router.get("", response_model=JobListOut, summary="List jobs")
