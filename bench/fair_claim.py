@@ -26,7 +26,7 @@ from typing import Any
 
 from jobhandle.models import Job, JobStatus, utcnow
 from jobhandle.stores import open_store
-from jobhandle.stores.base import ConcurrencyLimits, Outcome, Store
+from jobhandle.stores.base import ClaimRequest, ConcurrencyLimits, Outcome, Store
 
 RESULTS = Path(__file__).parent / "results" / "fair_claim.json"
 LIMITS = ConcurrencyLimits(global_max=10, per_user_max=3)
@@ -47,7 +47,7 @@ def time_claims(store: Store, claims: int) -> dict[str, Any]:
     for _ in range(claims):
         started = time.perf_counter()
         try:
-            jobs = store.claim("bench-worker", ["default"], 1, 30.0, utcnow(), LIMITS)
+            jobs = store.claim(ClaimRequest("bench-worker", ["default"], 1, 30.0, LIMITS), utcnow())
         except Exception as exc:  # the figure to report is "it fails", with the error
             errors.append(f"{type(exc).__name__}: {exc}"[:200])
             break

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from jobhandle.models import Job
 from jobhandle.stores import JobQuery, Store
+from jobhandle.stores.base import ClaimRequest
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ def submit(store: Store, now: datetime, job_type: str = "echo", **fields: Any) -
 def claim_one(store: Store, now: datetime, worker_id: str = "w1", queues: Sequence[str] = ("default",),
               lease: float = 30.0) -> Job:
     """Claim exactly one job (the test fails when there is none)."""
-    jobs = store.claim(worker_id, queues, 1, lease, now)
+    jobs = store.claim(ClaimRequest(worker_id, queues, 1, lease), now)
     assert len(jobs) == 1, f"expected one claimable job, got {len(jobs)}"
     return jobs[0]
 

@@ -63,17 +63,54 @@ class JobStatus(str, Enum):
 ALL_STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)  # aliases are not iterated
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
-# The state machine: for each status, the statuses it may move to.
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A named change of a job's status: from any of ``sources`` to one of ``targets``."""
+
+    name: str
+    sources: frozenset[JobStatus]
+    targets: frozenset[JobStatus]
+    means: str
+
+    def ordered_sources(self) -> tuple[JobStatus, ...]:
+        """``sources`` in status order (for generated SQL and Lua: the same text every time)."""
+        return tuple(s for s in ALL_STATUSES if s in self.sources)
+
+
+def _t(name: str, sources: set[JobStatus], targets: set[JobStatus], means: str) -> Transition:
+    return Transition(name, frozenset(sources), frozenset(targets), means)
+
+
+_S = JobStatus
+MACHINE: tuple[Transition, ...] = (
+    _t("promote", {_S.SCHEDULED, _S.RETRYING}, {_S.PENDING},
+       "its run time came (done by the next claim, in the same step)"),
+    _t("resolve", {_S.WAITING}, {_S.PENDING, _S.SCHEDULED, _S.CANCELLED},
+       "its dependencies were decided: all met (scheduled while its run time is ahead) or one can no longer be"),
+    _t("claim", {_S.PENDING}, {_S.RUNNING}, "a worker took it; its attempt counts"),
+    _t("complete", {_S.RUNNING}, {_S.COMPLETED}, "its handler returned a result"),
+    _t("retry", {_S.RUNNING}, {_S.RETRYING}, "the attempt failed (or its worker was lost) with attempts left"),
+    _t("fail", {_S.RUNNING}, {_S.FAILED}, "the attempt failed with no attempt left, or for good"),
+    _t("release", {_S.RUNNING}, {_S.PENDING},
+       "handed back unfinished (a stopping worker, a claim its worker never heard of); not counted"),
+    _t("cancel", {_S.WAITING, _S.SCHEDULED, _S.PENDING, _S.RETRYING, _S.RUNNING}, {_S.CANCELLED},
+       "cancelled by a caller (a running handler is told to stop; its late result is discarded)"),
+    _t("restart", {_S.FAILED, _S.CANCELLED}, {_S.PENDING}, "run again by a caller: same id, attempts reset"),
+)
+"""The state machine: every way a job's status changes, by name. It is the only definition: TRANSITIONS and
+the status lists below are derived from it, the stores' SQL and Lua guards are generated from it, and the
+stores check every status change they make against it."""
+
+INITIAL_STATUSES = frozenset({_S.WAITING, _S.SCHEDULED, _S.PENDING, _S.CANCELLED})
+"""What a job may be when submitted (cancelled: a dependency that could no longer be met)."""
+
+TRANSITION = {t.name: t for t in MACHINE}
+
+# For each status, the statuses it may move to.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.WAITING: frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.CANCELLED}),
-    JobStatus.SCHEDULED: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
-    JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.RETRYING, JobStatus.FAILED,
-                                  JobStatus.CANCELLED}),
-    JobStatus.RETRYING: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
-    JobStatus.COMPLETED: frozenset(),
-    JobStatus.FAILED: frozenset({JobStatus.PENDING}),  # restart
-    JobStatus.CANCELLED: frozenset({JobStatus.PENDING}),  # restart
+    status: frozenset(target for t in MACHINE if status in t.sources for target in t.targets)
+    for status in ALL_STATUSES
 }
 
 
@@ -86,10 +123,25 @@ def sources_of(target: JobStatus, *, among: frozenset[JobStatus] | None = None) 
     return tuple(s for s in ALL_STATUSES if target in TRANSITIONS[s] and (among is None or s in among))
 
 
-CANCELLABLE = sources_of(JobStatus.CANCELLED)
-RESTARTABLE = tuple(s for s in sources_of(JobStatus.PENDING) if s in TERMINAL_STATUSES)
-DUE_STATUSES = (JobStatus.SCHEDULED, JobStatus.RETRYING)
+CANCELLABLE = TRANSITION["cancel"].ordered_sources()
+RESTARTABLE = TRANSITION["restart"].ordered_sources()
+DUE_STATUSES = TRANSITION["promote"].ordered_sources()
 """Statuses that become pending by themselves once their ``run_at`` has passed."""
+FINISH_TARGETS = frozenset().union(*(TRANSITION[n].targets for n in ("complete", "retry", "fail")))
+"""How an attempt may end (Store.finish): completed, retrying or failed."""
+
+
+def check_finish(status: JobStatus) -> None:
+    """Refuse an attempt's end the state machine has no transition for."""
+    if status not in FINISH_TARGETS:
+        allowed = ", ".join(s.value for s in ALL_STATUSES if s in FINISH_TARGETS)
+        raise InvalidParameterError(f"an attempt ends {allowed}, not {status.value}")
+
+
+def check_move(old: str, new: str) -> None:
+    """Refuse a status change the state machine has no transition for (the stores call it on each)."""
+    if old != new and _S(new) not in TRANSITIONS[_S(old)]:
+        raise RuntimeError(f"a job moved from {old} to {new}: no transition of the state machine does that")
 
 
 def dependency_met(condition: str, parent: JobStatus) -> bool | None:

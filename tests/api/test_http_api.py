@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from api_helpers import Event, LiveServer, read_events
-from store_urls import STORE_URLS
 from helpers import wait_until
+from store_urls import STORE_URLS
 
 from jobhandle import HandlerRegistry, JobContext, JobQueue, Settings
 from jobhandle.api import create_app

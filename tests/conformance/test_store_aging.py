@@ -10,6 +10,7 @@ from helpers import claim_one, get, later, submit, wait_until
 from jobhandle import HandlerRegistry, JobContext, JobQueue, JobStatus, Settings
 from jobhandle.models import utcnow
 from jobhandle.stores import Store
+from jobhandle.stores.base import ClaimRequest
 
 INTERVAL = 60.0
 
@@ -35,7 +36,7 @@ def test_an_aged_job_overtakes_newer_higher_priority_jobs(store: Store) -> None:
     older_normal = submit(store, now, priority=0)
     store.age_pending(later(now, 10 * INTERVAL), INTERVAL, 10)  # now level 0, behind the jobs already there
     newer_normal = submit(store, later(now, 10 * INTERVAL), priority=0)
-    order = [j.job_id for j in store.claim("w1", ["default"], 3, 30, later(now, 10 * INTERVAL))]
+    order = [j.job_id for j in store.claim(ClaimRequest("w1", ["default"], 3, 30), later(now, 10 * INTERVAL))]
     assert order == [older_normal.job_id, low.job_id, newer_normal.job_id]
 
 
@@ -43,7 +44,7 @@ def test_without_aging_the_low_job_waits_behind_every_normal_one(store: Store) -
     now = utcnow()
     low = submit(store, now, priority=-10)
     normal = submit(store, later(now, 10 * INTERVAL), priority=0)
-    order = [j.job_id for j in store.claim("w1", ["default"], 2, 30, later(now, 10 * INTERVAL))]
+    order = [j.job_id for j in store.claim(ClaimRequest("w1", ["default"], 2, 30), later(now, 10 * INTERVAL))]
     assert order == [normal.job_id, low.job_id]
 
 
@@ -65,7 +66,7 @@ def test_delayed_jobs_age_from_when_they_became_due(store: Store) -> None:
     now = utcnow()
     job = submit(store, now, priority=-10, scheduled_time=later(now, 10 * INTERVAL), run_at=later(now, 10 * INTERVAL),
                  status=JobStatus.SCHEDULED)
-    store.claim("w1", ["other-queue"], 1, 30, later(now, 10 * INTERVAL))  # promotes the due job to pending
+    store.claim(ClaimRequest("w1", ["other-queue"], 1, 30), later(now, 10 * INTERVAL))  # promotes the due job
     assert get(store, job.job_id).status is JobStatus.PENDING
     assert store.age_pending(later(now, 10.5 * INTERVAL), INTERVAL, 10) == 0
     assert store.age_pending(later(now, 12 * INTERVAL), INTERVAL, 10) == 1

@@ -18,6 +18,7 @@ from jobhandle import (
 )
 from jobhandle.models import Dependency, Job, utcnow
 from jobhandle.stores import Outcome, ProgressUpdate, Store
+from jobhandle.stores.base import ClaimRequest
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 
@@ -66,8 +67,8 @@ def make_waiting(store: Store, now: datetime) -> Job:
 
 
 MAKERS: dict[JobStatus, Callable[[Store, datetime], Job]] = {
-    JobStatus.WAITING: make_waiting, JobStatus.SCHEDULED: make_scheduled, JobStatus.PENDING: make_pending, JobStatus.RUNNING: make_running,
-    JobStatus.RETRYING: make_retrying, JobStatus.COMPLETED: make_completed, JobStatus.FAILED: make_failed,
+    JobStatus.WAITING: make_waiting, JobStatus.SCHEDULED: make_scheduled, JobStatus.PENDING: make_pending,
+    JobStatus.RUNNING: make_running, JobStatus.RETRYING: make_retrying, JobStatus.COMPLETED: make_completed, JobStatus.FAILED: make_failed,
     JobStatus.CANCELLED: make_cancelled,
 }
 """A job in each status."""
@@ -95,7 +96,7 @@ def test_cancel_each_cancellable_status(store: Store, status: JobStatus) -> None
     assert stored.completed_at == later(now, 1)
     assert stored.lease_expires_at is None
     assert stored.seq > job.seq
-    assert store.claim("w9", ["default"], 10, 30, later(now, 3600)) == []
+    assert store.claim(ClaimRequest("w9", ["default"], 10, 30), later(now, 3600)) == []
     assert store.next_due_at() is None
 
 

@@ -14,6 +14,7 @@ from jobhandle import JobNotFoundError, JobQueue, JobStatus, JobTimeoutError
 from jobhandle.models import utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, ProgressUpdate, Store, open_store
+from jobhandle.stores.base import ClaimRequest
 
 WAKE_DEADLINE = 5.0
 """A woken waiter must return well before this; a waiter that is not woken would block WAIT_TIMEOUT."""
@@ -102,7 +103,7 @@ def test_next_due_at_is_the_earliest_scheduled_or_retrying_run_at(store: Store) 
     running = claim_one(store, now)
     store.finish(running.job_id, "w1", 1, Outcome(JobStatus.RETRYING, error="E", run_at=later(now, 10)), now)
     assert store.next_due_at() == later(now, 10)
-    store.claim("w1", ["default"], 10, 30, later(now, 45))
+    store.claim(ClaimRequest("w1", ["default"], 10, 30), later(now, 45))
     assert store.next_due_at() == later(now, 60)
     store.cancel(late.job_id, now)
     assert store.next_due_at() is None

@@ -12,6 +12,7 @@ from helpers import all_jobs, claim_one, later, new_job, submit
 from jobhandle import JobNotFoundError, JobStatus
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import Outcome, Store
+from jobhandle.stores.base import ClaimRequest
 
 JOIN_SECONDS = 60.0
 WRITERS = 1500
@@ -47,7 +48,7 @@ def test_no_job_is_claimed_twice_under_contention(store: Store) -> None:
     claimed: list[list[str]] = [[] for _ in range(8)]
 
     def hammer(index: int) -> None:
-        while jobs := store.claim(f"w{index}", ["default"], 1 + index % 3, 30, utcnow()):
+        while jobs := store.claim(ClaimRequest(f"w{index}", ["default"], 1 + index % 3, 30), utcnow()):
             claimed[index].extend(j.job_id for j in jobs)
 
     run_threads(8, hammer)

@@ -8,16 +8,17 @@ import time
 from datetime import datetime
 
 from helpers import submit, wait_until
+
 from jobhandle import HandlerRegistry, JobContext, JobQueue, JobStatus, Settings
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import Outcome, Store
-from jobhandle.stores.base import ConcurrencyLimits
+from jobhandle.stores.base import ClaimRequest, ConcurrencyLimits
 
 LIMITS = ConcurrencyLimits(global_max=4, per_user_max=2)
 
 
 def claim(store: Store, now: datetime, n: int, limits: ConcurrencyLimits | None = LIMITS) -> list[Job]:
-    return store.claim("w1", ["default"], n, 30, now, limits)
+    return store.claim(ClaimRequest("w1", ["default"], n, 30, limits), now)
 
 
 def users(jobs: list[Job]) -> list[str]:
@@ -167,5 +168,5 @@ def test_turns_are_per_user_across_levels_and_queues(store: Store) -> None:
     submit(store, now, user_id="alice", priority=10)
     submit(store, now, user_id="alice", priority=0, queue="other")
     submit(store, now, user_id="bob", priority=0, queue="other")
-    assert users(store.claim("w1", ["default", "other"], 1, 30, now, None)) == ["alice"]
-    assert users(store.claim("w1", ["default", "other"], 2, 30, now, None)) == ["bob", "alice"]
+    assert users(store.claim(ClaimRequest("w1", ["default", "other"], 1, 30), now)) == ["alice"]
+    assert users(store.claim(ClaimRequest("w1", ["default", "other"], 2, 30), now)) == ["bob", "alice"]

@@ -13,7 +13,7 @@ from jobhandle.cron import next_fire
 from jobhandle.models import Dependency, Schedule, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import JobQuery, Outcome, Store
-from jobhandle.stores.base import Finished
+from jobhandle.stores.base import ClaimRequest, Finished
 
 
 def recount(store: Store) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
@@ -56,14 +56,14 @@ def test_counters_equal_a_recount_after_mixed_operations(store: Store) -> None:
     submit(store, now, "x", queue="b", scheduled_time=later(now, 500), run_at=later(now, 500))
     assert_counts_exact(store)
 
-    first, second, third, fourth = store.claim("w1", ["a"], 4, 10, now)
+    first, second, third, fourth = store.claim(ClaimRequest("w1", ["a"], 4, 10), now)
     finish(store, first.job_id, "w1", 1, JobStatus.COMPLETED, later(now, 1))
     finish(store, second.job_id, "w1", 1, JobStatus.RETRYING, later(now, 1), run_at=later(now, 2))
     finish(store, third.job_id, "w1", 1, JobStatus.FAILED, later(now, 1))
     assert store.release(fourth.job_id, "w1", 1, later(now, 1)) is not None
     assert_counts_exact(store)
 
-    pending_b = store.claim("w2", ["b"], 1, 1, now)[0]
+    pending_b = store.claim(ClaimRequest("w2", ["b"], 1, 1), now)[0]
     [waiting_b] = store.list_jobs(JobQuery(statuses=[JobStatus.PENDING], queue="b", limit=1))
     store.cancel(waiting_b.job_id, later(now, 1))
     store.restart(third.job_id, later(now, 2))
@@ -71,7 +71,7 @@ def test_counters_equal_a_recount_after_mixed_operations(store: Store) -> None:
     assert store.get(pending_b.job_id).status is JobStatus.RETRYING  # type: ignore[union-attr]
     assert_counts_exact(store)
 
-    store.claim("w3", ["a", "b"], 100, 30, later(now, 10))  # promotes the due scheduled/retrying jobs
+    store.claim(ClaimRequest("w3", ["a", "b"], 100, 30), later(now, 10))  # promotes the due scheduled/retrying jobs
     store.cleanup({JobStatus.COMPLETED: later(now, 5)}, later(now, 10))
     assert_counts_exact(store)
     assert recount(store)[0] == {"running": 6, "cancelled": 1, "scheduled": 1}
@@ -166,7 +166,7 @@ def test_counters_stay_exact_through_batched_finishes_and_claims(store: Store) -
     store.submit([new_job("y", queue="b", depends_on=[Dependency(parent.job_id)])], now)
     for i in range(6):
         submit(store, now, "xy"[i % 2], queue="ab"[i % 2], max_retries=1)
-    claimed = store.claim("w1", ["a", "b"], 5, 30, now)
+    claimed = store.claim(ClaimRequest("w1", ["a", "b"], 5, 30), now)
     assert_counts_exact(store)
     cancelled = claimed[1]
     store.cancel(cancelled.job_id, later(now, 1))  # its finish below is refused: counted once, as cancelled
@@ -175,7 +175,7 @@ def test_counters_stay_exact_through_batched_finishes_and_claims(store: Store) -
                 Outcome(JobStatus.FAILED, error="E: x", error_type="E"), Outcome(JobStatus.COMPLETED)]
     owned, more = store.finish_many_and_claim(
         "w1", [Finished(j.job_id, j.attempts, o, later(now, 1)) for j, o in zip(claimed, outcomes, strict=True)],
-        ["a", "b"], 10, 30, later(now, 1))
+        ClaimRequest("w1", ["a", "b"], 10, 30), later(now, 1))
     assert owned == [True, False, True, True, True]
     assert more, "the released dependant and the rest were claimed in the same step"
     assert_counts_exact(store)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-
 from helpers import all_jobs, claim_one, get, later, new_job, submit
+
 from jobhandle import InvalidParameterError, JobQueue
 from jobhandle.models import Dependency, Job, JobStatus, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, Store
-from jobhandle.stores.base import Finished
+from jobhandle.stores.base import ClaimRequest, Finished
 
 
 def end(store: Store, now: datetime, job: Job, status: JobStatus) -> None:
@@ -201,11 +201,11 @@ def test_one_batch_of_finishes_releases_the_dependants_of_each(store: Store) -> 
     parents = [parent(store, now) for _ in range(3)]
     kids = [child(store, now, Dependency(p.job_id)) for p in parents]
     both = child(store, now, Dependency(parents[0].job_id), Dependency(parents[1].job_id))
-    claimed = store.claim("w1", ["parents"], 3, 30, now)
+    claimed = store.claim(ClaimRequest("w1", ["parents"], 3, 30), now)
     outcomes = [Finished(j.job_id, j.attempts, Outcome(JobStatus.COMPLETED, result=1), now) for j in claimed[:2]]
     outcomes.append(Finished(claimed[2].job_id, claimed[2].attempts, Outcome(JobStatus.FAILED, error="E: x",
                                                                              error_type="E"), now))
-    owned, _ = store.finish_many_and_claim("w1", outcomes, ["parents"], 0, 30, now)
+    owned, _ = store.finish_many_and_claim("w1", outcomes, None, now)
     assert owned == [True, True, True]
     by_parent = {p.job_id: get(store, k.job_id).status for p, k in zip(parents, kids, strict=True)}
     assert by_parent == {claimed[0].job_id: JobStatus.PENDING, claimed[1].job_id: JobStatus.PENDING,

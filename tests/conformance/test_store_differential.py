@@ -19,7 +19,7 @@ from store_urls import delete_redis_store
 
 from jobhandle.models import Dependency, Job, JobStatus, utcnow
 from jobhandle.stores import Outcome, Store, open_store
-from jobhandle.stores.base import NO_LIMIT, ConcurrencyLimits
+from jobhandle.stores.base import NO_LIMIT, ClaimRequest, ConcurrencyLimits
 
 KINDS = ["memory", "sqlite", "redis"]
 EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -84,8 +84,8 @@ def test_claims_take_the_jobs_the_reference_fair_order_takes(open_fresh, ops: li
                 allowed = min(limit, limits[0] - len(running)) if limits else limit
                 counts = {u: list(running.values()).count(u) for u in set(running.values())}
                 expected = reference.fair_claim(pending.values(), queues, allowed, turns, counts, per_user)
-                claimed = store.claim("w", list(queues), limit, 30, now,
-                                      ConcurrencyLimits(*limits) if limits else None)
+                request = ClaimRequest("w", list(queues), limit, 30, ConcurrencyLimits(*limits) if limits else None)
+                claimed = store.claim(request, now)
                 assert [j.job_id for j in claimed] == expected, f"after {ops[:ops.index(op) + 1]}"
                 for job in claimed:
                     del pending[job.job_id]
@@ -141,7 +141,7 @@ def test_dependants_are_released_and_cancelled_as_the_reference_says(open_fresh,
 
 def _run(store: Store, now: datetime, job_id: str, outcome: Outcome) -> None:
     """Claim every pending job, end ``job_id`` with ``outcome``, hand the others back (pending again)."""
-    claimed = store.claim("w", ["default"], 1000, 30, now)
+    claimed = store.claim(ClaimRequest("w", ["default"], 1000, 30), now)
     assert job_id in [j.job_id for j in claimed]
     for job in claimed:
         if job.job_id == job_id:

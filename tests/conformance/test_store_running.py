@@ -9,6 +9,7 @@ from jobhandle import JobStatus
 from jobhandle.models import PROGRESS_HISTORY_LIMIT, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, ProgressUpdate, Store
+from jobhandle.stores.base import ClaimRequest
 
 
 def completed(result: object = None) -> Outcome:
@@ -92,7 +93,7 @@ def test_finish_retrying_keeps_the_error_and_sets_run_at(store: Store) -> None:
     assert (entry["attempt"], entry["error"], entry["error_type"]) == (1, "ValueError: boom", "ValueError")
     assert store.next_due_at() == later(now, 30)
 
-    assert store.claim("w1", ["default"], 1, 30, later(now, 29)) == []
+    assert store.claim(ClaimRequest("w1", ["default"], 1, 30), later(now, 29)) == []
     again = claim_one(store, later(now, 31))
     assert again.attempts == 2
     assert store.finish(job.job_id, "w1", 2, Outcome(JobStatus.FAILED, error="KeyError: 'x'",
@@ -114,7 +115,7 @@ def test_finish_failed_is_terminal(store: Store) -> None:
     assert stored.completed_at == later(now, 1)
     assert stored.error == "PermanentError: no"
     assert stored.result is None
-    assert store.claim("w1", ["default"], 1, 30, later(now, 100)) == []
+    assert store.claim(ClaimRequest("w1", ["default"], 1, 30), later(now, 100)) == []
 
 
 # -- fencing ---------------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def test_times_are_in_order_whatever_the_callers_clocks_say(store: Store) -> Non
     submitter's (another host, or a 'now' taken before a commit that landed after another's)."""
     now = utcnow()
     job = submit(store, now)
-    [claimed] = store.claim("w1", ["default"], 1, 30, later(now, -0.5))
+    [claimed] = store.claim(ClaimRequest("w1", ["default"], 1, 30), later(now, -0.5))
     assert claimed.started_at is not None and claimed.started_at >= job.created_at
     assert store.finish(claimed.job_id, "w1", claimed.attempts, Outcome(JobStatus.COMPLETED), later(now, -1))
     done = get(store, job.job_id)
@@ -208,7 +209,7 @@ def test_the_start_time_is_when_the_handler_began(store: Store) -> None:
     outcome carries the handler's real start, and the store keeps that."""
     now = utcnow()
     first, second = submit(store, now), submit(store, now)
-    a, b = store.claim("w1", ["default"], 2, 30, now)
+    a, b = store.claim(ClaimRequest("w1", ["default"], 2, 30), now)
     began = later(now, 2)
     assert store.report_progress(a.job_id, "w1", a.attempts, ProgressUpdate(0.5, at=began, started_at=began))
     assert get(store, first.job_id).started_at == began

@@ -7,8 +7,8 @@ import threading
 from datetime import datetime, timezone
 
 import pytest
-
 from helpers import all_jobs, claim_one, get, later, wait_until
+
 from jobhandle import JobQueue, ScheduleNotFoundError
 from jobhandle.cron import next_fire
 from jobhandle.models import JobStatus, Schedule

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from helpers import wait_until
+
 from jobhandle import JobQueue, JobStatus
 
 pytestmark = pytest.mark.slow

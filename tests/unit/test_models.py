@@ -15,11 +15,15 @@ from jobhandle.models import (
     DUE_STATUSES,
     RESTARTABLE,
     TERMINAL_STATUSES,
+    FINISH_TARGETS,
+    MACHINE,
     TRANSITIONS,
     Dependency,
     as_utc,
     can_transition,
+    check_finish,
     check_json,
+    check_move,
     clamp_progress,
     dumps_json,
     new_job_ids,
@@ -48,7 +52,7 @@ def test_the_documented_transitions() -> None:
     assert TRANSITIONS[S.WAITING] == {S.PENDING, S.SCHEDULED, S.CANCELLED}  # scheduled: its time is still ahead
     assert TRANSITIONS[S.SCHEDULED] == {S.PENDING, S.CANCELLED}
     assert TRANSITIONS[S.PENDING] == {S.RUNNING, S.CANCELLED}
-    assert TRANSITIONS[S.RUNNING] == {S.COMPLETED, S.RETRYING, S.FAILED, S.CANCELLED}
+    assert TRANSITIONS[S.RUNNING] == {S.COMPLETED, S.RETRYING, S.FAILED, S.CANCELLED, S.PENDING}  # pending: released
     assert TRANSITIONS[S.RETRYING] == {S.PENDING, S.CANCELLED}
     assert can_transition(S.PENDING, S.RUNNING)
     assert not can_transition(S.PENDING, S.COMPLETED)
@@ -68,6 +72,19 @@ def test_restartable_is_failed_and_cancelled() -> None:
 def test_due_statuses_become_pending() -> None:
     assert set(DUE_STATUSES) == {S.SCHEDULED, S.RETRYING}
     assert all(can_transition(s, S.PENDING) for s in DUE_STATUSES)
+
+
+def test_the_table_is_derived_from_the_named_transitions() -> None:
+    assert {t.name for t in MACHINE} == {"promote", "resolve", "claim", "complete", "retry", "fail", "release",
+                                         "cancel", "restart"}
+    for status, targets in TRANSITIONS.items():
+        assert targets == {target for t in MACHINE if status in t.sources for target in t.targets}
+    assert FINISH_TARGETS == {S.COMPLETED, S.RETRYING, S.FAILED}
+    with pytest.raises(InvalidParameterError, match="not pending"):
+        check_finish(S.PENDING)
+    with pytest.raises(RuntimeError, match="from completed to pending"):
+        check_move("completed", "pending")
+    check_move("running", "pending")
 
 
 def test_sources_of() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import threading
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from helpers import wait_until
 from jobhandle import HandlerRegistry, JobContext, JobQueue, JobStatus, Settings
 from jobhandle.errors import InvalidParameterError
 from jobhandle.models import utcnow
+from jobhandle.stores.base import ClaimRequest
 from jobhandle.worker.process import JobProcess
 
 MEMORY_LIMIT_MB = 200
@@ -164,7 +165,7 @@ def test_a_second_close_waits_until_the_job_process_is_gone(queue: JobQueue, reg
     while the first is still waiting for the process to end (here: a handler whose clean-up takes 1 s)."""
     pid_file, stopping = tmp_path / "pid", tmp_path / "stopping"
     queue.submit("linger", {"pid_file": str(pid_file), "stopping_file": str(stopping), "cleanup_seconds": 1.0})
-    [job] = queue.store.claim("w", ["default"], 1, 60, utcnow())
+    [job] = queue.store.claim(ClaimRequest("w", ["default"], 1, 60), utcnow())
     handler = registry.get("linger")
     assert handler is not None
     ctx = JobContext(job, queue.store, "w", 0.1, logging.getLogger("test"))

@@ -16,6 +16,7 @@ from store_urls import private_redis_server
 from jobhandle import HandlerRegistry, JobQueue, JobStatus, Settings
 from jobhandle.models import utcnow
 from jobhandle.stores import JobQuery
+from jobhandle.stores.base import ClaimRequest
 
 DEADLINE = 60.0
 
@@ -25,7 +26,8 @@ def test_a_job_claimed_for_a_worker_that_never_heard_of_it_is_handed_back_and_ru
     registry.register("echo", lambda ctx: "ran")
     job = queue.submit("echo")
     worker = queue.worker(concurrency=1)
-    [claimed] = queue.store.claim(worker.worker_id, ["default"], 1, queue.settings.worker_timeout, utcnow())
+    request = ClaimRequest(worker.worker_id, ["default"], 1, queue.settings.worker_timeout)
+    [claimed] = queue.store.claim(request, utcnow())
     assert claimed.job_id == job.job_id  # applied; the answer is thrown away, as a lost reply is
     with worker:
         done = queue.wait(job.job_id, DEADLINE)

@@ -1,5 +1,6 @@
 """What only the Redis store has: its URL and key prefix, stores kept apart on one server, wake-ups that
-survive a lost subscription, its key layout's version and upgrades. (Its behaviour as a store is the conformance suite's, run on every store.)"""
+survive a lost subscription, its key layout's version and upgrades. (Its behaviour as a store is the
+conformance suite's, run on every store.)"""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from jobhandle.api import create_app
 from jobhandle.errors import StoreConflictError, StoreSchemaError
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import JobQuery, open_store
+from jobhandle.stores.base import ClaimRequest
 from jobhandle.stores.redis.keys import parse_redis_url
 from jobhandle.stores.redis.store import RedisStore
 
@@ -62,8 +64,8 @@ def test_stores_with_different_prefixes_on_one_server_never_meet(two_stores: tup
     assert second.get(job.job_id) is None
     assert second.list_jobs(JobQuery()) == []
     assert second.counts().by_status == {}
-    assert second.claim("w", ["default"], 10, 30, utcnow()) == []
-    assert [j.job_id for j in first.claim("w", ["default"], 10, 30, utcnow())] == [job.job_id]
+    assert second.claim(ClaimRequest("w", ["default"], 10, 30), utcnow()) == []
+    assert [j.job_id for j in first.claim(ClaimRequest("w", ["default"], 10, 30), utcnow())] == [job.job_id]
 
 
 def test_waiters_hear_other_instances_again_after_the_subscription_was_cut(request: pytest.FixtureRequest) -> None:
@@ -183,7 +185,7 @@ def test_a_store_of_the_last_release_before_layout_versions_is_upgraded(request:
         try:
             assert client.get(f"{location.prefix}:layout") == "2"
             now = utcnow()
-            order = [job.user_id for job in store.claim("w1", ["default"], 5, 30, now)]
+            order = [job.user_id for job in store.claim(ClaimRequest("w1", ["default"], 5, 30), now)]
             assert order == ["alice", "carol", "erin", "bob", "alice"], "bob was served at level 10 already"
             [erin] = store.list_jobs(JobQuery(user_id="erin"))
             assert store.submit([Job(job_type="echo", user_id="erin", idempotency_key="order-1")],

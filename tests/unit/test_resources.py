@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from helpers import wait_until
+
 from jobhandle import HandlerRegistry, JobContext, JobQueue, JobStatus
 from jobhandle.worker.load import LoadSampler
 

@@ -13,6 +13,7 @@ from helpers import get, new_job, submit
 from jobhandle import JobStatus
 from jobhandle.models import Dependency, utcnow
 from jobhandle.stores import SQLiteStore
+from jobhandle.stores.base import ClaimRequest
 from jobhandle.stores.sqlite.commit import Call, Tx
 
 
@@ -48,7 +49,7 @@ def test_a_failed_primitive_of_a_group_commit_never_makes_a_sequence_number_come
 def test_a_round_that_changes_nothing_wakes_no_one(store: SQLiteStore) -> None:
     seen = store.change_version
     store._transact(lambda tx: None)
-    assert store.claim("w1", ["default"], 5, 30, utcnow()) == []
+    assert store.claim(ClaimRequest("w1", ["default"], 5, 30), utcnow()) == []
     assert store.change_version == seen
     submit(store, utcnow())
     assert store.change_version != seen
@@ -85,6 +86,6 @@ def test_a_wake_up_that_fails_after_a_commit_does_not_fail_the_primitive(store: 
 
     assert store._notifier is not None
     monkeypatch.setattr(store._notifier, "notify", broken)
-    claimed = store.claim("w1", ["default"], 1, 30, utcnow())
+    claimed = store.claim(ClaimRequest("w1", ["default"], 1, 30), utcnow())
     assert [j.job_id for j in claimed] == [job.job_id]
     assert get(store, job.job_id).status is JobStatus.RUNNING

@@ -16,6 +16,7 @@ from jobhandle import JobStatus
 from jobhandle.errors import StoreSchemaError
 from jobhandle.models import utcnow
 from jobhandle.stores import JobQuery, Outcome, open_store
+from jobhandle.stores.base import ClaimRequest
 from jobhandle.stores.sqlite.migrate import LATEST
 
 RELEASED = Path(__file__).parent / "data" / "released_0_1_0.sql"
@@ -43,7 +44,7 @@ def test_a_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{path}")
     try:
         now = utcnow()
-        claimed = store.claim("w1", ["default"], 2, 30, now)
+        claimed = store.claim(ClaimRequest("w1", ["default"], 2, 30), now)
         store.finish(claimed[0].job_id, "w1", 1, Outcome(JobStatus.COMPLETED, result=1), now)
         counted = {status: n for status, n in store.counts().by_status.items() if n}
         assert counted == {"pending": 3, "running": 2, "completed": 2}, "each change counted once"
@@ -64,7 +65,7 @@ def test_a_database_of_the_last_release_before_schema_versions_is_migrated(tmp_p
     store = open_store(f"sqlite:///{path}")
     try:
         now = utcnow()
-        order = [job.user_id for job in store.claim("w1", ["default"], 5, 30, now)]
+        order = [job.user_id for job in store.claim(ClaimRequest("w1", ["default"], 5, 30), now)]
         # bob and dave were served at level 10 (turns 8 and 9); never served users come first, by name.
         assert order == ["alice", "carol", "erin", "bob", "alice"]
         [erin] = [j for j in store.list_jobs(JobQuery(user_id="erin"))]

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import new_job
+
 from jobhandle.models import utcnow
 from jobhandle.stores import SQLiteStore
 from jobhandle.stores.sqlite.wake import SUPPORTED, Notifier, wake_dir

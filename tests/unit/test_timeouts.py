@@ -7,6 +7,7 @@ import threading
 import time
 
 from helpers import wait_until
+
 from jobhandle import HandlerRegistry, JobContext, JobQueue, JobStatus
 
 

@@ -24,8 +24,8 @@ from store_urls import private_redis_server
 
 import jobhandle.stores as stores
 from jobhandle import JobQueue, JobStatus, Settings, StoreUnavailableError, StoreURLError
-from jobhandle.registry import HandlerRegistry
 from jobhandle.errors import StoreOpenError
+from jobhandle.registry import HandlerRegistry
 from jobhandle.stores import masked_url, open_store
 
 JOBHANDLE = Path(sys.executable).parent / "jobhandle"

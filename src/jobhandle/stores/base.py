@@ -1,9 +1,15 @@
-"""The Store protocol: the atomic primitives every store provides.
+"""The store seam: the atomic primitives every store provides, grouped by role.
 
 Each method that changes job state is one atomic step inside the store (one SQL transaction, one Lua
 script, one lock hold): it checks the current state and changes it, or changes nothing. Code outside the
 stores never reads a job, decides, and writes it back. The conformance suite in ``tests/conformance``
 defines the behaviour; a store is done when it passes it.
+
+The roles are what each caller needs: ``Submitting`` and ``Controlling`` (the API, the CLI), ``Running``
+(a worker's slots and monitor), ``Maintaining`` (the maintenance loop), ``Scheduling``, ``Registry`` (the
+workers' registrations), ``Reading`` and ``ChangeFeed`` (readers, SSE, the dashboard) and ``Notifier`` (the
+wake-ups). Each is a Protocol, so a caller can be typed by the role it uses (a wrapper such as the worker's
+guard provides just those methods); ``Store`` is all of them, and what a store implements.
 
 Fencing: a running job belongs to ``(worker_id, attempt)``. ``report_progress``, ``finish`` and ``release``
 name that pair and change nothing unless the job is still running under it, so a worker that lost its lease
@@ -19,10 +25,10 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..models import Job, JobStatus, Schedule
 from ..supervise import LoopHealth
@@ -102,6 +108,18 @@ class ConcurrencyLimits:
         return cls(global_max or NO_LIMIT, per_user_max or NO_LIMIT)
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """A claim: up to ``limit`` ready jobs of ``queues`` for ``worker_id``, each leased for ``lease_seconds``,
+    within ``limits`` (None: no concurrency limit)."""
+
+    worker_id: str
+    queues: Sequence[str]
+    limit: int
+    lease_seconds: float
+    limits: ConcurrencyLimits | None = None
+
+
 @dataclass(slots=True)
 class Finished:
     """An attempt's end, reported by the worker that ran it (``attempt``), at the time it ended."""
@@ -163,20 +181,23 @@ class ChangeSignal:
             return self._version
 
 
-class Store(ABC):
-    """Where jobs live. Synchronous and thread-safe; one instance per process is the usual use."""
+Backoff = Callable[[Job, datetime], Outcome]
+"""How a job whose worker was lost ends its attempt (retry.lost_worker_policy)."""
 
-    kind: str = "abstract"  # reported as queue_type in stats
 
+class Submitting(Protocol):
     @abstractmethod
     def submit(self, jobs: Sequence[Job], now: datetime) -> list[Job]:
         """Insert new jobs atomically (all or none) and return them as stored.
 
-        Each job's initial status is decided here: SCHEDULED when ``run_at`` is after ``now``, else PENDING;
-        ``created_at`` is ``now``.
-        A job whose ``idempotency_key`` matches a retained job is not inserted; that job is returned instead.
+        Each job's initial status is decided here: SCHEDULED when ``run_at`` is after ``now``, WAITING while a
+        dependency is undecided (CANCELLED when one can no longer be met), else PENDING; ``created_at`` is
+        ``now``. A job whose ``idempotency_key`` matches a retained job of the same user is not inserted; that
+        job is returned instead.
         """
 
+
+class Reading(Protocol):
     @abstractmethod
     def get(self, job_id: str) -> Job | None:
         """The job, or None."""
@@ -186,9 +207,24 @@ class Store(ABC):
         """Jobs matching the query, sorted and paged as it says."""
 
     @abstractmethod
-    def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
-              now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
-        """Move up to ``limit`` ready jobs of ``queues`` to RUNNING under ``worker_id`` and return them.
+    def counts(self) -> StoreCounts:
+        """The transition-maintained counters (no table scans)."""
+
+    @abstractmethod
+    def count_by_status(self, user_id: str) -> dict[str, int]:
+        """One user's jobs by status (statuses with none are left out): the API's per-user statistics."""
+
+    @abstractmethod
+    def next_due_at(self) -> datetime | None:
+        """The earliest ``run_at`` among SCHEDULED/RETRYING jobs (when a sleeping worker must look again)."""
+
+
+class Running(Protocol):
+    """What a worker does with the jobs it runs. Fenced: a running job belongs to (worker_id, attempt)."""
+
+    @abstractmethod
+    def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
+        """Move up to ``request.limit`` ready jobs of its queues to RUNNING under its worker; return them.
 
         Due SCHEDULED/RETRYING jobs become PENDING first (in the same step). Order: higher priority first;
         within a priority, the users with jobs waiting take turns (round robin: whoever was served least
@@ -196,7 +232,28 @@ class Store(ABC):
         no claim makes more than ``global_max`` jobs run in all or ``per_user_max`` for one user; the jobs of
         a user at the limit wait without holding back other users' jobs. Each claimed job's ``attempts``
         grows by one and its lease runs until ``now + lease_seconds``. No job is ever returned to two callers.
+        Its cost does not grow with the number of users waiting (tests/reference.py holds the order).
         """
+
+    @abstractmethod
+    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
+        """Fenced end of an attempt; False (and no change) when the caller no longer owns the job.
+        ``outcome.status`` must be one the state machine lets a running job end in (models.FINISH_TARGETS):
+        anything else is refused with InvalidParameterError."""
+
+    @abstractmethod
+    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], claim: ClaimRequest | None,
+                              now: datetime) -> tuple[list[bool], list[Job]]:
+        """Each ``finish`` (fenced, as reported) then ``claim`` if one is asked for, in one atomic step: a busy
+        worker's hot path."""
+
+    @abstractmethod
+    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
+        """Fenced hand-back of a job a worker did not finish: PENDING again, attempt not counted."""
+
+    @abstractmethod
+    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+        """Fenced progress write; False when the job is no longer running under (worker_id, attempt)."""
 
     @abstractmethod
     def heartbeat(self, worker: WorkerInfo, lease_seconds: float, now: datetime) -> set[str]:
@@ -207,26 +264,14 @@ class Store(ABC):
         """Ids of the jobs RUNNING under ``worker_id`` (read only: the worker's cancel watch)."""
 
     @abstractmethod
-    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
-        """Fenced progress write; False when the job is no longer running under (worker_id, attempt)."""
+    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
+        """Token bucket ``key`` shared by every worker: take a token and return 0, or return how many seconds
+        until one is free (nothing taken). A new bucket starts full (``burst`` tokens); one full again is as
+        good as none and may be forgotten."""
 
-    @abstractmethod
-    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
-        """Fenced end of an attempt; False (and no change) when the caller no longer owns the job."""
 
-    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
-                              claim_limit: int, lease_seconds: float, now: datetime,
-                              limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
-        """Each ``finish`` (fenced, as reported) then ``claim(worker_id, queues, claim_limit, ...)`` when the
-        limit is above 0: a busy worker's hot path. Several primitives, which a store may run in one
-        transaction."""
-        owned = [self.finish(f.job_id, worker_id, f.attempt, f.outcome, f.at) for f in finished]
-        claimed = self.claim(worker_id, queues, claim_limit, lease_seconds, now, limits) if claim_limit > 0 else []
-        return owned, claimed
-
-    @abstractmethod
-    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
-        """Fenced hand-back of a job a stopping worker did not finish: PENDING again, attempt not counted."""
+class Controlling(Protocol):
+    """What operators and callers do to jobs."""
 
     @abstractmethod
     def cancel(self, job_id: str, now: datetime, reason: str | None = None) -> Job:
@@ -239,38 +284,27 @@ class Store(ABC):
         Raises JobNotFoundError or InvalidTransitionError.
         """
 
-    @abstractmethod
-    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
-        """Priority aging: give each pending job one priority level per ``interval`` seconds it has waited since
-        it became due (its ``run_at``; else its creation), at most ``max_boost`` levels; return how many jobs
-        rose. Each rise is a change (new ``seq``), so an aged job queues behind the jobs already at its new
-        level. Starting (claim) and restart drop the boost; ``Job.priority`` always reads the submitted one."""
+
+class Maintaining(Protocol):
+    """Maintenance: each primitive is safe to run in any number of processes at once; the leases let one
+    process per store do each task at a time (scheduler.py)."""
 
     @abstractmethod
-    def recover_expired(self, now: datetime, backoff: Any) -> list[Job]:
-        """Running jobs whose lease ran out: RETRYING (``backoff(job)`` -> run_at) or FAILED when out of
-        attempts, with a WorkerLostError. Returns the recovered jobs. Idempotent: any number of callers may
-        run it. (Forgetting the dead workers' registrations is ``reap_workers``'s part.)"""
+    def recover_expired(self, now: datetime, backoff: Backoff) -> list[Job]:
+        """Running jobs whose lease ran out: RETRYING (at ``backoff(job, now).run_at``) or FAILED when out of
+        attempts, with a WorkerLostError; at most 1,000 per call. Returns the recovered jobs. (Forgetting the
+        dead workers' registrations is ``reap_workers``'s part.)"""
 
     @abstractmethod
     def reap_workers(self, silent_since: datetime) -> list[str]:
         """Delete the registrations of workers not seen since ``silent_since``; return their ids."""
 
     @abstractmethod
-    def unregister_worker(self, worker_id: str) -> None:
-        """Remove a worker's registration (clean shutdown)."""
-
-    @abstractmethod
-    def list_workers(self) -> list[WorkerInfo]:
-        """Registered workers with their current running job ids."""
-
-    @abstractmethod
-    def counts(self) -> StoreCounts:
-        """The transition-maintained counters (no table scans)."""
-
-    @abstractmethod
-    def count_by_status(self, user_id: str) -> dict[str, int]:
-        """One user's jobs by status (statuses with none are left out): the API's per-user statistics."""
+    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
+        """Priority aging: give each pending job one priority level per ``interval`` seconds it has waited since
+        it became due (its ``run_at``; else its creation), at most ``max_boost`` levels; return how many jobs
+        rose. Each rise is a change (new ``seq``), so an aged job queues behind the jobs already at its new
+        level. Starting (claim) and restart drop the boost; ``Job.priority`` always reads the submitted one."""
 
     @abstractmethod
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
@@ -284,19 +318,15 @@ class Store(ABC):
     @abstractmethod
     def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool:
         """Take or renew the lease ``name`` for ``holder``, until ``seconds`` from now: True when ``holder``
-        holds it now (it was free, had run out, or was already its own), False while another holder's runs.
-        Maintenance tasks run under one each, so one process per store does each task at a time."""
+        holds it now (it was free, had run out, or was already its own), False while another holder's runs."""
 
     @abstractmethod
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` holds it (a stopping worker: another may take over at once)."""
 
-    @abstractmethod
-    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
-        """Token bucket ``key`` shared by every worker: take a token and return 0, or return how many seconds
-        until one is free (nothing taken). A new bucket starts full (``burst`` tokens)."""
 
-    # -- schedules (recurring jobs): the job of a schedule's next fire always exists, as a scheduled job ---
+class Scheduling(Protocol):
+    """Recurring jobs: the job of a schedule's next fire always exists, as a scheduled job."""
 
     @abstractmethod
     def create_schedule(self, schedule: Schedule, now: datetime) -> tuple[Schedule, Job]:
@@ -328,6 +358,22 @@ class Store(ABC):
     def delete_schedule(self, schedule_id: str, now: datetime) -> Schedule:
         """Remove the schedule; the job of a fire not yet come is cancelled; jobs already run are kept."""
 
+
+class Registry(Protocol):
+    """The workers' registrations (written by ``Running.heartbeat``)."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """Registered workers with their current running job ids."""
+
+    @abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker's registration (clean shutdown)."""
+
+
+class ChangeFeed(Protocol):
+    """Every change of a job's visible state gives the job a new, store-wide increasing ``seq``."""
+
     @abstractmethod
     def changes_since(self, seq: int, limit: int = 500) -> list[Job]:
         """Jobs whose last change has a sequence number above ``seq``, oldest change first."""
@@ -336,9 +382,14 @@ class Store(ABC):
     def last_seq(self) -> int:
         """The highest change sequence number given so far."""
 
+
+class Notifier(Protocol):
+    """Wake-ups in this process when anything in the store changed, other processes' and hosts' changes too."""
+
+    @property
     @abstractmethod
-    def next_due_at(self) -> datetime | None:
-        """The earliest ``run_at`` among SCHEDULED/RETRYING jobs (when a sleeping worker must look again)."""
+    def change_version(self) -> int:
+        """A process-local number that moves whenever the store changed; pass it to ``wait_for_change``."""
 
     @abstractmethod
     def wait_for_change(self, seen: int, timeout: float | None) -> int:
@@ -348,10 +399,12 @@ class Store(ABC):
     def wake_waiters(self) -> None:
         """Wake every ``wait_for_change`` in this process now (used when stopping)."""
 
-    @property
-    @abstractmethod
-    def change_version(self) -> int:
-        """A process-local number that moves whenever the store changed; pass it to ``wait_for_change``."""
+
+class Store(Submitting, Reading, Running, Controlling, Maintaining, Scheduling, Registry, ChangeFeed, Notifier,
+            ABC):
+    """Where jobs live: every role. Synchronous and thread-safe; one instance per process is the usual use."""
+
+    kind: str = "abstract"  # reported as queue_type in stats
 
     def health(self) -> list[LoopHealth]:
         """The store's background threads (wake-up listeners, checkpointer) and how they are doing."""

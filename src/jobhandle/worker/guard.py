@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from ..errors import JobHandleError, StoreError
 from ..models import Job, JobStatus
-from ..stores.base import ConcurrencyLimits, Finished, Outcome, ProgressUpdate, Store, WorkerInfo
+from ..stores.base import ClaimRequest, Finished, Outcome, ProgressUpdate, Store, WorkerInfo
 
 T = TypeVar("T")
 
@@ -39,15 +39,12 @@ class WorkerStore:
         self.inner = store
         self.kind = store.kind
 
-    def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float, now: datetime,
-              limits: ConcurrencyLimits | None = None) -> list[Job]:
-        return named("claim", self.inner.claim)(worker_id, queues, limit, lease_seconds, now, limits)
+    def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
+        return named("claim", self.inner.claim)(request, now)
 
-    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
-                              claim_limit: int, lease_seconds: float, now: datetime,
-                              limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
-        return named("finish_many_and_claim", self.inner.finish_many_and_claim)(
-            worker_id, finished, queues, claim_limit, lease_seconds, now, limits)
+    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], claim: ClaimRequest | None,
+                              now: datetime) -> tuple[list[bool], list[Job]]:
+        return named("finish_many_and_claim", self.inner.finish_many_and_claim)(worker_id, finished, claim, now)
 
     def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
         return named("finish", self.inner.finish)(job_id, worker_id, attempt, outcome, now)

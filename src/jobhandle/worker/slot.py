@@ -112,7 +112,7 @@ class Slot:
                     seen = w.store.change_version
                     if w.stopping:  # stop() sets this, then wakes waiters: seen before, heard after
                         continue
-                    claimed = w.store.claim(w.worker_id, w.queues, claim_size, w.lease, utcnow(), w.limits)
+                    claimed = w.store.claim(w.claim_request(claim_size), utcnow())
                     ok()
                     if not claimed:
                         claim_size = 1

@@ -24,7 +24,7 @@ from ..errors import InvalidParameterError, StoreError, StoreUnavailableError
 from ..models import Job, utcnow
 from ..registry import HandlerRegistry
 from ..scheduler import TICK_SECONDS, Maintenance
-from ..stores.base import ConcurrencyLimits, Store, WorkerInfo
+from ..stores.base import ClaimRequest, ConcurrencyLimits, Store, WorkerInfo
 from ..supervise import LoopHealth, Supervised
 from .buffer import ClaimBuffer, OutcomeBatch, RunningJobs
 from .guard import WorkerStore
@@ -211,8 +211,9 @@ class Worker:
             self.outcomes.written(ticket)
             return []
         try:
-            owned, claimed = self.store.finish_many_and_claim(self.worker_id, done, self.queues, claim_size,
-                                                              self.lease, utcnow(), self.limits)
+            owned, claimed = self.store.finish_many_and_claim(self.worker_id, done,
+                                                              self.claim_request(claim_size) if claim_size else None,
+                                                              utcnow())
         except BaseException:
             self.outcomes.unwritten(ticket)
             raise
@@ -221,6 +222,10 @@ class Worker:
             if not ok:
                 log.info("job %s: result discarded, the job was cancelled or recovered meanwhile", f.job_id)
         return claimed
+
+    def claim_request(self, limit: int) -> ClaimRequest:
+        """A claim of up to ``limit`` jobs of this worker's queues, under its lease and limits."""
+        return ClaimRequest(self.worker_id, self.queues, limit, self.lease, self.limits)
 
     def release(self, jobs: Sequence[Job]) -> None:
         """Hand claimed jobs that never started back to the store (attempts not counted)."""

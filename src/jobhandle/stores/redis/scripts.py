@@ -1,12 +1,13 @@
-"""The Redis store's Lua scripts: lua/lib.lua (the shared definitions, with the state machine's status sets
-filled in from models.py) in front of each script's own body, a write script's inside WRITE_WRAPPER."""
+"""The Redis store's Lua scripts: lua/lib.lua (the shared definitions, with the state machine filled in from
+models.py: each transition's sources, and every move each status may make) in front of each script's own
+body, a write script's inside WRITE_WRAPPER."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import resources
 
-from ...models import CANCELLABLE, RESTARTABLE, TERMINAL_STATUSES, JobStatus
+from ...models import ALL_STATUSES, MACHINE, TERMINAL_STATUSES, TRANSITIONS, JobStatus
 
 SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
            "take_token", "lease", "cleanup", "forget", "reap", "schedule", "layout", "fetch", "changes", "list")
@@ -34,14 +35,17 @@ def _script_sources() -> dict[str, str]:
     write script's inside WRITE_WRAPPER."""
     folder = resources.files(__package__).joinpath("lua")
     lib = folder.joinpath("lib.lua").read_text()
-    for name, statuses in (("cancellable", CANCELLABLE), ("restartable", RESTARTABLE),
-                           ("terminal", tuple(TERMINAL_STATUSES))):
-        lib = lib.replace("{" + name + "}", _lua_set(statuses))
-    sources = {}
+    sources = "{" + ", ".join(f"{t.name} = {_lua_set(t.ordered_sources())}" for t in MACHINE) + "}"
+    moves = "{" + ", ".join(f"['{s.value}'] = {_lua_set([t for t in ALL_STATUSES if t in TRANSITIONS[s]])}"
+                            for s in ALL_STATUSES) + "}"
+    terminal = _lua_set([s for s in ALL_STATUSES if s in TERMINAL_STATUSES])
+    for name, value in (("sources", sources), ("moves", moves), ("terminal", terminal)):
+        lib = lib.replace("{" + name + "}", value)
+    scripts = {}
     for name in SCRIPTS:
         body = folder.joinpath(f"{name}.lua").read_text()
-        sources[name] = lib + "\n" + (body if name in READ_ONLY else WRITE_WRAPPER.format(body=body))
-    return sources
+        scripts[name] = lib + "\n" + (body if name in READ_ONLY else WRITE_WRAPPER.format(body=body))
+    return scripts
 
 
 SOURCES = _script_sources()

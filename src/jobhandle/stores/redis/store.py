@@ -41,6 +41,7 @@ from ...models import (
     Job,
     JobStatus,
     at_ts,
+    check_finish,
     dumps_json,
     from_ts,
     iso,
@@ -50,7 +51,7 @@ from ..base import (
     NO_LIMIT,
     TURN_MEMORY_SECONDS,
     ChangeSignal,
-    ConcurrencyLimits,
+    ClaimRequest,
     Finished,
     JobQuery,
     Outcome,
@@ -174,18 +175,17 @@ class RedisStore(RedisSchedules, Store):
         return [payload_to_job(p) for p in self._call("list", args)]
 
     @staticmethod
-    def _claim_args(worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float, now_ts: float,
-                    limits: ConcurrencyLimits | None) -> dict[str, Any]:
-        return {"worker_id": worker_id, "queues": list(queues), "limit": limit,
-                "lease": repr(now_ts + lease_seconds),
+    def _claim_args(request: ClaimRequest, now_ts: float) -> dict[str, Any]:
+        limits = request.limits
+        return {"worker_id": request.worker_id, "queues": list(request.queues), "limit": request.limit,
+                "lease": repr(now_ts + request.lease_seconds),
                 "global_max": limits.global_max if limits else NO_LIMIT,
                 "per_user_max": limits.per_user_max if limits else NO_LIMIT}
 
-    def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
-              now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
+    def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
         now_ts = now.timestamp()
-        claim = self._claim_args(worker_id, queues, limit, lease_seconds, now_ts, limits)
-        return [payload_to_job(p) for p in self._call("claim", {"now": repr(now_ts), "claim": claim})]
+        return [payload_to_job(p) for p in self._call("claim", {"now": repr(now_ts),
+                                                                "claim": self._claim_args(request, now_ts)})]
 
     def heartbeat(self, worker: WorkerInfo, lease_seconds: float, now: datetime) -> set[str]:
         now_ts = now.timestamp()
@@ -213,6 +213,8 @@ class RedisStore(RedisSchedules, Store):
 
     def _finish(self, items: list[dict[str, Any]], now_ts: float,
                 claim: dict[str, Any] | None = None) -> tuple[list[bool], list[Job]]:
+        for item in items:
+            check_finish(JobStatus(item["status"]))
         owned, claimed = self._call("finish", {"now": repr(now_ts), "items": items, "claim": claim,
                                                "error_limit": ERROR_HISTORY_LIMIT})
         return [bool(o) for o in owned], [payload_to_job(p) for p in claimed]
@@ -221,14 +223,11 @@ class RedisStore(RedisSchedules, Store):
         now_ts = now.timestamp()
         return self._finish([finish_item(job_id, worker_id, attempt, outcome, now_ts)], now_ts)[0][0]
 
-    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
-                              claim_limit: int, lease_seconds: float, now: datetime,
-                              limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
+    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], request: ClaimRequest | None,
+                              now: datetime) -> tuple[list[bool], list[Job]]:
         now_ts = now.timestamp()
         items = [finish_item(f.job_id, worker_id, f.attempt, f.outcome, now_ts) for f in finished]
-        claim = None
-        if claim_limit > 0:
-            claim = self._claim_args(worker_id, queues, claim_limit, lease_seconds, now_ts, limits)
+        claim = None if request is None or request.limit <= 0 else self._claim_args(request, now_ts)
         return self._finish(items, now_ts, claim)
 
     def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:

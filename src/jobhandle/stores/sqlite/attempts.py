@@ -11,6 +11,7 @@ from ...models import (
     TERMINAL_STATUSES,
     Job,
     JobStatus,
+    check_finish,
     dumps_json,
     from_ts,
     iso,
@@ -43,6 +44,8 @@ def finish_all(tx: Tx, attempts: Sequence[Attempt], now_ts: float) -> list[bool]
     attempts were still owned."""
     if not attempts:
         return []
+    for attempt in attempts:
+        check_finish(attempt[3].status)
     seqs = tx.seqs(len(attempts))
     owned = [_finish(tx, job_id, worker_id, attempt, outcome, now_ts, seq)
              for (job_id, worker_id, attempt, outcome), seq in zip(attempts, seqs, strict=True)]

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 
 from ...models import Job, JobStatus
-from ..base import NO_LIMIT, ConcurrencyLimits
+from ..base import NO_LIMIT, ClaimRequest, ConcurrencyLimits
 from .codec import row_to_job
 from .commit import Tx
 from .sql import Q
@@ -53,18 +53,17 @@ def claimable(conn: sqlite3.Connection, queues: Sequence[str], now_ts: float,
     return bool(pick_fairly(conn, queues, *limits_now(conn, 1, limits)))
 
 
-def claim(tx: Tx, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float, now_ts: float,
-          limits: ConcurrencyLimits | None) -> list[Job]:
+def claim(tx: Tx, request: ClaimRequest, now_ts: float) -> list[Job]:
     """``Store.claim`` inside the caller's transaction."""
     promote_due(tx, now_ts)
     tx.settle()  # the pick reads ready_users
-    picks = pick_fairly(tx.conn, queues, *limits_now(tx.conn, limit, limits))
+    picks = pick_fairly(tx.conn, request.queues, *limits_now(tx.conn, request.limit, request.limits))
     if not picks:
         return []
-    lease = now_ts + lease_seconds
+    lease = now_ts + request.lease_seconds
     seqs = tx.seqs(len(picks))
     tx.conn.executemany(Q["start_job"], [
-        {"job_id": job_id, "worker_id": worker_id, "now": now_ts, "lease": lease, "seq": seq}
+        {"job_id": job_id, "worker_id": request.worker_id, "now": now_ts, "lease": lease, "seq": seq}
         for (job_id, _, _), seq in zip(picks, seqs, strict=True)])
     jobs = [row_to_job(r) for r in tx.conn.execute(Q["jobs_by_seq"], {"first": seqs[0], "last": seqs[-1]})]
     if len(jobs) != len(picks):  # picked under the write lock: every pick is pending, every update applies

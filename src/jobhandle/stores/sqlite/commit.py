@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ...models import JobStatus
+from ...models import JobStatus, check_move
 from .sql import Q
 
 log = logging.getLogger("jobhandle.store")
@@ -65,6 +65,7 @@ class Tx:
         delta: dict[tuple[str, str, str], int] = {}
         for queue, job_type, old, new, n in moves:
             if old != new:
+                check_move(old, new)
                 delta[queue, job_type, new] = delta.get((queue, job_type, new), 0) + n
                 delta[queue, job_type, old] = delta.get((queue, job_type, old), 0) - n
         self.conn.executemany(Q["count_add"], [(q, t, s, n) for (q, t, s), n in delta.items() if n])

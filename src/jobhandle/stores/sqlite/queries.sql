@@ -1,5 +1,7 @@
 -- Named statements of the SQLite store, loaded by name (``-- name: x``).
--- {placeholders} in braces are status lists filled in from the state machine in models.py.
+-- {placeholders} in braces are status lists filled in from the state machine in models.py (MACHINE):
+-- {<transition>_from} is the statuses that transition starts from, e.g. {cancel_from}. Every UPDATE that
+-- changes a job's status guards on them; statements that must match a partial index keep its literal terms.
 
 -- name: reserve_seqs
 -- Reserves the next n (the parameter) change sequence numbers and returns the last of them.
@@ -41,13 +43,13 @@ WHERE d.job_id = :job_id;
 
 -- name: release_waiting
 UPDATE jobs SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'pending' END, seq = :seq
-WHERE job_id = :job_id AND status = 'waiting'
+WHERE job_id = :job_id AND status IN ({resolve_from})
 RETURNING queue, job_type, status, user_id, priority;
 
 -- name: cancel_waiting
 UPDATE jobs SET status = 'cancelled', completed_at = max(:now, created_at), error = :error,
                 error_type = 'DependencyFailedError', seq = :seq
-WHERE job_id = :job_id AND status = 'waiting'
+WHERE job_id = :job_id AND status IN ({resolve_from})
 RETURNING queue, job_type, status;
 
 -- name: delete_dependencies
@@ -69,14 +71,14 @@ SELECT * FROM jobs WHERE user_id = :user_id AND idempotency_key = :key;
 SELECT * FROM jobs WHERE job_id = :job_id;
 
 -- name: due_jobs
-SELECT job_id, queue, job_type, status, user_id, priority FROM jobs WHERE status IN ({due}) AND run_at <= :now
+SELECT job_id, queue, job_type, status, user_id, priority FROM jobs WHERE status IN ({promote_from}) AND run_at <= :now
 ORDER BY run_at LIMIT 1000;
 
 -- name: make_pending
-UPDATE jobs SET status = 'pending', seq = :seq WHERE job_id = :job_id AND status IN ({due});
+UPDATE jobs SET status = 'pending', seq = :seq WHERE job_id = :job_id AND status IN ({promote_from});
 
 -- name: next_due
-SELECT min(run_at) FROM jobs WHERE status IN ({due});
+SELECT min(run_at) FROM jobs WHERE status IN ({promote_from});
 
 -- name: start_job
 -- The start time is the claim's until the handler's own is written (report_progress, finish_job); never before
@@ -84,7 +86,7 @@ SELECT min(run_at) FROM jobs WHERE status IN ({due});
 UPDATE jobs SET status = 'running', worker_id = :worker_id, attempts = attempts + 1,
                 started_at = max(:now, created_at),
                 completed_at = NULL, lease_expires_at = :lease, seq = :seq, priority = priority - aged, aged = 0
-WHERE job_id = :job_id AND status = 'pending';
+WHERE job_id = :job_id AND status IN ({claim_from});
 
 -- name: jobs_by_seq
 -- The jobs whose last change has a seq in [:first, :last]: what one transaction just wrote (cheaper than
@@ -116,7 +118,7 @@ UPDATE jobs SET
         THEN json_insert(json_remove(progress_history, '$[0]'), '$[#]', json(:entry))
         ELSE json_insert(progress_history, '$[#]', json(:entry)) END,
     seq = :seq
-WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt;
+WHERE job_id = :job_id AND status IN ({finish_from}) AND worker_id = :worker_id AND attempts = :attempt;
 
 -- name: finish_job
 -- Fenced end of an attempt. :status is completed, retrying or failed.
@@ -142,19 +144,19 @@ UPDATE jobs SET
     cpu_seconds = coalesce(:cpu_seconds, cpu_seconds),
     peak_memory_mb = coalesce(:peak_memory_mb, peak_memory_mb),
     seq = :seq
-WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt;
+WHERE job_id = :job_id AND status IN ({finish_from}) AND worker_id = :worker_id AND attempts = :attempt;
 
 -- name: release_job
 UPDATE jobs SET status = 'pending', attempts = attempts - 1, worker_id = NULL, started_at = NULL,
                 lease_expires_at = NULL, seq = :seq
-WHERE job_id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
+WHERE job_id = :job_id AND status IN ({release_from}) AND worker_id = :worker_id AND attempts = :attempt
 RETURNING *;
 
 -- name: cancel_job
 UPDATE jobs SET status = 'cancelled', completed_at = max(:now, coalesce(started_at, created_at)),
                 lease_expires_at = NULL,
                 error = coalesce(:reason, error), seq = :seq
-WHERE job_id = :job_id AND status IN ({cancellable})
+WHERE job_id = :job_id AND status IN ({cancel_from})
 RETURNING *;
 
 -- name: restart_job
@@ -163,7 +165,7 @@ UPDATE jobs SET status = 'pending', attempts = 0, result = NULL, error = NULL, e
                 run_at = :now, lease_expires_at = NULL, execution_time = NULL, items_processed = NULL,
                 total_items = NULL, cpu_seconds = NULL, peak_memory_mb = NULL, seq = :seq,
                 priority = priority - aged, aged = 0
-WHERE job_id = :job_id AND status IN ({restartable})
+WHERE job_id = :job_id AND status IN ({restart_from})
 RETURNING *;
 
 -- name: job_status
@@ -264,7 +266,7 @@ SELECT user_id, count(*) FROM jobs WHERE status = 'running' GROUP BY user_id;
 
 -- name: claim_lookout
 -- A claim's read-only first look: when the next scheduled or retrying job is due, and whether :q has work.
-SELECT (SELECT min(run_at) FROM jobs WHERE status IN ({due})),
+SELECT (SELECT min(run_at) FROM jobs WHERE status IN ({promote_from})),
        EXISTS (SELECT 1 FROM jobs WHERE status = 'pending' AND queue = :q);
 
 -- name: first_pending

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 
-from ...models import CANCELLABLE, DUE_STATUSES, RESTARTABLE, JobStatus
+from ...models import MACHINE, JobStatus
 
 
 def status_list(statuses: Sequence[JobStatus]) -> str:
@@ -17,8 +17,11 @@ def status_list(statuses: Sequence[JobStatus]) -> str:
 def _load_queries() -> dict[str, str]:
     """Parse queries.sql into {name: statement}, filling the state machine's status lists in."""
     text = resources.files(__package__).joinpath("queries.sql").read_text()
-    lists = {"due": status_list(DUE_STATUSES), "cancellable": status_list(CANCELLABLE),
-             "restartable": status_list(RESTARTABLE)}
+    lists = {f"{t.name}_from": status_list(t.ordered_sources()) for t in MACHINE}
+    ends = {lists[f"{name}_from"] for name in ("complete", "retry", "fail")}
+    if len(ends) != 1:
+        raise RuntimeError("complete, retry and fail must start from the same statuses: finish_job serves all three")
+    lists["finish_from"] = ends.pop()
     queries: dict[str, str] = {}
     for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
         name, _, body = block.partition("\n")

@@ -33,7 +33,7 @@ from ...supervise import LoopHealth, Supervised
 from ..base import (
     TURN_MEMORY_SECONDS,
     ChangeSignal,
-    ConcurrencyLimits,
+    ClaimRequest,
     Finished,
     JobQuery,
     Outcome,
@@ -181,23 +181,21 @@ class SQLiteStore(Store):
         with self._read() as conn:
             return [row_to_job(r) for r in conn.execute(sql, params)]
 
-    def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease_seconds: float,
-              now: datetime, limits: ConcurrencyLimits | None = None) -> list[Job]:
+    def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
         now_ts = now.timestamp()
         with self._read() as conn:
-            if not claim.claimable(conn, queues, now_ts, limits):
+            if not claim.claimable(conn, request.queues, now_ts, request.limits):
                 return []
-        return self._transact(lambda tx: claim.claim(tx, worker_id, queues, limit, lease_seconds, now_ts, limits))
+        return self._transact(lambda tx: claim.claim(tx, request, now_ts))
 
-    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], queues: Sequence[str],
-                              claim_limit: int, lease_seconds: float, now: datetime,
-                              limits: ConcurrencyLimits | None = None) -> tuple[list[bool], list[Job]]:
+    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], request: ClaimRequest | None,
+                              now: datetime) -> tuple[list[bool], list[Job]]:
         def op(tx: Tx) -> tuple[list[bool], list[Job]]:
             owned = attempts.finish_all(tx, [(f.job_id, worker_id, f.attempt, f.outcome) for f in finished],
                                         now.timestamp())
-            if claim_limit <= 0:
+            if request is None or request.limit <= 0:
                 return owned, []
-            return owned, claim.claim(tx, worker_id, queues, claim_limit, lease_seconds, now.timestamp(), limits)
+            return owned, claim.claim(tx, request, now.timestamp())
 
         return self._transact(op)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ...models import Job, JobStatus, dumps_json, to_ts
+from ...models import INITIAL_STATUSES, Job, JobStatus, dumps_json, to_ts
 from .codec import row_to_job
 from .commit import Tx
 from .deps import apply_dependencies
@@ -49,6 +49,8 @@ def insert(tx: Tx, jobs: Sequence[Job], now: datetime) -> list[Job]:
             if job.status is JobStatus.WAITING:
                 dependency_rows += [(d.job_id, job.job_id, d.condition) for d in job.depends_on]
             depends_on = dumps_json([{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on])
+        if job.status not in INITIAL_STATUSES:
+            raise RuntimeError(f"a new job cannot be {job.status.value}")
         status = job.status.value
         in_batch[job.job_id] = job.status
         kind = (job.queue, job.job_type, status)

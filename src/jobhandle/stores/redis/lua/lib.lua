@@ -10,8 +10,10 @@ local P = KEYS[1]
 local A = cjson.decode(ARGV[1])
 local NULL = cjson.null
 
-local CANCELLABLE = {cancellable}
-local RESTARTABLE = {restartable}
+-- The state machine (models.MACHINE): SOURCES.<transition>[status] is true when that transition starts from the
+-- status; MOVES[from][to] when any does. move() refuses every status change that is not in MOVES.
+local SOURCES = {sources}
+local MOVES = {moves}
 local TERMINAL = {terminal}
 
 local CHANGED = false -- set by every change; notify() publishes once at the end of a write script
@@ -149,6 +151,9 @@ end
 -- The one way a job changes status (or, for aging, its claim level): leave the old status's indexes, write
 -- the fields, count, take a new sequence number, enter the new status's indexes.
 local function move(j, new, set)
+    if j.status ~= new and not MOVES[j.status][new] then
+        error('a job moved from ' .. j.status .. ' to ' .. new .. ': no transition of the state machine does that')
+    end
     leave(j)
     local old = j.status
     write(j, set or {})
@@ -201,7 +206,7 @@ local function resolve(parents, now)
         local parent = table.remove(todo)
         for _, child in ipairs(redis.call('SMEMBERS', P .. ':dependants:' .. parent)) do
             local c = state(child)
-            if c and c.status == 'waiting' then
+            if c and SOURCES.resolve[c.status] then
                 local unmet, undecided = nil, false
                 local deps = redis.call('HGETALL', P .. ':deps:' .. child)
                 for i = 1, #deps, 2 do
@@ -464,7 +469,7 @@ end
 
 -- Is job j running under (worker_id, attempt)? The fence of progress, finish and release.
 local function owns(j, worker_id, attempt)
-    return j ~= nil and j.status == 'running' and j.worker_id == worker_id and tonumber(j.attempts) == attempt
+    return j ~= nil and SOURCES.complete[j.status] and j.worker_id == worker_id and tonumber(j.attempts) == attempt
 end
 
 -- Keep created <= started <= completed in the fields `set` is about to write to job j: a handler's start time
