@@ -511,7 +511,8 @@ class StopRequest:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # A second signal, either one, interrupts the graceful stop: exit at once with EXIT_FORCED.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 

@@ -1,10 +1,10 @@
-"""Seed 004's embedded API: ``JobManager``, a small facade over ``JobQueue`` for apps such as Streamlit.
+"""The embedded ``JobManager`` API: a small facade over ``JobQueue`` for apps such as Streamlit.
 
 Jobs live in a SQLite file (``db_path``) and survive restarts; ``start()`` runs an in-process worker with
-``max_workers`` thread slots. Job records come back as flat dicts whose keys are the ones seed 004's "Jobs"
+``max_workers`` thread slots. Job records come back as flat dicts whose keys are the ones the Streamlit "Jobs"
 tab reads (``JOB_KEYS``), with running jobs reported as ``"processing"`` and progress as a percentage.
 
-Handlers may use seed 004's style (``fn(job_id, payload, update_progress)``, ``fn(job_id, payload)`` or
+Handlers may use the JobManager style (``fn(job_id, payload, update_progress)``, ``fn(job_id, payload)`` or
 ``fn(payload)``) or jobhandle's own (``fn(ctx, **payload)``); see ``JobManager.register_handler``.
 """
 
@@ -34,22 +34,22 @@ JOB_KEYS = ("job_id", "job_type", "status", "priority", "created_at", "started_a
 """The keys of every job dict ``JobManager`` returns, exactly."""
 
 PROCESSING = "processing"
-"""Seed 004's name for the running status, used in job dicts and stats."""
+"""The JobManager's name for the running status, used in job dicts and stats."""
 
 UpdateProgress = Callable[..., None]
 
 
-def seed_status(status: JobStatus) -> str:
-    """A status as seed 004 names it: ``"processing"`` for running, the status value otherwise."""
+def manager_status(status: JobStatus) -> str:
+    """A status as the JobManager names it: ``"processing"`` for running, the status value otherwise."""
     return PROCESSING if status is JobStatus.RUNNING else status.value
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:
-    """A job as seed 004's Jobs tab reads it: ISO times, progress in percent, payload/result as JSON text."""
+    """A job as the Streamlit Jobs tab reads it: ISO times, progress in percent, payload/result as JSON text."""
     return {
         "job_id": job.job_id,
         "job_type": job.job_type,
-        "status": seed_status(job.status),
+        "status": manager_status(job.status),
         "priority": job.priority,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
@@ -102,7 +102,7 @@ def _positional_arity(params: list[inspect.Parameter]) -> int:
 
 
 def _progress_reporter(ctx: JobContext) -> UpdateProgress:
-    """``update_progress(percent, message=None)`` for seed-style handlers.
+    """``update_progress(percent, message=None)`` for JobManager-style handlers.
 
     It also is their way to notice cancellation: once the job was cancelled, the next call raises
     ``JobCancelled``, which ends the handler quietly (the worker treats it as control flow, not a failure).
@@ -119,7 +119,8 @@ def _progress_reporter(ctx: JobContext) -> UpdateProgress:
 
 
 class JobManager:
-    """Seed 004's job manager: jobs in ``db_path`` (SQLite), ``max_workers`` in-process worker threads.
+    """The job manager for embedding (Streamlit and the like): jobs in ``db_path`` (SQLite), ``max_workers``
+    in-process worker threads.
 
     ``queue`` is the underlying ``JobQueue`` for everything this facade does not cover (waiting, listing by
     type, retries...). Thread-safe: Streamlit may call it from several script threads.
@@ -201,7 +202,7 @@ class JobManager:
     def get_stats(self) -> dict[str, int]:
         """Job counts: ``total`` and one key per status, with ``processing`` for running jobs."""
         by_status = self.queue.stats()["by_status"]
-        counts = {seed_status(s): by_status[s.value] for s in ALL_STATUSES}
+        counts = {manager_status(s): by_status[s.value] for s in ALL_STATUSES}
         return {"total": sum(counts.values()), **counts}
 
     def update_job_status(self, job_id: str, status: JobStatus | str) -> bool:

@@ -1,6 +1,6 @@
 """The one settings object. Nothing else in jobhandle reads ``os.environ``.
 
-Seed 003's variables keep their names (``REDIS_URL``, ``JOB_*``, ``JOB_QUEUE_*``); jobhandle's own are
+The established job-queue variables keep their names (``REDIS_URL``, ``JOB_*``, ``JOB_QUEUE_*``); jobhandle's own are
 prefixed ``JOBHANDLE_``. Construct ``Settings(...)`` with keyword arguments to override in code.
 """
 
@@ -31,7 +31,7 @@ FolderList = Annotated[list[Path], NoDecode, BeforeValidator(_folder_list)]
 
 
 def _env(name: str) -> AliasChoices:
-    """Read a field from the seed's unprefixed variable, keeping the field name usable in code."""
+    """Read a field from its established unprefixed variable, keeping the field name usable in code."""
     return AliasChoices(name)
 
 
@@ -42,18 +42,18 @@ class Settings(BaseSettings):
     store: str = Field("sqlite:///./jobhandle.db",
                        description="Store URL: sqlite:///path, redis://host:6379/0[?prefix=name], memory://")
     redis_url: str | None = Field(
-        None, validation_alias=_env("REDIS_URL"), description="Seed 003's: the store, when JOBHANDLE_STORE is unset")
+        None, validation_alias=_env("REDIS_URL"), description="The store, when JOBHANDLE_STORE is unset")
     wait_for_store: float = Field(
         60.0, ge=0, description="jobhandle worker/serve: seconds to keep trying a store that does not answer at "
                                 "start-up (Redis not up yet); 0: fail at once")
 
-    # Seed 003: worker pool and resource thresholds.
+    # Worker pool and resource thresholds.
     workers_min: int = Field(2, ge=0, validation_alias=_env("JOB_QUEUE_WORKERS_MIN"))
     workers_max: int = Field(10, ge=1, validation_alias=_env("JOB_QUEUE_WORKERS_MAX"))
     cpu_threshold: float = Field(80.0, gt=0, le=100, validation_alias=_env("JOB_QUEUE_CPU_THRESHOLD"))
     memory_threshold: float = Field(85.0, gt=0, le=100, validation_alias=_env("JOB_QUEUE_MEMORY_THRESHOLD"))
 
-    # Seed 003: job defaults and limits.
+    # Job defaults and limits.
     default_timeout: float = Field(259200.0, gt=0, validation_alias=_env("JOB_DEFAULT_TIMEOUT"))
     max_retries: int = Field(3, ge=0, validation_alias=_env("JOB_MAX_RETRIES"))
     retry_delay: float = Field(60.0, ge=0, validation_alias=_env("JOB_RETRY_DELAY"))
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _redis_url_names_the_store(self) -> Settings:
-        """Seed 003 deployments set only ``REDIS_URL``: it names the store unless JOBHANDLE_STORE does."""
+        """Deployments that set only ``REDIS_URL``: it names the store unless JOBHANDLE_STORE does."""
         if self.redis_url and "store" not in self.model_fields_set:
             self.store = self.redis_url
         return self

@@ -41,7 +41,7 @@ class InvalidTransitionError(JobHandleError):
 
 
 class JobAlreadyCompletedError(InvalidTransitionError):
-    """The job already reached a terminal status (seed 002's name for a refused cancel)."""
+    """The job already reached a terminal status (the REST API's name for a refused cancel)."""
 
     def __init__(self, job_id: str, current_status: str, action: str = "cancel") -> None:
         super().__init__(job_id, current_status, action)

@@ -28,7 +28,7 @@ ERROR_HISTORY_LIMIT = 20
 
 
 class JobStatus(str, Enum):
-    """Where a job is in its life. ``PROCESSING`` is an alias of ``RUNNING`` (seed 004's name)."""
+    """Where a job is in its life. ``PROCESSING`` is an alias of ``RUNNING`` (the JobManager's name)."""
 
     WAITING = "waiting"
     SCHEDULED = "scheduled"
@@ -138,9 +138,13 @@ def check_finish(status: JobStatus) -> None:
         raise InvalidParameterError(f"an attempt ends {allowed}, not {status.value}")
 
 
+_MOVES = frozenset((old.value, new.value) for old, targets in TRANSITIONS.items() for new in targets)
+
+
 def check_move(old: str, new: str) -> None:
-    """Refuse a status change the state machine has no transition for (the stores call it on each)."""
-    if old != new and _S(new) not in TRANSITIONS[_S(old)]:
+    """Refuse a status change (stored status values) the state machine has no transition for: the stores call
+    it on each change they make, so it is a set lookup."""
+    if old != new and (old, new) not in _MOVES:
         raise RuntimeError(f"a job moved from {old} to {new}: no transition of the state machine does that")
 
 

@@ -254,7 +254,7 @@ class JobQueue:
             limit=limit, offset=offset))
 
     def stats(self) -> dict[str, Any]:
-        """Seed 002's queue statistics, from counters, plus breakdowns by status, queue and type."""
+        """The queue statistics, from counters, plus breakdowns by status, queue and type."""
         counts = self.store.counts()
         by_status = {s.value: counts.by_status.get(s.value, 0) for s in ALL_STATUSES}
         now = utcnow()
@@ -348,7 +348,7 @@ class JobQueue:
         return self.maintenance.cleanup()
 
     def cleanup_old_jobs(self, days_old: float = 7) -> int:
-        """Seed 003: remove completed, failed and cancelled jobs finished more than ``days_old`` days ago."""
+        """Remove completed, failed and cancelled jobs finished more than ``days_old`` days ago."""
         days = _number(days_old, "days_old", minimum=0)
         now = utcnow()
         cutoff = now - timedelta(days=days)

@@ -21,7 +21,7 @@ from typing import Protocol
 from .config import Settings
 from .models import Job, JobStatus, utcnow
 from .retry import lost_worker_policy
-from .stores.base import Outcome
+from .stores.base import Maintaining
 
 log = logging.getLogger("jobhandle.maintenance")
 
@@ -36,23 +36,10 @@ TICK_SECONDS = 0.5
 """How often the maintenance loop looks for a task that is due."""
 
 
-class MaintenanceStore(Protocol):
-    """The primitives maintenance calls (a Store has them all)."""
-
-    def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool: ...
-
-    def release_lease(self, name: str, holder: str) -> None: ...
-
-    def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]: ...
-
-    def reap_workers(self, silent_since: datetime) -> list[str]: ...
+class MaintenanceStore(Maintaining, Protocol):
+    """What maintenance calls: the Maintaining role, and the schedules' advance."""
 
     def advance_schedules(self, now: datetime) -> list[Job]: ...
-
-    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int: ...
-
-    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
-                removed_before: int = 0) -> int: ...
 
 
 def retention_cutoffs(settings: Settings, now: datetime) -> dict[JobStatus, datetime]:

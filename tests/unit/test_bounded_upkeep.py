@@ -34,7 +34,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
 def turn_records(store: Store) -> set[str]:
     if store.kind == "sqlite":
         with sqlite3.connect(store.path) as conn:  # type: ignore[attr-defined]
-            return {r[0] for r in conn.execute("SELECT user_id FROM user_turns")}
+            return {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM ready_users")}
     client: redis.Redis = store._redis  # type: ignore[attr-defined]
     return set(client.hkeys(f"{store._prefix}:turns"))  # type: ignore[attr-defined]
 

@@ -437,6 +437,20 @@ def test_a_job_still_running_after_the_grace_is_handed_back(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_exits_at_once_with_130_and_the_job_goes_back_later(
+        start_worker: Callable[..., WorkerProcess], q: JobQueue, tmp_path: Path, sig: signal.Signals) -> None:
+    worker = start_worker("--grace", "60")
+    job = q.submit("wait_for_file", {"path": str(tmp_path / "never")})
+    wait_for(q, lambda: q.get(job.job_id).status is JobStatus.RUNNING, "the job to run")
+    worker.proc.send_signal(sig)
+    worker.expect("received: claiming no more jobs")
+    worker.proc.send_signal(sig)
+    worker.expect("forced exit")
+    assert worker.exit_code() == 130
+
+
+@pytest.mark.slow
 def test_worker_without_handlers_warns_and_stops_on_sigint(start_worker: Callable[..., WorkerProcess]) -> None:
     worker = start_worker(with_app=False)
     assert "handlers (none)" in worker.seen[-1]

@@ -103,5 +103,5 @@ def test_two_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path:
     assert all(p.returncode == 0 for p in procs), outputs
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
-        ready = conn.execute("SELECT user_id, pending FROM ready_users ORDER BY user_id").fetchall()
-    assert ready == [("alice", 2), ("bob", 1), ("carol", 1), ("erin", 1)], "backfilled once"
+        ready = conn.execute("SELECT user_id, level, turn FROM ready_users ORDER BY user_id").fetchall()
+    assert ready == [("alice", 0, 0), ("bob", 0, 8), ("carol", 0, 0), ("erin", 0, 0)], "backfilled once, with turns"

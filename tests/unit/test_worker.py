@@ -445,7 +445,6 @@ def test_a_failing_store_primitive_is_retried_and_shown_never_fatal(
     and once the store works again everything goes on. The worker never stops for it."""
     registry.register("echo", lambda ctx: "ran")
     failing = threading.Event()
-    failing.set()
     real = getattr(type(queue.store), primitive)
 
     def flaky(self: object, *args: object, **kwargs: object) -> object:
@@ -454,9 +453,10 @@ def test_a_failing_store_primitive_is_retried_and_shown_never_fatal(
         return real(self, *args, **kwargs)
 
     store = queue.store
+    store.__class__ = type("Flaky", (type(store),), {primitive: flaky})
     worker = queue.worker(concurrency=1)
     with worker:
-        store.__class__ = type("Flaky", (type(store),), {primitive: flaky})
+        failing.set()
         health = wait_until(lambda: next((h for h in worker.health() if h.name == loop and h.failures >= 2), None),
                             DEADLINE, f"{loop} to fail twice")
         assert health.alive and f"store.{primitive} failed: RuntimeError: {primitive} exploded" in health.last_error

@@ -131,8 +131,8 @@ class MetricsOut(BaseModel):
 
 
 class JobOut(BaseModel):
-    """A job with every field (seed 002's status fields included). Fields added to ``Job.to_dict`` later pass
-    through as they are (extra allowed), so the API never hides what the model says."""
+    """A job with every field. Fields added to ``Job.to_dict`` later pass through as they are (extra allowed),
+    so the API never hides what the model says."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -183,7 +183,7 @@ class BatchOut(BaseModel):
 
 
 class ActionOut(BaseModel):
-    """Seed 002's answer to cancel and restart."""
+    """The answer to cancel and restart."""
 
     job_id: str
     status: StatusName
@@ -221,7 +221,7 @@ class BulkCancelOut(BaseModel):
 
 
 class StatsOut(BaseModel):
-    """Seed 002's queue statistics, plus breakdowns. For a user key the job counts are that user's. Fields
+    """The queue statistics, plus breakdowns. For a user key the job counts are that user's. Fields
     ``JobQueue.stats`` adds later pass through (extra allowed)."""
 
     model_config = ConfigDict(extra="allow")

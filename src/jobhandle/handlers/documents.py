@@ -505,7 +505,7 @@ def process_document(ctx: JobContext, file_path: str, chunk_size: int = 1000, ch
                      output_dir: str | None = None, file_name: str | None = None,
                      document_id: str | None = None) -> dict[str, Any] | None:
     """Parse and chunk one document. ``file_name`` (a display name, e.g. the uploaded file's) and
-    ``document_id`` (any id of the caller's) are echoed in the result; seed 004 sends both.
+    ``document_id`` (any id of the caller's) are echoed in the result; the Streamlit upload tab sends both.
 
     ``file_path`` must lie inside an input root and ``output_dir`` inside the output root (``DocumentRoots``,
     read from the settings now); relative ones resolve against the first input root / the output root."""

@@ -6,12 +6,11 @@ import functools
 import logging
 import threading
 import time
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import InvalidParameterError, JobCancelled, StoreError, StoreUnavailableError
 from ..models import Job, clamp_progress, utcnow
-from ..stores.base import ProgressUpdate
+from ..stores.base import ProgressUpdate, Running
 
 job_log = logging.getLogger("jobhandle.job")
 
@@ -22,14 +21,6 @@ def job_logger(job_type: str) -> logging.Logger:
     return job_log.getChild(job_type)
 
 
-class ContextStore(Protocol):
-    """What a JobContext writes to: the running job's progress, and the shared rate limits."""
-
-    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool: ...
-
-    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float: ...
-
-
 class JobContext:
     """The running job as its handler sees it: identity, parameters, progress reports, cancellation.
 
@@ -37,7 +28,7 @@ class JobContext:
     held back is written by the worker soon after, and the last one always lands (with the job's end).
     """
 
-    def __init__(self, job: Job, store: ContextStore, worker_id: str, progress_interval: float,
+    def __init__(self, job: Job, store: Running, worker_id: str, progress_interval: float,
                  logger: logging.Logger, rate_per_minute: float = 60.0) -> None:
         self.job = job
         self.started_at = utcnow()  # the handler starts now; the store has the claim's time until told

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ..errors import JobHandleError, StoreError
-from ..models import Job, JobStatus
-from ..stores.base import ClaimRequest, Finished, Outcome, ProgressUpdate, Store, WorkerInfo
+from ..models import Job
+from ..stores.base import Backoff, ClaimRequest, Finished, Outcome, ProgressUpdate, Store, WorkerInfo
 
 T = TypeVar("T")
 
@@ -33,76 +33,38 @@ def named(primitive: str, call: Callable[..., T]) -> Callable[..., T]:
 
 
 class WorkerStore:
-    """The primitives a worker calls, on ``store``, with named failures."""
+    """The primitives a worker calls, on ``store``, with named failures (each wrapped once, here)."""
 
     def __init__(self, store: Store) -> None:
         self.inner = store
         self.kind = store.kind
-
-    def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
-        return named("claim", self.inner.claim)(request, now)
-
-    def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], claim: ClaimRequest | None,
-                              now: datetime) -> tuple[list[bool], list[Job]]:
-        return named("finish_many_and_claim", self.inner.finish_many_and_claim)(worker_id, finished, claim, now)
-
-    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
-        return named("finish", self.inner.finish)(job_id, worker_id, attempt, outcome, now)
-
-    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
-        return named("release", self.inner.release)(job_id, worker_id, attempt, now)
-
-    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
-        return named("report_progress", self.inner.report_progress)(job_id, worker_id, attempt, update)
-
-    def take_token(self, key: str, per_second: float, burst: float, now: datetime) -> float:
-        return named("take_token", self.inner.take_token)(key, per_second, burst, now)
-
-    def heartbeat(self, worker: WorkerInfo, lease_seconds: float, now: datetime) -> set[str]:
-        return named("heartbeat", self.inner.heartbeat)(worker, lease_seconds, now)
-
-    def owned_jobs(self, worker_id: str) -> set[str]:
-        return named("owned_jobs", self.inner.owned_jobs)(worker_id)
-
-    def get(self, job_id: str) -> Job | None:
-        return named("get", self.inner.get)(job_id)
-
-    def unregister_worker(self, worker_id: str) -> None:
-        named("unregister_worker", self.inner.unregister_worker)(worker_id)
-
-    def next_due_at(self) -> datetime | None:
-        return named("next_due_at", self.inner.next_due_at)()
+        self.claim: Callable[[ClaimRequest, datetime], list[Job]] = named("claim", store.claim)
+        self.finish_many_and_claim: Callable[[str, Sequence[Finished], ClaimRequest | None, datetime],
+                                             tuple[list[bool], list[Job]]] = named(
+            "finish_many_and_claim", store.finish_many_and_claim)
+        self.finish: Callable[[str, str, int, Outcome, datetime], bool] = named("finish", store.finish)
+        self.release: Callable[[str, str, int, datetime], Job | None] = named("release", store.release)
+        self.report_progress: Callable[[str, str, int, ProgressUpdate], bool] = named(
+            "report_progress", store.report_progress)
+        self.take_token: Callable[[str, float, float, datetime], float] = named("take_token", store.take_token)
+        self.heartbeat: Callable[[WorkerInfo, float, datetime], set[str]] = named("heartbeat", store.heartbeat)
+        self.owned_jobs: Callable[[str], set[str]] = named("owned_jobs", store.owned_jobs)
+        self.get: Callable[[str], Job | None] = named("get", store.get)
+        self.unregister_worker: Callable[[str], None] = named("unregister_worker", store.unregister_worker)
+        self.next_due_at: Callable[[], datetime | None] = named("next_due_at", store.next_due_at)
+        self.wait_for_change: Callable[[int, float | None], int] = named("wait_for_change", store.wait_for_change)
+        self.wake_waiters: Callable[[], None] = store.wake_waiters
+        # maintenance (scheduler.py)
+        self.hold_lease: Callable[[str, str, float, datetime], bool] = named("hold_lease", store.hold_lease)
+        self.release_lease: Callable[[str, str], None] = named("release_lease", store.release_lease)
+        self.recover_expired: Callable[[datetime, Backoff], list[Job]] = named("recover_expired",
+                                                                              store.recover_expired)
+        self.reap_workers: Callable[[datetime], list[str]] = named("reap_workers", store.reap_workers)
+        self.advance_schedules: Callable[[datetime], list[Job]] = named("advance_schedules", store.advance_schedules)
+        self.age_pending: Callable[[datetime, float, int], int] = named("age_pending", store.age_pending)
+        self.cleanup: Callable[..., int] = named("cleanup", store.cleanup)
+        self._change_version = named("change_version", lambda: store.change_version)
 
     @property
     def change_version(self) -> int:
-        return named("change_version", lambda: self.inner.change_version)()
-
-    def wait_for_change(self, seen: int, timeout: float | None) -> int:
-        return named("wait_for_change", self.inner.wait_for_change)(seen, timeout)
-
-    def wake_waiters(self) -> None:
-        self.inner.wake_waiters()
-
-    # -- maintenance (scheduler.py) ------------------------------------------------------------------------
-
-    def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool:
-        return named("hold_lease", self.inner.hold_lease)(name, holder, seconds, now)
-
-    def release_lease(self, name: str, holder: str) -> None:
-        named("release_lease", self.inner.release_lease)(name, holder)
-
-    def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:
-        return named("recover_expired", self.inner.recover_expired)(now, backoff)
-
-    def reap_workers(self, silent_since: datetime) -> list[str]:
-        return named("reap_workers", self.inner.reap_workers)(silent_since)
-
-    def advance_schedules(self, now: datetime) -> list[Job]:
-        return named("advance_schedules", self.inner.advance_schedules)(now)
-
-    def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
-        return named("age_pending", self.inner.age_pending)(now, interval, max_boost)
-
-    def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
-                removed_before: int = 0) -> int:
-        return named("cleanup", self.inner.cleanup)(cutoffs, now, limit, removed_before)
+        return self._change_version()

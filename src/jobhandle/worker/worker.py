@@ -100,11 +100,11 @@ class Worker:
 
     def start(self) -> Worker:
         self.store.heartbeat(self.info, self.lease, utcnow())  # visible in list_workers at once
-        self._spawn("monitor", Monitor(self).run)
-        self._spawn("maintenance", self._maintain)
         for i in range(self.concurrency):
             slot = Slot(self, i)
             self._spawn(slot.name, slot.run)
+        self._spawn("maintenance", self._maintain)
+        self._spawn("monitor", Monitor(self).run)  # last: its first heartbeat reports every loop running
         log.info("worker %s started: queues=%s concurrency=%d mode=%s", self.worker_id, ",".join(self.queues),
                  self.concurrency, self.mode)
         return self

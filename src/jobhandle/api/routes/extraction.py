@@ -1,4 +1,4 @@
-"""Seed 003's extraction routes: thin aliases of the jobs API for jobs of type ``extraction``.
+"""The extraction routes: thin aliases of the jobs API for jobs of type ``extraction``.
 
 A job of another type does not exist under these paths (404).
 """
@@ -18,7 +18,7 @@ from .jobs import CANCELLED_MESSAGE, RESTARTED_MESSAGE, submit_job
 
 JOB_TYPE = "extraction"
 
-router = APIRouter(prefix="/api/extraction", tags=["extraction (seed 003)"], responses=ERROR_RESPONSES,
+router = APIRouter(prefix="/api/extraction", tags=["extraction"], responses=ERROR_RESPONSES,
                    dependencies=[Depends(authenticate)])
 
 JobId = Annotated[str, Path(description="The job's id (a UUID)", json_schema_extra={"format": "uuid"})]

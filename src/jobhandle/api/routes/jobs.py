@@ -1,4 +1,4 @@
-"""``/api/v1/jobs``: submit, list, status, long-poll, SSE, stats, cancel and restart (seed 002's contract)."""
+"""``/api/v1/jobs``: submit, list, status, long-poll, SSE, stats, cancel and restart (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -246,7 +246,7 @@ def user_stats(queue: JobQueue, user_id: str) -> dict[str, Any]:
 
 @router.get("/queue/stats", response_model=StatsOut, summary="Queue statistics")
 def queue_stats(state: State, principal: Caller) -> dict[str, Any]:
-    """Seed 002's statistics from the store's counters; a user key gets its own job counts."""
+    """The queue statistics from the store's counters; a user key gets its own job counts."""
     if principal.admin:
         return state.queue.stats()
     assert principal.user_id is not None

@@ -2,16 +2,17 @@
 
 Whose turn it is comes off the ready_users index (migrations/0002): the users waiting at a level in turn
 order, read from where the last read stopped, so a claim costs a seek per queue and level plus one row per
-user it looks at, however many users wait. It looks at the users it serves and those it skips because they
-are at their limit, and no user can be at the limit without running jobs: the rows a claim reads are bounded
-by the jobs it takes plus the jobs running, never by the users waiting.
+user it looks at, however many users wait. It looks at the users it serves, those it skips because they are
+at their limit (no user can be at the limit without running jobs) and those a claim drained since (a claim
+only moves its users' turns: the next pick that meets a drained user marks it, once): the rows a claim reads
+are bounded by the jobs it takes, the jobs running and the claims since, never by the users waiting.
 """
 
 from __future__ import annotations
 
 import heapq
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from ...models import Job, JobStatus
 from ..base import NO_LIMIT, ClaimRequest, ConcurrencyLimits
@@ -57,7 +58,11 @@ def claim(tx: Tx, request: ClaimRequest, now_ts: float) -> list[Job]:
     """``Store.claim`` inside the caller's transaction."""
     promote_due(tx, now_ts)
     tx.settle()  # the pick reads ready_users
-    picks = pick_fairly(tx.conn, request.queues, *limits_now(tx.conn, request.limit, request.limits))
+    drained: list[tuple[int, str]] = []
+    picks = pick_fairly(tx.conn, request.queues, *limits_now(tx.conn, request.limit, request.limits), drained)
+    for level, user in drained:  # users it found waiting nowhere they were marked: marked so, for the next picks
+        for queue in request.queues:
+            tx.pend(queue, level, user, -1)
     if not picks:
         return []
     lease = now_ts + request.lease_seconds
@@ -69,12 +74,8 @@ def claim(tx: Tx, request: ClaimRequest, now_ts: float) -> list[Job]:
     if len(jobs) != len(picks):  # picked under the write lock: every pick is pending, every update applies
         raise RuntimeError(f"claim started {len(jobs)} of the {len(picks)} jobs it picked")
     tx.count((job.queue, job.job_type, JobStatus.PENDING.value, JobStatus.RUNNING.value, 1) for job in jobs)
-    for job, (_, user_id, level) in zip(jobs, picks, strict=True):
-        tx.pend(job.queue, level, user_id, -1)
     turns = {job.user_id: job.seq for job in jobs}  # each user's turn: the seq of its last job claimed
-    rows = [{"u": u, "turn": t, "now": now_ts} for u, t in turns.items()]
-    tx.conn.executemany(Q["set_user_turn"], rows)
-    tx.conn.executemany(Q["ready_turn"], rows)
+    tx.conn.executemany(Q["served"], [{"u": u, "turn": t, "now": now_ts} for u, t in turns.items()])
     return jobs
 
 
@@ -89,8 +90,13 @@ def limits_now(conn: sqlite3.Connection, limit: int,
 
 
 def pick_fairly(conn: sqlite3.Connection, queues: Sequence[str], allowed: int, running: dict[str, int],
-                per_user_max: int) -> list[Pick]:
-    """Up to ``allowed`` pending jobs in claim order (see Store.claim), skipping users at their limit."""
+                per_user_max: int, drained: list[tuple[int, str]] | None = None) -> list[Pick]:
+    """Up to ``allowed`` pending jobs in claim order (see Store.claim), skipping users at their limit.
+
+    Round one goes down the users waiting at the level in turn order, one job each; a user whose row says it
+    waits but who has no job there any more (a claim took its last one: claims leave the row as it is) is
+    skipped and added to ``drained``, for the caller to mark. Once every waiting user had its turn, the ones
+    with jobs left take turns again (a lone user takes all it may in one query)."""
     picks: list[Pick] = []
     if allowed <= 0:
         return picks
@@ -99,12 +105,27 @@ def pick_fairly(conn: sqlite3.Connection, queues: Sequence[str], allowed: int, r
         return [(job_id, user, level) for job_id, user, level in first if running.get(user, 0) < per_user_max]
     level = _next_level(conn, queues, UNLIMITED)
     while level is not None and len(picks) < allowed:
-        ring = users_in_turn(conn, queues, level, allowed - len(picks),
-                             lambda u: running.get(u, 0) < per_user_max)
-        after = dict.fromkeys(ring, -1)
-        while ring and len(picks) < allowed:
+        ring: list[str] = []
+        after: dict[str, int] = {}
+        everyone = True  # whether round one went through every user waiting at the level
+        for user in users_in_turn(conn, queues, level, allowed - len(picks)):
+            if running.get(user, 0) >= per_user_max:
+                continue
+            found = _next_of_user(conn, queues, level, user, -1, 1)
+            if not found:
+                if drained is not None:
+                    drained.append((level, user))
+                continue
+            picks.append((found[0][0], user, level))
+            after[user] = found[0][1]
+            running[user] = running.get(user, 0) + 1
+            if running[user] < per_user_max:
+                ring.append(user)
+            if len(picks) == allowed:
+                everyone = False
+                break
+        while everyone and ring and len(picks) < allowed:
             for user in list(ring):
-                # Several users take turns, one job each; a lone user takes all it may in one query.
                 n = 1 if len(ring) > 1 else min(allowed - len(picks), per_user_max - running.get(user, 0))
                 found = _next_of_user(conn, queues, level, user, after[user], n)
                 if not found:
@@ -122,29 +143,22 @@ def pick_fairly(conn: sqlite3.Connection, queues: Sequence[str], allowed: int, r
     return picks
 
 
-def users_in_turn(conn: sqlite3.Connection, queues: Sequence[str], level: int, need: int,
-                  eligible: Callable[[str], bool]) -> list[str]:
-    """The first ``need`` users waiting at ``level`` in any of ``queues`` for whom ``eligible`` holds, in turn
-    order: the least recently served first, then by name. (A user's turn is the same in every queue, so the
-    queues' orders merge into one.) Fewer than ``need`` means these are all of them."""
+def users_in_turn(conn: sqlite3.Connection, queues: Sequence[str], level: int, need: int) -> Iterator[str]:
+    """The users marked waiting at ``level`` in any of ``queues``, in turn order: the least recently served
+    first, then by name (a user's turn is the same in every queue, so the queues' orders merge into one), read
+    from ready_users_turn ``need`` (and a few) at a time."""
     chunk = need + TURN_READ_SLACK
     streams = [_waiting(conn, q, level, chunk) for q in queues]
     merged: Iterator[tuple[int, str]] = streams[0] if len(streams) == 1 else heapq.merge(*streams)
-    ring: list[str] = []
     seen: set[str] = set()
     for _, user in merged:
-        if user in seen:
-            continue
-        seen.add(user)
-        if eligible(user):
-            ring.append(user)
-            if len(ring) == need:
-                break
-    return ring
+        if user not in seen:
+            seen.add(user)
+            yield user
 
 
 def _waiting(conn: sqlite3.Connection, queue: str, level: int, chunk: int) -> Iterator[tuple[int, str]]:
-    """(turn, user) of the users waiting at ``level`` in ``queue``, in turn order, read ``chunk`` at a time."""
+    """(turn, user) of the users marked waiting at ``level`` in ``queue``, in turn order, ``chunk`` at a time."""
     turn, user = -1, ""
     while True:
         rows = conn.execute(Q["ready_users_after"], {"q": queue, "level": level, "turn": turn, "u": user,

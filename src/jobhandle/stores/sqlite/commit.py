@@ -38,7 +38,8 @@ class Tx:
         self.conn = conn
         self._last: int | None = None
         self._stored: int | None = None
-        self._ready: dict[tuple[str, int, str], int] = {}
+        self._arrived: set[tuple[str, int, str]] = set()  # (queue, level, user) a job became pending at
+        self._left: set[tuple[str, int, str]] = set()  # (queue, level, user) a pending job left
 
     # -- the change sequence -------------------------------------------------------------------------------
 
@@ -78,24 +79,24 @@ class Tx:
     # -- the index of waiting users ----------------------------------------------------------------------
 
     def pend(self, queue: str, level: int, user_id: str, n: int) -> None:
-        """``n`` more (or, negative, fewer) pending jobs of ``user_id`` at claim ``level`` in ``queue``."""
-        key = (queue, level, user_id)
-        self._ready[key] = self._ready.get(key, 0) + n
+        """A job of ``user_id`` became pending at claim ``level`` in ``queue`` (``n`` > 0), or left otherwise
+        than by being claimed (``n`` < 0: the claim keeps ready_users itself)."""
+        (self._arrived if n > 0 else self._left).add((queue, level, user_id))
 
     def settle(self) -> None:
-        """Write the deltas ``pend`` collected into ready_users: at the end of every primitive, and before a
+        """Bring ready_users in step with what ``pend`` was told: at the end of every primitive, and before a
         claim reads the index."""
-        if not self._ready:
-            return
-        deltas, self._ready = self._ready, {}
-        self.conn.executemany(Q["ready_add"], [(q, level, u, n) for (q, level, u), n in deltas.items() if n])
-        drops = [(u, q, level) for (q, level, u), n in deltas.items() if n < 0]
-        if drops:
-            self.conn.executemany(Q["ready_drop"], drops)
+        if self._arrived:
+            arrived, self._arrived = self._arrived, set()
+            self.conn.executemany(Q["ready_add"], arrived)
+        if self._left:
+            left, self._left = self._left, set()
+            self.conn.executemany(Q["ready_leave"], left)
 
     def discard(self) -> None:
         """Forget what a primitive that is being rolled back collected."""
-        self._ready.clear()
+        self._arrived.clear()
+        self._left.clear()
 
 
 class Call:

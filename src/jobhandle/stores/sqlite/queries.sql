@@ -254,9 +254,11 @@ ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.
 DELETE FROM rate_limits WHERE full_at <= :now;
 
 -- name: forget_turns
--- The turns of users with nothing waiting, last served before :before (users served since keep theirs).
-DELETE FROM user_turns WHERE served_at < :before
-AND NOT EXISTS (SELECT 1 FROM ready_users r WHERE r.user_id = user_turns.user_id);
+-- The rows of users with nothing waiting there, last served before :before (a user's rows all carry its turn:
+-- one still waiting elsewhere keeps it there).
+DELETE FROM ready_users WHERE served_at < :before AND (waiting = 0 OR NOT EXISTS (
+    SELECT 1 FROM jobs j WHERE j.status = 'pending' AND j.queue = ready_users.queue
+    AND j.priority = ready_users.level AND j.user_id = ready_users.user_id));
 
 -- name: running_total
 SELECT coalesce(sum(n), 0) FROM counters WHERE status = 'running';
@@ -283,30 +285,33 @@ SELECT max(priority) FROM jobs WHERE status = 'pending' AND queue = :q AND prior
 -- name: ready_users_after
 -- The users waiting at one level of one queue in turn order, after (:turn, :u): one seek, then the next :n.
 SELECT turn, user_id FROM ready_users
-WHERE queue = :q AND level = :level AND (turn, user_id) > (:turn, :u)
+WHERE queue = :q AND level = :level AND waiting = 1 AND (turn, user_id) > (:turn, :u)
 ORDER BY turn, user_id LIMIT :n;
 
 -- name: ready_add
--- Positional (queue, level, user_id, n): n more pending jobs (or fewer, n < 0) of the user at the level.
-INSERT INTO ready_users (queue, level, user_id, pending, turn)
-VALUES (?1, ?2, ?3, ?4, coalesce((SELECT turn FROM user_turns WHERE user_id = ?3), 0))
-ON CONFLICT (user_id, queue, level) DO UPDATE SET pending = pending + excluded.pending;
+-- Positional (queue, level, user_id): a job of the user became pending at the level. A new row takes the user's
+-- turn from its other rows; a row already waiting is left alone (the common case writes nothing).
+INSERT INTO ready_users (queue, level, user_id, turn, served_at, waiting)
+SELECT ?1, ?2, ?3, coalesce(max(turn), 0), coalesce(max(served_at), 0), 1 FROM ready_users WHERE user_id = ?3
+ON CONFLICT (user_id, queue, level) DO UPDATE SET waiting = 1 WHERE waiting = 0;
 
--- name: ready_drop
--- Positional (user_id, queue, level): the user has no more pending jobs there.
-DELETE FROM ready_users WHERE user_id = ? AND queue = ? AND level = ? AND pending <= 0;
+-- name: ready_leave
+-- Positional (queue, level, user_id): a pending job of the user left the level (cancelled, aged): the user waits
+-- there no longer unless it has another.
+UPDATE ready_users SET waiting = 0
+WHERE user_id = ?3 AND queue = ?1 AND level = ?2 AND waiting = 1
+AND NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'pending' AND queue = ?1 AND priority = ?2 AND user_id = ?3);
 
--- name: ready_turn
-UPDATE ready_users SET turn = :turn WHERE user_id = :u;
+-- name: served
+-- A claim served :u: its turn and when, in all its rows. Its rows stay marked waiting, even where the claim took
+-- its last job (the next pick that finds it drained marks it, see claim.py): a user served one job at a time
+-- writes one row per claim, as its turn did before.
+UPDATE ready_users SET turn = :turn, served_at = :now WHERE user_id = :u;
 
 -- name: next_of_user
 SELECT job_id, seq FROM jobs
 WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id = :u AND seq > :after
 ORDER BY seq LIMIT :n;
-
--- name: set_user_turn
-INSERT INTO user_turns (user_id, turn, served_at) VALUES (:u, :turn, :now)
-ON CONFLICT (user_id) DO UPDATE SET turn = excluded.turn, served_at = excluded.served_at;
 
 -- name: agable_jobs
 -- Pending jobs owed more priority than aging gave them: a level per :interval waited since they became due (or
