@@ -54,11 +54,9 @@ local function later_of(a, b)
     return b
 end
 
--- HINCRBY that removes a field once it is back at zero: per-user counters must not pile up for every user
--- that ever had a job.
-local function bump(key, field, n)
-    if redis.call('HINCRBY', key, field, n) == 0 then redis.call('HDEL', key, field) end
-end
+-- The (users key, user) pairs this script made sure of: the user is in that users set, and the level in the
+-- queue's levels (enter).
+local ENTERED = {}
 
 -- Take a job out of the indexes of its current status.
 local function leave(j)
@@ -69,6 +67,7 @@ local function leave(j)
         redis.call('ZREM', pk, j.id)
         if redis.call('EXISTS', pk) == 0 then
             local uk = users_key(j.queue, lvl)
+            ENTERED[uk .. '\0' .. j.user_id] = nil
             redis.call('ZREM', uk, j.user_id)
             redis.call('SREM', P .. ':uready:' .. j.user_id, uk)
             if redis.call('EXISTS', uk) == 0 then redis.call('ZREM', P .. ':levels:' .. j.queue, lvl) end
@@ -89,11 +88,15 @@ local function enter(j, lease)
         local lvl = level(j)
         redis.call('ZADD', pending_key(j, lvl), j.seq, j.id)
         local uk = users_key(j.queue, lvl)
-        if not redis.call('ZSCORE', uk, j.user_id) then -- scored by the user's turn, kept in step by claim
-            redis.call('ZADD', uk, redis.call('HGET', P .. ':turns', j.user_id) or 0, j.user_id)
-            redis.call('SADD', P .. ':uready:' .. j.user_id, uk)
+        local member = uk .. '\0' .. j.user_id
+        if not ENTERED[member] then -- once per script: a bulk submit of one user's jobs looks once
+            ENTERED[member] = true
+            if not redis.call('ZSCORE', uk, j.user_id) then -- scored by the user's turn, kept in step by claim
+                redis.call('ZADD', uk, redis.call('HGET', P .. ':turns', j.user_id) or 0, j.user_id)
+                redis.call('SADD', P .. ':uready:' .. j.user_id, uk)
+            end
+            redis.call('ZADD', P .. ':levels:' .. j.queue, lvl, lvl)
         end
-        redis.call('ZADD', P .. ':levels:' .. j.queue, lvl, lvl)
         redis.call('ZADD', P .. ':aging:' .. j.aged, j.run_at or j.created_at, j.id)
     elseif s == 'scheduled' or s == 'retrying' then
         redis.call('ZADD', P .. ':due', j.run_at, j.id)
@@ -103,18 +106,29 @@ local function enter(j, lease)
     end
 end
 
+-- Users come and go: a user's counters (P:ucount:<user>) go once all are back at zero, which happens when its
+-- last jobs are deleted (cleanup); checked only then, so status changes cost nothing more.
+local function forget_idle_user(user)
+    local key = P .. ':ucount:' .. user
+    for _, n in ipairs(redis.call('HVALS', key)) do
+        if n ~= '0' then return end
+    end
+    redis.call('DEL', key)
+end
+
 -- Keep the counters and the per-status listings exact: a job leaves status `old` and enters `new` (either
 -- may be nil: a new job, a deleted one).
 local function count(j, old, new)
     local function add(s, n)
-        bump(P .. ':count:status', s, n)
-        bump(P .. ':count:queue', j.queue .. '\0' .. s, n)
-        bump(P .. ':count:type', j.job_type .. '\0' .. s, n)
-        bump(P .. ':ucount:' .. j.user_id, s, n)
+        redis.call('HINCRBY', P .. ':count:status', s, n)
+        redis.call('HINCRBY', P .. ':count:queue', j.queue .. '\0' .. s, n)
+        redis.call('HINCRBY', P .. ':count:type', j.job_type .. '\0' .. s, n)
+        redis.call('HINCRBY', P .. ':ucount:' .. j.user_id, s, n)
     end
     if old then
         add(old, -1)
         redis.call('ZREM', P .. ':status:' .. old, j.id)
+        if not new then forget_idle_user(j.user_id) end
     end
     if new then
         add(new, 1)
