@@ -31,9 +31,10 @@ ledger, and reports:
   *after a kill* (the previous run's worker was SIGKILLed before that run ended, or less than 2 s after: its
   outcome may not have been written; expected with at-least-once delivery), *after a Redis restart* (a
   restart between the previous run's end, less 2 s for AOF everysec, and the re-run's start, ending at most
-  3x the worker timeout before the re-run), *after a worker died on its own*, and the faults: *completed twice* (the previous run returned, its worker lived on for
-  2 s or more, and the job ran again anyway) and *overlapping* (the re-run started while an earlier run was
-  still going on a worker that had not been killed; reported apart when a Redis restart fell in between);
+  3x the worker timeout before the re-run), *after a worker died on its own*, and the faults: *completed
+  twice* (the previous run returned, its worker lived on for 2 s or more, and the job ran again anyway) and
+  *overlapping* (the re-run started while an earlier run was still going on a worker that had not been
+  killed; reported apart when a Redis restart fell in between);
 - **wait after a kill**: for each run cut short by a kill, from the kill to the job's next start (max, p50;
   target: under 2x the worker timeout), split at the store's recovery of the attempt (its WorkerLostError
   entry in ``error_history``): the lease, then the retry backoff and the queue;

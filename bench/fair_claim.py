@@ -84,8 +84,9 @@ def run_case(kind: str, users: int, claims: int, redis_url: str, folder: Path) -
 
 
 def wipe(store: Store) -> None:
-    client = getattr(store, "_redis")
-    prefix = getattr(store, "_prefix")
+    """Delete the Redis store's keys (the benchmark's own prefix)."""
+    client = store._redis  # type: ignore[attr-defined]
+    prefix = store._prefix  # type: ignore[attr-defined]
     keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
     for start in range(0, len(keys), 1000):
         client.delete(*keys[start:start + 1000])

@@ -54,8 +54,7 @@ def retention_cutoffs(settings: Settings, now: datetime) -> dict[JobStatus, date
 @dataclass(slots=True)
 class Task:
     """A maintenance task: what it runs, how often, and for how long its lease is taken: longer than its
-    interval, so its holder keeps it from one run to the next (renewed once half of it has passed), and at
-    least the worker timeout, so a holder that dies is replaced about as soon as its jobs are recovered."""
+    interval, so its holder keeps it from one run to the next (renewed once half of it has passed)."""
 
     name: str
     interval: float
@@ -81,8 +80,18 @@ class Maintenance:
         }
         if aging and settings.priority_aging_max:
             intervals["aging"] = (min(AGING_TICK_SECONDS, aging / 2), self.age)
-        self.tasks = [Task(name, interval, run, max(settings.worker_timeout, 3 * interval))
+        self.tasks = [Task(name, interval, run, self._lease_seconds(name, interval, settings))
                       for name, (interval, run) in intervals.items()]
+
+    @staticmethod
+    def _lease_seconds(name: str, interval: float, settings: Settings) -> float:
+        """Recovery's lease runs out within half the worker timeout: when its holder dies (the workers die in
+        the same crash, often), another holder has it before the dead workers' job leases run out, and their
+        jobs are recovered on time. The others are held at least the worker timeout: their holder keeps them
+        from one run to the next, and a few seconds' delay after its death harms nothing."""
+        if name == "recover":
+            return max(2 * interval, min(3 * interval, settings.worker_timeout / 2))
+        return max(settings.worker_timeout, 3 * interval)
 
     def run_due(self) -> None:
         """Run every task that is due (and, with a holder, whose lease it holds)."""
