@@ -1,4 +1,4 @@
-"""The Redis store's Lua scripts: lua/lib.lua (the shared definitions, with the state machine filled in from
+"""The Redis store's Lua scripts: lua/lib.lua (the shared definitions, with the state machine generated from
 models.py: each transition's sources, and every move each status may make) in front of each script's own
 body, a write script's inside WRITE_WRAPPER."""
 
@@ -14,8 +14,25 @@ SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restar
 READ_ONLY = frozenset({"fetch", "changes", "list"})
 
 
-def _lua_set(statuses: Sequence[JobStatus]) -> str:
-    return "{" + ", ".join(f"['{s.value}'] = true" for s in statuses) + "}"
+def _is_one_of(statuses: Sequence[JobStatus]) -> str:
+    return " or ".join(f"s == '{status.value}'" for status in statuses) or "false"
+
+
+def _machine_lua() -> str:
+    """The state machine as Lua functions (code, not tables: a script builds its tables on every call):
+    ``from_<transition>(s)`` for each transition, ``may_move(from, to)``, ``is_terminal(s)``."""
+    lines = []
+    for t in MACHINE:
+        lines.append(f"local function from_{t.name}(s) return {_is_one_of(t.ordered_sources())} end")
+    lines.append("local function may_move(from, s)")
+    for status in ALL_STATUSES:
+        targets = [t for t in ALL_STATUSES if t in TRANSITIONS[status]]
+        lines.append(f"    if from == '{status.value}' then return {_is_one_of(targets)} end")
+    lines.append("    return false")
+    lines.append("end")
+    terminal = [s for s in ALL_STATUSES if s in TERMINAL_STATUSES]
+    lines.append(f"local function is_terminal(s) return {_is_one_of(terminal)} end")
+    return "\n".join(lines)
 
 
 WRITE_WRAPPER = """
@@ -34,13 +51,7 @@ def _script_sources() -> dict[str, str]:
     """Each script's source: lib.lua (with the state machine's status sets filled in) then its own body, a
     write script's inside WRITE_WRAPPER."""
     folder = resources.files(__package__).joinpath("lua")
-    lib = folder.joinpath("lib.lua").read_text()
-    sources = "{" + ", ".join(f"{t.name} = {_lua_set(t.ordered_sources())}" for t in MACHINE) + "}"
-    moves = "{" + ", ".join(f"['{s.value}'] = {_lua_set([t for t in ALL_STATUSES if t in TRANSITIONS[s]])}"
-                            for s in ALL_STATUSES) + "}"
-    terminal = _lua_set([s for s in ALL_STATUSES if s in TERMINAL_STATUSES])
-    for name, value in (("sources", sources), ("moves", moves), ("terminal", terminal)):
-        lib = lib.replace("{" + name + "}", value)
+    lib = folder.joinpath("lib.lua").read_text().replace("{machine}", _machine_lua())
     scripts = {}
     for name in SCRIPTS:
         body = folder.joinpath(f"{name}.lua").read_text()

@@ -10,11 +10,9 @@ local P = KEYS[1]
 local A = cjson.decode(ARGV[1])
 local NULL = cjson.null
 
--- The state machine (models.MACHINE): SOURCES.<transition>[status] is true when that transition starts from the
--- status; MOVES[from][to] when any does. move() refuses every status change that is not in MOVES.
-local SOURCES = {sources}
-local MOVES = {moves}
-local TERMINAL = {terminal}
+-- The state machine (models.MACHINE), generated: from_<transition>(status) is true when that transition starts
+-- from the status; may_move(from, to) when any does; move() refuses every status change it does not allow.
+{machine}
 
 local CHANGED = false -- set by every change; notify() publishes once at the end of a write script
 
@@ -165,7 +163,7 @@ end
 -- The one way a job changes status (or, for aging, its claim level): leave the old status's indexes, write
 -- the fields, count, take a new sequence number, enter the new status's indexes.
 local function move(j, new, set)
-    if j.status ~= new and not MOVES[j.status][new] then
+    if j.status ~= new and not may_move(j.status, new) then
         error('a job moved from ' .. j.status .. ' to ' .. new .. ': no transition of the state machine does that')
     end
     leave(j)
@@ -200,7 +198,7 @@ end
 -- Whether a dependency on a parent in status `status` is met (true), can no longer be met (false), or is
 -- undecided (nil). Mirrors models.dependency_met.
 local function met(condition, status)
-    if not TERMINAL[status] then return nil end
+    if not is_terminal(status) then return nil end
     if condition == 'completion' then return true end
     if condition == 'success' then return status == 'completed' end
     return status == 'failed'
@@ -220,7 +218,7 @@ local function resolve(parents, now)
         local parent = table.remove(todo)
         for _, child in ipairs(redis.call('SMEMBERS', P .. ':dependants:' .. parent)) do
             local c = state(child)
-            if c and SOURCES.resolve[c.status] then
+            if c and from_resolve(c.status) then
                 local unmet, undecided = nil, false
                 local deps = redis.call('HGETALL', P .. ':deps:' .. child)
                 for i = 1, #deps, 2 do
@@ -483,7 +481,7 @@ end
 
 -- Is job j running under (worker_id, attempt)? The fence of progress, finish and release.
 local function owns(j, worker_id, attempt)
-    return j ~= nil and SOURCES.complete[j.status] and j.worker_id == worker_id and tonumber(j.attempts) == attempt
+    return j ~= nil and from_complete(j.status) and j.worker_id == worker_id and tonumber(j.attempts) == attempt
 end
 
 -- Keep created <= started <= completed in the fields `set` is about to write to job j: a handler's start time
@@ -512,7 +510,7 @@ local function finish_all(items, now, error_limit)
             if f.error_entry ~= NULL then append_capped(P .. ':eh:' .. f.job_id, f.error_entry, error_limit) end
             clamp_times(j, f.set)
             move(j, f.status, f.set)
-            if TERMINAL[f.status] then ended[#ended + 1] = f.job_id end
+            if is_terminal(f.status) then ended[#ended + 1] = f.job_id end
             owned[i] = 1
         else
             owned[i] = 0
