@@ -89,9 +89,10 @@ class Slot:
         """
         w = self.worker
         ok = w.loops[self.name].ok  # after each store call that worked: a run of failures is over
+        stopping = w.stopping_event.is_set
         claim_size = 1
         while True:
-            if w.stopping:  # buffered jobs are handed back by stop()
+            if stopping():  # buffered jobs are handed back by stop()
                 w.write_outcomes(0)
                 return
             job = w.buffer.take()
@@ -110,7 +111,7 @@ class Slot:
                         w.idle_watch.take(IDLE_RECHECK_SECONDS)
                         continue  # look again (stop, buffer) once the watch is ours, or after the timeout
                     seen = w.store.change_version
-                    if w.stopping:  # stop() sets this, then wakes waiters: seen before, heard after
+                    if stopping():  # stop() sets this, then wakes waiters: seen before, heard after
                         continue
                     claimed = w.store.claim(w.claim_request(claim_size), utcnow())
                     ok()
@@ -126,7 +127,7 @@ class Slot:
             short = time.perf_counter() - started < SHORT_JOB_SECONDS
             claim_size = BATCH_LIMIT if short else 1
             held = w.outcomes.hold(finished)
-            if w.stopping:
+            if stopping():
                 w.write_outcomes(0)
                 return
             if held and (not short or held >= BATCH_LIMIT):

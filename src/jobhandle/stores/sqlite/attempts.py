@@ -64,7 +64,8 @@ def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
     terminal = outcome.status in TERMINAL_STATUSES
     result = outcome.result
     progress = progress_params(outcome.progress)
-    progress["started_at"] = to_ts(outcome.started_at) or progress["started_at"]
+    if outcome.started_at is not None:
+        progress["started_at"] = outcome.started_at.timestamp()
     cur = tx.conn.execute(Q["finish_job"], {
         **progress,
         "status": outcome.status.value,

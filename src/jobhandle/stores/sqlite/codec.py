@@ -77,6 +77,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
 
 def progress_params(update: ProgressUpdate | None) -> dict[str, Any]:
     """A progress report's columns (None leaves a column as it is), the handler's start time included."""
-    u = update or ProgressUpdate()
-    return {"fraction": u.fraction, "message": u.message, "items_processed": u.items_processed,
-            "total_items": u.total_items, "started_at": to_ts(u.started_at)}
+    if update is None:
+        return {"fraction": None, "message": None, "items_processed": None, "total_items": None, "started_at": None}
+    return {"fraction": update.fraction, "message": update.message, "items_processed": update.items_processed,
+            "total_items": update.total_items, "started_at": to_ts(update.started_at)}
