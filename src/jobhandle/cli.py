@@ -511,9 +511,17 @@ class StopRequest:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
-        # A second signal, either one, interrupts the graceful stop: exit at once with EXIT_FORCED.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # A second signal, either one, ends the graceful stop wherever the main thread is: exit at once.
+        signal.signal(signal.SIGTERM, _force_exit)
+        signal.signal(signal.SIGINT, _force_exit)
+
+
+def _force_exit(signum: int, frame: FrameType | None) -> None:
+    """A second SIGTERM/SIGINT: exit now with EXIT_FORCED, as a kill would (no clean-up that could block
+    again; the jobs still running go back to the queue when their lease expires). A raw write: the handler may
+    run while the main thread holds stdout's lock."""
+    os.write(1, b"forced exit: jobs still running go back to the queue when their lease expires\n")
+    os._exit(EXIT_FORCED)
 
 
 def _serve_until_stopped(worker: Worker, request: StopRequest, grace: float) -> None:
@@ -527,11 +535,7 @@ def _serve_until_stopped(worker: Worker, request: StopRequest, grace: float) -> 
     name = signal.Signals(request.signum).name if request.signum else "stop request"
     _print_flushed(f"{name} received: claiming no more jobs, running ones have {grace:g}s to finish "
                    "(signal again to exit at once)")
-    try:
-        worker.stop(grace)
-    except KeyboardInterrupt:
-        _print_flushed("forced exit: jobs still running go back to the queue when their lease expires")
-        os._exit(EXIT_FORCED)  # like being killed: no clean-up that could block again
+    worker.stop(grace)  # a second signal exits from anywhere in here (_force_exit)
     _print_flushed(f"worker {worker.worker_id} stopped")
 
 
