@@ -65,3 +65,10 @@ def all_jobs(store: Store) -> list[Job]:
 
 def later(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
+
+
+def run_job(queue: Any, job_type: str, parameters: dict[str, object], timeout: float = 30) -> Job:
+    """Submit one job to ``queue`` (a JobQueue) and run it with a one-slot worker until it ends."""
+    job = queue.submit(job_type, parameters)
+    with queue.worker(concurrency=1):
+        return queue.wait(job.job_id, timeout=timeout)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import run_job
 
 import jobhandle.handlers  # noqa: F401 - registers process_document/process_batch in the default registry
 from jobhandle import Job, JobQueue, JobStatus, PermanentError, Settings, default_registry
@@ -79,12 +80,6 @@ def sqlite_queue(tmp_path: Path) -> Iterator[JobQueue]:
     q = JobQueue("sqlite:///" + str(tmp_path / "jobs.db"), settings=Settings(progress_interval=0))
     yield q
     q.close()
-
-
-def run(queue: JobQueue, job_type: str, parameters: dict[str, object]) -> Job:
-    job = queue.submit(job_type, parameters)
-    with queue.worker(concurrency=1):
-        return queue.wait(job.job_id, timeout=30)
 
 
 # -- pure functions ------------------------------------------------------------------------------------------
@@ -264,7 +259,7 @@ def test_handlers_are_in_the_default_registry() -> None:
 def test_process_document_text_formats(sqlite_queue: JobQueue, tmp_path: Path, name: str, content: str,
                                        expected_type: str, expected_text: str) -> None:
     (tmp_path / name).write_text(content)
-    job = run(sqlite_queue, "process_document", {"file_path": str(tmp_path / name)})
+    job = run_job(sqlite_queue, "process_document", {"file_path": str(tmp_path / name)})
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.result == {"file_name": name, "file_type": expected_type, "document_id": None,
                           "characters": len(expected_text), "chunks": 1, "chunk_preview": [expected_text],
@@ -275,7 +270,7 @@ def test_process_document_text_formats(sqlite_queue: JobQueue, tmp_path: Path, n
 def test_process_document_pdf_reports_progress_per_page(sqlite_queue: JobQueue, tmp_path: Path) -> None:
     path = tmp_path / "three.pdf"
     path.write_bytes(minimal_pdf(["Page one words.", "Page two words.", "Page three words."]))
-    job = run(sqlite_queue, "process_document", {"file_path": str(path), "output_dir": str(tmp_path / "out")})
+    job = run_job(sqlite_queue, "process_document", {"file_path": str(path), "output_dir": str(tmp_path / "out")})
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.result["chunk_preview"] == ["Page one words.\n\nPage two words.\n\nPage three words."]
     assert job.result["file_type"] == "pdf" and job.result["output_file"].endswith("three.pdf.chunks.json")
@@ -286,7 +281,7 @@ def test_process_document_pdf_reports_progress_per_page(sqlite_queue: JobQueue, 
 
 def test_process_document_takes_seed_004s_upload_payload(sqlite_queue: JobQueue, tmp_path: Path) -> None:
     (tmp_path / "tmp123.txt").write_text("Uploaded.")
-    job = run(sqlite_queue, "process_document", {"file_path": str(tmp_path / "tmp123.txt"),
+    job = run_job(sqlite_queue, "process_document", {"file_path": str(tmp_path / "tmp123.txt"),
                                           "file_name": "My Report.txt", "document_id": "d-42"})
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.result["file_name"] == "My Report.txt" and job.result["document_id"] == "d-42"
@@ -299,7 +294,7 @@ def test_process_document_bad_file_fails_without_retries(sqlite_queue: JobQueue,
                                                          message: str) -> None:
     if name.endswith(".pptx"):
         (tmp_path / name).write_bytes(b"PK")
-    job = run(sqlite_queue, "process_document", {"file_path": str(tmp_path / name)})
+    job = run_job(sqlite_queue, "process_document", {"file_path": str(tmp_path / name)})
     assert job.status is JobStatus.FAILED
     assert job.attempts == 1 and job.error_type == "PermanentError"
     assert message in job.error and name in job.error
@@ -314,7 +309,7 @@ def test_process_batch_collects_results_and_per_file_errors(sqlite_queue: JobQue
     (inputs / "d.pdf").write_bytes(minimal_pdf(["D page."]))
     (inputs / "e.pdf").write_text("not really a pdf")
     (inputs / "f.docx").write_bytes(b"PK")
-    job = run(sqlite_queue, "process_batch", {"input_dir": str(inputs), "chunk_size": 200})
+    job = run_job(sqlite_queue, "process_batch", {"input_dir": str(inputs), "chunk_size": 200})
     assert job.status is JobStatus.COMPLETED, job.error
     result = job.result
     assert (result["files"], result["succeeded"], result["failed"], result["skipped"]) == (5, 4, 1, ["f.docx"])
@@ -328,7 +323,7 @@ def test_process_batch_collects_results_and_per_file_errors(sqlite_queue: JobQue
 
 
 def test_process_batch_missing_directory_fails_without_retries(sqlite_queue: JobQueue, tmp_path: Path) -> None:
-    job = run(sqlite_queue, "process_batch", {"input_dir": str(tmp_path / "nope")})
+    job = run_job(sqlite_queue, "process_batch", {"input_dir": str(tmp_path / "nope")})
     assert job.status is JobStatus.FAILED and job.attempts == 1
     assert job.error == f"PermanentError: input directory not found: {tmp_path / 'nope'}"
 

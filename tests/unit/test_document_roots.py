@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import run_job
 
 import jobhandle.handlers  # noqa: F401 - registers process_document/process_batch in the default registry
-from jobhandle import Job, JobQueue, JobStatus, PermanentError, Settings
+from jobhandle import JobQueue, JobStatus, PermanentError, Settings
 from jobhandle.handlers import documents
 
 INPUT_SETTING = "JOBHANDLE_DOCUMENTS_INPUT_ROOTS"
@@ -77,12 +78,6 @@ def memory_queue() -> Iterator[JobQueue]:
     q = JobQueue("memory://", settings=Settings(progress_interval=0))
     yield q
     q.close()
-
-
-def run(queue: JobQueue, job_type: str, parameters: dict[str, object]) -> Job:
-    job = queue.submit(job_type, parameters)
-    with queue.worker(concurrency=1):
-        return queue.wait(job.job_id, timeout=30)
 
 
 def assert_refused(message: str, parameter: str, given: str, allowed: list[Path], setting: str) -> None:
@@ -254,14 +249,14 @@ def test_an_empty_input_roots_variable_is_refused(clean_env: None, monkeypatch: 
 
 def test_relative_paths_in_a_job_resolve_against_the_configured_roots(env_roots: Tree,
                                                                      memory_queue: JobQueue) -> None:
-    job = run(memory_queue, "process_document", {"file_path": "sub/b.md", "output_dir": "chunks"})
+    job = run_job(memory_queue, "process_document", {"file_path": "sub/b.md", "output_dir": "chunks"})
     assert job.status is JobStatus.COMPLETED, job.error
     written = env_roots.output.resolve() / "chunks" / "b.md.chunks.json"
     assert job.result["output_file"] == str(written) and written.is_file()
 
 
 def test_an_absolute_path_inside_a_root_runs_as_a_job(env_roots: Tree, memory_queue: JobQueue) -> None:
-    job = run(memory_queue, "process_document", {"file_path": str(env_roots.more / "c.txt")})
+    job = run_job(memory_queue, "process_document", {"file_path": str(env_roots.more / "c.txt")})
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.result["chunk_preview"] == ["More text."]
 
@@ -275,7 +270,7 @@ def test_a_refused_file_path_fails_the_job_at_once(env_roots: Tree, memory_queue
         (t.inputs / "elsewhere").symlink_to(t.outside, target_is_directory=True)
     given = {"dotdot": "../outside/secret.txt", "absolute": str(t.secret), "symlinked file": "link.txt",
              "symlinked folder": "elsewhere/secret.txt"}[case]
-    job = run(memory_queue, "process_document", {"file_path": given})
+    job = run_job(memory_queue, "process_document", {"file_path": given})
     assert job.status is JobStatus.FAILED and job.attempts == 1
     assert job.error_type == "PermanentError" and job.result is None
     assert_refused(job.error, "file_path", given, [t.inputs, t.more], INPUT_SETTING)
@@ -293,7 +288,7 @@ def test_a_refused_output_dir_fails_the_job_and_writes_nothing_outside(env_roots
         (t.output / "a.txt.chunks.json").symlink_to(victim)
     given = {"absolute": str(t.outside), "dotdot": "../outside", "symlinked folder": "escape",
              "symlink at destination": "."}[case]
-    job = run(memory_queue, "process_document", {"file_path": "a.txt", "output_dir": given})
+    job = run_job(memory_queue, "process_document", {"file_path": "a.txt", "output_dir": given})
     assert job.status is JobStatus.FAILED and job.attempts == 1 and job.error_type == "PermanentError"
     assert_refused(job.error, "output_dir", given, [t.output], OUTPUT_SETTING)
     assert sorted(p.name for p in t.outside.iterdir()) == ["secret.txt", "victim.json"]
@@ -301,7 +296,7 @@ def test_a_refused_output_dir_fails_the_job_and_writes_nothing_outside(env_roots
 
 
 def test_a_batch_input_dir_outside_the_roots_fails_the_job(env_roots: Tree, memory_queue: JobQueue) -> None:
-    job = run(memory_queue, "process_batch", {"input_dir": str(env_roots.outside)})
+    job = run_job(memory_queue, "process_batch", {"input_dir": str(env_roots.outside)})
     assert job.status is JobStatus.FAILED and job.error_type == "PermanentError"
     assert_refused(job.error, "input_dir", str(env_roots.outside), [env_roots.inputs, env_roots.more],
                    INPUT_SETTING)
@@ -315,7 +310,7 @@ def test_a_batch_reports_symlinks_leading_outside_as_failed_files_and_goes_on(en
     (t.inputs / "link.txt").symlink_to(t.secret)
     (t.inputs / "sub" / "deep.txt").symlink_to(t.secret)
     (t.inputs / "alias.txt").symlink_to(t.more / "c.txt")  # inside another root: fine
-    job = run(memory_queue, "process_batch", {"input_dir": ".", "recursive": recursive, "output_dir": "o"})
+    job = run_job(memory_queue, "process_batch", {"input_dir": ".", "recursive": recursive, "output_dir": "o"})
     assert job.status is JobStatus.COMPLETED, job.error
     result = job.result
     by_name = {r["file_name"]: r for r in result["results"]}
@@ -337,7 +332,7 @@ def test_a_batch_does_not_mirror_into_a_symlinked_output_folder_outside(env_root
                                                                         memory_queue: JobQueue) -> None:
     t = env_roots
     (t.output / "sub").symlink_to(t.outside, target_is_directory=True)
-    job = run(memory_queue, "process_batch", {"input_dir": ".", "recursive": True, "output_dir": "."})
+    job = run_job(memory_queue, "process_batch", {"input_dir": ".", "recursive": True, "output_dir": "."})
     assert job.status is JobStatus.COMPLETED, job.error
     by_name = {r["file_name"]: r for r in job.result["results"]}
     assert by_name["a.txt"]["ok"] and not by_name["sub/b.md"]["ok"]
@@ -346,16 +341,16 @@ def test_a_batch_does_not_mirror_into_a_symlinked_output_folder_outside(env_root
 
 
 def test_a_batch_pattern_may_not_climb_out(env_roots: Tree, memory_queue: JobQueue) -> None:
-    job = run(memory_queue, "process_batch", {"input_dir": "sub", "pattern": "../../outside/*"})
+    job = run_job(memory_queue, "process_batch", {"input_dir": "sub", "pattern": "../../outside/*"})
     assert job.status is JobStatus.FAILED and job.error_type == "PermanentError"
     assert "pattern" in job.error and ".." in job.error
 
 
 def test_roots_changed_in_the_environment_apply_to_the_next_job(env_roots: Tree, memory_queue: JobQueue,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    assert run(memory_queue, "process_document", {"file_path": str(env_roots.secret)}).status is JobStatus.FAILED
+    assert run_job(memory_queue, "process_document", {"file_path": str(env_roots.secret)}).status is JobStatus.FAILED
     monkeypatch.setenv(INPUT_SETTING, str(env_roots.outside))
-    job = run(memory_queue, "process_document", {"file_path": "secret.txt"})
+    job = run_job(memory_queue, "process_document", {"file_path": "secret.txt"})
     assert job.status is JobStatus.COMPLETED, job.error
 
 
