@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import sysconfig
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -535,8 +536,30 @@ def _serve_until_stopped(worker: Worker, request: StopRequest, grace: float) -> 
     name = signal.Signals(request.signum).name if request.signum else "stop request"
     _print_flushed(f"{name} received: claiming no more jobs, running ones have {grace:g}s to finish "
                    "(signal again to exit at once)")
-    worker.stop(grace)  # a second signal exits from anywhere in here (_force_exit)
+    _stop_interruptibly(worker, grace)
     _print_flushed(f"worker {worker.worker_id} stopped")
+
+
+def _stop_interruptibly(worker: Worker, grace: float) -> None:
+    """``worker.stop(grace)`` on a helper thread while the main thread waits in short timed steps.
+
+    A signal may be delivered to any thread; Python runs its handler on the main thread at the next bytecode,
+    which an untimed join (the stop's wait for its threads) would hold off until the join ends. Waiting in steps
+    keeps a second signal's forced exit (_force_exit) within STOP_POLL_SECONDS."""
+    failure: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            worker.stop(grace)
+        except BaseException as exc:  # re-raised on the main thread
+            failure.append(exc)
+
+    stopper = threading.Thread(target=stop, name="jobhandle-stop", daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        stopper.join(STOP_POLL_SECONDS)
+    if failure:
+        raise failure[0]
 
 
 @contextmanager

@@ -3,7 +3,10 @@ processes (a foreground worker stopped by SIGTERM, ``submit --wait`` from anothe
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import platform
 import queue as queue_module
 import re
 import signal
@@ -447,6 +450,29 @@ def test_a_second_signal_exits_at_once_with_130_and_the_job_goes_back_later(
     worker.expect("received: claiming no more jobs")
     worker.proc.send_signal(sig)
     worker.expect("forced exit")
+    assert worker.exit_code() == 130
+
+
+TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
+"""Linux's tgkill syscall number: a signal sent to one chosen thread of a process."""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux" or TGKILL is None, reason="tgkill: Linux on x86_64 or aarch64 only")
+def test_a_second_signal_delivered_to_another_thread_still_exits_at_once(
+        start_worker: Callable[..., WorkerProcess], q: JobQueue, tmp_path: Path) -> None:
+    """The kernel hands a process's signal to any of its threads; one that lands on a worker thread while the
+    main thread waits for the stop must end the process as promptly as one the main thread receives."""
+    worker = start_worker("--grace", "60")
+    job = q.submit("wait_for_file", {"path": str(tmp_path / "never")})
+    wait_for(q, lambda: q.get(job.job_id).status is JobStatus.RUNNING, "the job to run")
+    worker.proc.send_signal(signal.SIGTERM)
+    worker.expect("received: claiming no more jobs")
+    pid = worker.proc.pid
+    [tid, *_] = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(TGKILL, pid, tid, signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+    worker.expect("forced exit", timeout=5)
     assert worker.exit_code() == 130
 
 
