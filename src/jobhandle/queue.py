@@ -302,10 +302,12 @@ class JobQueue:
 
     def workers(self) -> builtins.list[dict[str, Any]]:
         """Registered workers with heartbeat age (seconds) and the ids of the jobs they run."""
-        now = utcnow()
+        workers = self.store.list_workers()
+        now = utcnow()  # after the read: a heartbeat written during it is not in the future
         out = []
-        for w in self.store.list_workers():
-            age = (now - w.last_seen).total_seconds() if w.last_seen else None
+        for w in workers:
+            # Clamped: another host's clock may run a little ahead of ours.
+            age = max(0.0, (now - w.last_seen).total_seconds()) if w.last_seen else None
             out.append({
                 "worker_id": w.worker_id, "name": w.name, "hostname": w.hostname, "pid": w.pid,
                 "queues": w.queues, "concurrency": w.concurrency, "state": w.state,
