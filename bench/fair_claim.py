@@ -26,7 +26,7 @@ from typing import Any
 
 from jobhandle.models import Job, JobStatus, utcnow
 from jobhandle.stores import open_store
-from jobhandle.stores.base import ClaimRequest, ConcurrencyLimits, Outcome, Store
+from jobhandle.stores.base import AttemptKey, ClaimRequest, ConcurrencyLimits, Outcome, Store
 
 RESULTS = Path(__file__).parent / "results" / "fair_claim.json"
 LIMITS = ConcurrencyLimits(global_max=10, per_user_max=3)
@@ -54,7 +54,7 @@ def time_claims(store: Store, claims: int) -> dict[str, Any]:
         times.append((time.perf_counter() - started) * 1000)
         for job in jobs:
             served.append(job.user_id)
-            store.finish(job.job_id, "bench-worker", job.attempts, Outcome(JobStatus.COMPLETED), utcnow())
+            store.finish(AttemptKey(job.job_id, "bench-worker", job.attempts), Outcome(JobStatus.COMPLETED), utcnow())
     ordered = served == sorted(served) and len(set(served)) == len(served)
     out: dict[str, Any] = {"claims": len(times), "errors": errors, "served_in_turn": ordered}
     if times:

@@ -18,7 +18,7 @@ from jobhandle import (
 )
 from jobhandle.models import Dependency, Job, utcnow
 from jobhandle.stores import Outcome, ProgressUpdate, Store
-from jobhandle.stores.base import ClaimRequest
+from jobhandle.stores.base import AttemptKey, ClaimRequest
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 
@@ -38,21 +38,21 @@ def make_running(store: Store, now: datetime) -> Job:
 
 def make_retrying(store: Store, now: datetime) -> Job:
     job = make_running(store, now)
-    store.finish(job.job_id, "w1", 1, Outcome(JobStatus.RETRYING, error="E: x", error_type="E",
+    store.finish(AttemptKey(job.job_id, "w1", 1), Outcome(JobStatus.RETRYING, error="E: x", error_type="E",
                                               run_at=later(now, 60)), now)
     return get(store, job.job_id)
 
 
 def make_completed(store: Store, now: datetime) -> Job:
     job = make_running(store, now)
-    store.finish(job.job_id, "w1", 1, Outcome(JobStatus.COMPLETED, result=1), now)
+    store.finish(AttemptKey(job.job_id, "w1", 1), Outcome(JobStatus.COMPLETED, result=1), now)
     return get(store, job.job_id)
 
 
 def make_failed(store: Store, now: datetime) -> Job:
     job = make_running(store, now)
-    store.report_progress(job.job_id, "w1", 1, ProgressUpdate(0.4, "half way", 2, 5, now))
-    store.finish(job.job_id, "w1", 1, Outcome(JobStatus.FAILED, error="E: broken", error_type="E"), now)
+    store.report_progress(AttemptKey(job.job_id, "w1", 1), ProgressUpdate(0.4, "half way", 2, 5, now))
+    store.finish(AttemptKey(job.job_id, "w1", 1), Outcome(JobStatus.FAILED, error="E: broken", error_type="E"), now)
     return get(store, job.job_id)
 
 
@@ -68,8 +68,8 @@ def make_waiting(store: Store, now: datetime) -> Job:
 
 MAKERS: dict[JobStatus, Callable[[Store, datetime], Job]] = {
     JobStatus.WAITING: make_waiting, JobStatus.SCHEDULED: make_scheduled, JobStatus.PENDING: make_pending,
-    JobStatus.RUNNING: make_running, JobStatus.RETRYING: make_retrying, JobStatus.COMPLETED: make_completed, JobStatus.FAILED: make_failed,
-    JobStatus.CANCELLED: make_cancelled,
+    JobStatus.RUNNING: make_running, JobStatus.RETRYING: make_retrying, JobStatus.COMPLETED: make_completed,
+    JobStatus.FAILED: make_failed, JobStatus.CANCELLED: make_cancelled,
 }
 """A job in each status."""
 

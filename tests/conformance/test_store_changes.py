@@ -14,7 +14,7 @@ from jobhandle import JobNotFoundError, JobQueue, JobStatus, JobTimeoutError
 from jobhandle.models import utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, ProgressUpdate, Store, open_store
-from jobhandle.stores.base import ClaimRequest
+from jobhandle.stores.base import AttemptKey, ClaimRequest
 
 WAKE_DEADLINE = 5.0
 """A woken waiter must return well before this; a waiter that is not woken would block WAIT_TIMEOUT."""
@@ -44,7 +44,7 @@ def test_changes_since_lists_each_changed_job_once_in_its_latest_state(store: St
     start = store.last_seq()
     a, b, c = (submit(store, now).job_id for _ in range(3))
     claim_one(store, now)
-    store.finish(a, "w1", 1, Outcome(JobStatus.COMPLETED, result="done"), now)
+    store.finish(AttemptKey(a, "w1", 1), Outcome(JobStatus.COMPLETED, result="done"), now)
     store.cancel(b, now)
 
     changes = store.changes_since(start)
@@ -74,15 +74,15 @@ def test_every_change_moves_the_job_to_a_new_highest_seq(store: Store) -> None:
     changed(job)
     claim_one(store, later(now, 2))  # promoted from scheduled and claimed
     changed(job)
-    store.report_progress(job, "w1", 1, ProgressUpdate(0.5, at=now))
+    store.report_progress(AttemptKey(job, "w1", 1), ProgressUpdate(0.5, at=now))
     changed(job)
-    store.release(job, "w1", 1, now)
+    store.release(AttemptKey(job, "w1", 1), now)
     changed(job)
     claim_one(store, later(now, 3), lease=1)
     store.recover_expired(later(now, 10), lost_worker_policy(cap=0))
     changed(job)
     claim_one(store, later(now, 11))
-    store.finish(job, "w1", 2, Outcome(JobStatus.FAILED, error="E: x"), later(now, 12))
+    store.finish(AttemptKey(job, "w1", 2), Outcome(JobStatus.FAILED, error="E: x"), later(now, 12))
     changed(job)
     store.restart(job, later(now, 13))
     changed(job)
@@ -101,7 +101,8 @@ def test_next_due_at_is_the_earliest_scheduled_or_retrying_run_at(store: Store) 
     submit(store, now, scheduled_time=later(now, 30), run_at=later(now, 30))
     assert store.next_due_at() == later(now, 30)
     running = claim_one(store, now)
-    store.finish(running.job_id, "w1", 1, Outcome(JobStatus.RETRYING, error="E", run_at=later(now, 10)), now)
+    retry = Outcome(JobStatus.RETRYING, error="E", run_at=later(now, 10))
+    store.finish(AttemptKey(running.job_id, "w1", 1), retry, now)
     assert store.next_due_at() == later(now, 10)
     store.claim(ClaimRequest("w1", ["default"], 10, 30), later(now, 45))
     assert store.next_due_at() == later(now, 60)
@@ -183,7 +184,7 @@ def test_queue_wait_returns_when_another_thread_finishes_the_job(queue: JobQueue
 
     def run_it() -> None:
         claimed = claim_one(queue.store, utcnow())
-        queue.store.finish(claimed.job_id, "w1", 1, Outcome(JobStatus.COMPLETED, result=42), utcnow())
+        queue.store.finish(AttemptKey(claimed.job_id, "w1", 1), Outcome(JobStatus.COMPLETED, result=42), utcnow())
 
     started = time.monotonic()
     with soon(run_it):

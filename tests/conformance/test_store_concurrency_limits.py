@@ -12,7 +12,7 @@ from helpers import submit, wait_until
 from jobhandle import HandlerRegistry, JobContext, JobQueue, JobStatus, Settings
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import Outcome, Store
-from jobhandle.stores.base import ClaimRequest, ConcurrencyLimits
+from jobhandle.stores.base import AttemptKey, ClaimRequest, ConcurrencyLimits
 
 LIMITS = ConcurrencyLimits(global_max=4, per_user_max=2)
 
@@ -52,7 +52,7 @@ def test_the_global_limit_counts_every_running_job(store: Store) -> None:
     assert len(first) == 4
     assert claim(store, now, 10) == []
     done = first[0]
-    assert store.finish(done.job_id, "w1", done.attempts, Outcome(JobStatus.COMPLETED), now)
+    assert store.finish(AttemptKey(done.job_id, "w1", done.attempts), Outcome(JobStatus.COMPLETED), now)
     assert len(claim(store, now, 10)) == 1, "one slot freed, one job more"
 
 
@@ -67,7 +67,7 @@ def test_users_waiting_at_one_priority_take_turns(store: Store) -> None:
     for _ in range(7):  # one at a time, finishing each: a worker with one slot
         [job] = claim(store, now, 1, None)
         order.append(job.user_id)
-        assert store.finish(job.job_id, "w1", job.attempts, Outcome(JobStatus.COMPLETED), now)
+        assert store.finish(AttemptKey(job.job_id, "w1", job.attempts), Outcome(JobStatus.COMPLETED), now)
     assert order[:3] == ["alice", "bob", "carol"], order  # never served yet: by name
     assert order[3:] == ["alice", "bob", "alice", "bob"], order  # then the least recently served first
 
@@ -129,7 +129,7 @@ def test_a_lone_pending_job_waits_while_a_limit_is_reached(store: Store) -> None
         submit(store, now, user_id="bob")
     assert users(claim(store, now, 10)) == ["bob", "bob"], "the global limit (4) is reached"
     done = alices[0]
-    assert store.finish(done.job_id, "w1", done.attempts, Outcome(JobStatus.COMPLETED), now)
+    assert store.finish(AttemptKey(done.job_id, "w1", done.attempts), Outcome(JobStatus.COMPLETED), now)
     assert [j.job_id for j in claim(store, now, 10)] == [lone.job_id]
 
 
@@ -145,7 +145,7 @@ def test_ten_thousand_users_waiting_at_one_level_take_turns(store: Store) -> Non
     assert users(first) == names[:5], "never served yet: by name, one job each"
     assert users(claim(store, now, 3, None)) == names[5:8]
     for job in first:
-        assert store.finish(job.job_id, "w1", job.attempts, Outcome(JobStatus.COMPLETED), now)
+        assert store.finish(AttemptKey(job.job_id, "w1", job.attempts), Outcome(JobStatus.COMPLETED), now)
     assert users(claim(store, now, 2, None)) == names[8:10], "the users served just now wait their turn"
 
 

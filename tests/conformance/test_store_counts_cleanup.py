@@ -13,7 +13,7 @@ from jobhandle.cron import next_fire
 from jobhandle.models import Dependency, Schedule, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import JobQuery, Outcome, Store
-from jobhandle.stores.base import ClaimRequest, Finished
+from jobhandle.stores.base import AttemptKey, ClaimRequest, Finished
 
 
 def recount(store: Store) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
@@ -43,7 +43,8 @@ def assert_counts_exact(store: Store) -> None:
 def finish(store: Store, job_id: str, worker_id: str, attempt: int, status: JobStatus, when: datetime,
            run_at: datetime | None = None) -> None:
     error = None if status is JobStatus.COMPLETED else "E: x"
-    assert store.finish(job_id, worker_id, attempt, Outcome(status, error=error, run_at=run_at), when) is True
+    outcome = Outcome(status, error=error, run_at=run_at)
+    assert store.finish(AttemptKey(job_id, worker_id, attempt), outcome, when) is True
 
 
 def test_counters_equal_a_recount_after_mixed_operations(store: Store) -> None:
@@ -60,7 +61,7 @@ def test_counters_equal_a_recount_after_mixed_operations(store: Store) -> None:
     finish(store, first.job_id, "w1", 1, JobStatus.COMPLETED, later(now, 1))
     finish(store, second.job_id, "w1", 1, JobStatus.RETRYING, later(now, 1), run_at=later(now, 2))
     finish(store, third.job_id, "w1", 1, JobStatus.FAILED, later(now, 1))
-    assert store.release(fourth.job_id, "w1", 1, later(now, 1)) is not None
+    assert store.release(AttemptKey(fourth.job_id, "w1", 1), later(now, 1)) is not None
     assert_counts_exact(store)
 
     pending_b = store.claim(ClaimRequest("w2", ["b"], 1, 1), now)[0]

@@ -12,7 +12,7 @@ from jobhandle import InvalidParameterError, JobQueue
 from jobhandle.models import Dependency, Job, JobStatus, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, Store
-from jobhandle.stores.base import ClaimRequest, Finished
+from jobhandle.stores.base import AttemptKey, ClaimRequest, Finished
 
 
 def end(store: Store, now: datetime, job: Job, status: JobStatus) -> None:
@@ -24,7 +24,7 @@ def end(store: Store, now: datetime, job: Job, status: JobStatus) -> None:
     assert claimed.job_id == job.job_id
     outcome = Outcome(status, result=1) if status is JobStatus.COMPLETED else Outcome(status, error="E: x",
                                                                                         error_type="E")
-    assert store.finish(job.job_id, "w1", claimed.attempts, outcome, now)
+    assert store.finish(AttemptKey(job.job_id, "w1", claimed.attempts), outcome, now)
 
 
 def parent(store: Store, now: datetime, name: str = "parents") -> Job:

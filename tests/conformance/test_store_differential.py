@@ -19,7 +19,7 @@ from store_urls import delete_redis_store
 
 from jobhandle.models import Dependency, Job, JobStatus, utcnow
 from jobhandle.stores import Outcome, Store, open_store
-from jobhandle.stores.base import NO_LIMIT, ClaimRequest, ConcurrencyLimits
+from jobhandle.stores.base import NO_LIMIT, AttemptKey, ClaimRequest, ConcurrencyLimits
 
 KINDS = ["memory", "sqlite", "redis"]
 EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -94,7 +94,7 @@ def test_claims_take_the_jobs_the_reference_fair_order_takes(open_fresh, ops: li
                     turns[job.user_id] = max(turns.get(job.user_id, 0), job.seq)
             elif op[0] == "finish" and running:
                 job_id = sorted(running)[op[1] % len(running)]
-                assert store.finish(job_id, "w", attempts[job_id], Outcome(JobStatus.COMPLETED), now)
+                assert store.finish(AttemptKey(job_id, "w", attempts[job_id]), Outcome(JobStatus.COMPLETED), now)
                 del running[job_id]
             elif op[0] == "cancel" and pending:
                 job_id = sorted(pending)[op[1] % len(pending)]
@@ -145,9 +145,9 @@ def _run(store: Store, now: datetime, job_id: str, outcome: Outcome) -> None:
     assert job_id in [j.job_id for j in claimed]
     for job in claimed:
         if job.job_id == job_id:
-            assert store.finish(job_id, "w", job.attempts, outcome, now)
+            assert store.finish(AttemptKey(job_id, "w", job.attempts), outcome, now)
         else:
-            assert store.release(job.job_id, "w", job.attempts, now) is not None
+            assert store.release(AttemptKey(job.job_id, "w", job.attempts), now) is not None
 
 
 # -- the token bucket ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from jobhandle import JobStatus
 from jobhandle.models import utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, Store, WorkerInfo
-from jobhandle.stores.base import ClaimRequest
+from jobhandle.stores.base import AttemptKey, ClaimRequest
 
 POLICY = lost_worker_policy(cap=3600)
 
@@ -110,7 +110,7 @@ def test_list_workers_shows_current_jobs(store: Store) -> None:
     current = {w.worker_id: sorted(w.current_jobs) for w in store.list_workers()}
     assert current == {"w1": sorted([a, b]), "w2": [c]}
     assert store.owned_jobs("w1") == {a, b}
-    store.finish(a, "w1", 1, Outcome(JobStatus.COMPLETED), now)
+    store.finish(AttemptKey(a, "w1", 1), Outcome(JobStatus.COMPLETED), now)
     store.cancel(c, now)
     current = {w.worker_id: sorted(w.current_jobs) for w in store.list_workers()}
     assert current == {"w1": [b], "w2": []}

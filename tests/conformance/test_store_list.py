@@ -12,6 +12,7 @@ from helpers import claim_one, later, submit
 from jobhandle import JobQueue, JobStatus
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import JobQuery, Outcome, ProgressUpdate, Store
+from jobhandle.stores.base import AttemptKey
 
 
 @dataclass
@@ -44,11 +45,11 @@ def data(store: Store) -> Dataset:
         ids[name] = submit(store, later(t, -ago), job_type, user_id=user, queue=queue, priority=priority,
                            created_at=later(t, -ago), scheduled_time=run_at, run_at=run_at).job_id
     assert claim_one(store, later(t, -12), queues=["default"]).job_id == ids["failed"]
-    store.finish(ids["failed"], "w1", 1, Outcome(JobStatus.FAILED, error="E: x"), later(t, -9))
+    store.finish(AttemptKey(ids["failed"], "w1", 1), Outcome(JobStatus.FAILED, error="E: x"), later(t, -9))
     assert claim_one(store, later(t, -8), queues=["docs"]).job_id == ids["running"]
-    store.report_progress(ids["running"], "w1", 1, ProgressUpdate(0.3, at=later(t, -8)))
+    store.report_progress(AttemptKey(ids["running"], "w1", 1), ProgressUpdate(0.3, at=later(t, -8)))
     assert claim_one(store, later(t, -7), queues=["docs"]).job_id == ids["completed"]
-    store.finish(ids["completed"], "w1", 1, Outcome(JobStatus.COMPLETED), later(t, -5))
+    store.finish(AttemptKey(ids["completed"], "w1", 1), Outcome(JobStatus.COMPLETED), later(t, -5))
     store.cancel(ids["cancelled"], later(t, -3))
     return Dataset(t, ids)
 

@@ -9,7 +9,7 @@ from jobhandle import JobStatus
 from jobhandle.models import PROGRESS_HISTORY_LIMIT, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import Outcome, ProgressUpdate, Store
-from jobhandle.stores.base import ClaimRequest
+from jobhandle.stores.base import AttemptKey, ClaimRequest
 
 
 def completed(result: object = None) -> Outcome:
@@ -23,7 +23,7 @@ def test_progress_is_recorded_with_items(store: Store) -> None:
     job = submit(store, now)
     running = claim_one(store, now)
     update = ProgressUpdate(0.25, "Analyzing chunks", items_processed=5, total_items=20, at=later(now, 1))
-    assert store.report_progress(job.job_id, "w1", 1, update) is True
+    assert store.report_progress(AttemptKey(job.job_id, "w1", 1), update) is True
     stored = get(store, job.job_id)
     assert (stored.progress, stored.progress_message) == (0.25, "Analyzing chunks")
     assert (stored.metrics.items_processed, stored.metrics.total_items) == (5, 20)
@@ -37,8 +37,8 @@ def test_progress_fields_left_out_keep_their_values(store: Store) -> None:
     now = utcnow()
     job = submit(store, now)
     claim_one(store, now)
-    store.report_progress(job.job_id, "w1", 1, ProgressUpdate(0.5, "Stage one", 1, 4, now))
-    store.report_progress(job.job_id, "w1", 1, ProgressUpdate(message="Stage two", at=now))
+    store.report_progress(AttemptKey(job.job_id, "w1", 1), ProgressUpdate(0.5, "Stage one", 1, 4, now))
+    store.report_progress(AttemptKey(job.job_id, "w1", 1), ProgressUpdate(message="Stage two", at=now))
     stored = get(store, job.job_id)
     assert (stored.progress, stored.progress_message) == (0.5, "Stage two")
     assert (stored.metrics.items_processed, stored.metrics.total_items) == (1, 4)
@@ -50,7 +50,7 @@ def test_progress_history_keeps_the_newest_entries(store: Store) -> None:
     claim_one(store, now)
     reports = PROGRESS_HISTORY_LIMIT + 15
     for i in range(reports):
-        assert store.report_progress(job.job_id, "w1", 1, ProgressUpdate(i / reports, f"step {i}", at=now))
+        assert store.report_progress(AttemptKey(job.job_id, "w1", 1), ProgressUpdate(i / reports, f"step {i}", at=now))
     history = get(store, job.job_id).progress_history
     assert len(history) == PROGRESS_HISTORY_LIMIT
     assert [h["message"] for h in history] == [f"step {i}" for i in range(15, reports)]
@@ -64,7 +64,7 @@ def test_finish_completed_stores_result_and_full_progress(store: Store) -> None:
     claim_one(store, now)
     outcome = Outcome(JobStatus.COMPLETED, result={"chunks": [1, 2], "ok": True}, execution_time_seconds=0.5,
                       progress=ProgressUpdate(0.9, "Writing", items_processed=9, total_items=9))
-    assert store.finish(job.job_id, "w1", 1, outcome, later(now, 2)) is True
+    assert store.finish(AttemptKey(job.job_id, "w1", 1), outcome, later(now, 2)) is True
     stored = get(store, job.job_id)
     assert stored.status is JobStatus.COMPLETED
     assert stored.result == {"chunks": [1, 2], "ok": True}
@@ -82,7 +82,7 @@ def test_finish_retrying_keeps_the_error_and_sets_run_at(store: Store) -> None:
     job = submit(store, now, max_retries=3)
     claim_one(store, now)
     outcome = Outcome(JobStatus.RETRYING, error="ValueError: boom", error_type="ValueError", run_at=later(now, 30))
-    assert store.finish(job.job_id, "w1", 1, outcome, later(now, 1)) is True
+    assert store.finish(AttemptKey(job.job_id, "w1", 1), outcome, later(now, 1)) is True
     stored = get(store, job.job_id)
     assert stored.status is JobStatus.RETRYING
     assert stored.run_at == later(now, 30)
@@ -96,7 +96,7 @@ def test_finish_retrying_keeps_the_error_and_sets_run_at(store: Store) -> None:
     assert store.claim(ClaimRequest("w1", ["default"], 1, 30), later(now, 29)) == []
     again = claim_one(store, later(now, 31))
     assert again.attempts == 2
-    assert store.finish(job.job_id, "w1", 2, Outcome(JobStatus.FAILED, error="KeyError: 'x'",
+    assert store.finish(AttemptKey(job.job_id, "w1", 2), Outcome(JobStatus.FAILED, error="KeyError: 'x'",
                                                      error_type="KeyError"), later(now, 32)) is True
     failed = get(store, job.job_id)
     assert failed.status is JobStatus.FAILED
@@ -109,7 +109,7 @@ def test_finish_failed_is_terminal(store: Store) -> None:
     job = submit(store, now)
     claim_one(store, now)
     failure = Outcome(JobStatus.FAILED, error="PermanentError: no", error_type="PermanentError")
-    assert store.finish(job.job_id, "w1", 1, failure, later(now, 1)) is True
+    assert store.finish(AttemptKey(job.job_id, "w1", 1), failure, later(now, 1)) is True
     stored = get(store, job.job_id)
     assert stored.status is JobStatus.FAILED
     assert stored.completed_at == later(now, 1)
@@ -127,10 +127,10 @@ def test_wrong_owner_changes_nothing(store: Store, worker_id: str, attempt: int)
     job = submit(store, now)
     claim_one(store, now, worker_id="w1")
     before = get(store, job.job_id).to_dict()
-    assert store.report_progress(job.job_id, worker_id, attempt, ProgressUpdate(0.5, "x", at=now)) is False
-    assert store.finish(job.job_id, worker_id, attempt, completed("stolen"), now) is False
-    assert store.finish(job.job_id, worker_id, attempt, Outcome(JobStatus.FAILED, error="x"), now) is False
-    assert store.release(job.job_id, worker_id, attempt, now) is None
+    assert store.report_progress(AttemptKey(job.job_id, worker_id, attempt), ProgressUpdate(0.5, "x", at=now)) is False
+    assert store.finish(AttemptKey(job.job_id, worker_id, attempt), completed("stolen"), now) is False
+    assert store.finish(AttemptKey(job.job_id, worker_id, attempt), Outcome(JobStatus.FAILED, error="x"), now) is False
+    assert store.release(AttemptKey(job.job_id, worker_id, attempt), now) is None
     assert get(store, job.job_id).to_dict() == before
     assert [j.job_id for j in store.changes_since(before["seq"])] == []
 
@@ -139,14 +139,14 @@ def test_fenced_calls_on_a_job_that_is_not_running_change_nothing(store: Store) 
     now = utcnow()
     pending = submit(store, now)
     before = get(store, pending.job_id).to_dict()
-    assert store.report_progress(pending.job_id, "w1", 0, ProgressUpdate(0.5, at=now)) is False
-    assert store.finish(pending.job_id, "w1", 0, completed(), now) is False
-    assert store.release(pending.job_id, "w1", 0, now) is None
+    assert store.report_progress(AttemptKey(pending.job_id, "w1", 0), ProgressUpdate(0.5, at=now)) is False
+    assert store.finish(AttemptKey(pending.job_id, "w1", 0), completed(), now) is False
+    assert store.release(AttemptKey(pending.job_id, "w1", 0), now) is None
     assert get(store, pending.job_id).to_dict() == before
     missing = "00000000-0000-4000-8000-000000000000"
-    assert store.report_progress(missing, "w1", 1, ProgressUpdate(0.5, at=now)) is False
-    assert store.finish(missing, "w1", 1, completed(), now) is False
-    assert store.release(missing, "w1", 1, now) is None
+    assert store.report_progress(AttemptKey(missing, "w1", 1), ProgressUpdate(0.5, at=now)) is False
+    assert store.finish(AttemptKey(missing, "w1", 1), completed(), now) is False
+    assert store.release(AttemptKey(missing, "w1", 1), now) is None
 
 
 def test_late_finish_of_a_cancelled_running_job_is_discarded(store: Store) -> None:
@@ -154,8 +154,8 @@ def test_late_finish_of_a_cancelled_running_job_is_discarded(store: Store) -> No
     job = submit(store, now)
     claim_one(store, now)
     store.cancel(job.job_id, later(now, 1))
-    assert store.report_progress(job.job_id, "w1", 1, ProgressUpdate(0.9, at=now)) is False
-    assert store.finish(job.job_id, "w1", 1, completed({"late": True}), later(now, 2)) is False
+    assert store.report_progress(AttemptKey(job.job_id, "w1", 1), ProgressUpdate(0.9, at=now)) is False
+    assert store.finish(AttemptKey(job.job_id, "w1", 1), completed({"late": True}), later(now, 2)) is False
     stored = get(store, job.job_id)
     assert stored.status is JobStatus.CANCELLED
     assert stored.result is None
@@ -169,10 +169,10 @@ def test_previous_owner_cannot_touch_a_recovered_and_reclaimed_job(store: Store)
     [recovered] = store.recover_expired(later(now, 2), lost_worker_policy(cap=0))
     assert recovered.status is JobStatus.RETRYING
     claim_one(store, later(now, 3), worker_id="w2")
-    assert store.finish(job.job_id, "w1", 1, completed("old owner"), later(now, 4)) is False
-    assert store.report_progress(job.job_id, "w1", 1, ProgressUpdate(0.1, at=now)) is False
-    assert store.release(job.job_id, "w1", 1, later(now, 4)) is None
-    assert store.finish(job.job_id, "w2", 2, completed("new owner"), later(now, 4)) is True
+    assert store.finish(AttemptKey(job.job_id, "w1", 1), completed("old owner"), later(now, 4)) is False
+    assert store.report_progress(AttemptKey(job.job_id, "w1", 1), ProgressUpdate(0.1, at=now)) is False
+    assert store.release(AttemptKey(job.job_id, "w1", 1), later(now, 4)) is None
+    assert store.finish(AttemptKey(job.job_id, "w2", 2), completed("new owner"), later(now, 4)) is True
     assert get(store, job.job_id).result == "new owner"
 
 
@@ -182,7 +182,7 @@ def test_release_hands_the_job_back_without_counting_the_attempt(store: Store) -
     now = utcnow()
     job = submit(store, now)
     claim_one(store, now)
-    released = store.release(job.job_id, "w1", 1, later(now, 1))
+    released = store.release(AttemptKey(job.job_id, "w1", 1), later(now, 1))
     assert released is not None
     stored = get(store, job.job_id)
     assert stored.status is JobStatus.PENDING
@@ -199,7 +199,8 @@ def test_times_are_in_order_whatever_the_callers_clocks_say(store: Store) -> Non
     job = submit(store, now)
     [claimed] = store.claim(ClaimRequest("w1", ["default"], 1, 30), later(now, -0.5))
     assert claimed.started_at is not None and claimed.started_at >= job.created_at
-    assert store.finish(claimed.job_id, "w1", claimed.attempts, Outcome(JobStatus.COMPLETED), later(now, -1))
+    key = AttemptKey(claimed.job_id, "w1", claimed.attempts)
+    assert store.finish(key, Outcome(JobStatus.COMPLETED), later(now, -1))
     done = get(store, job.job_id)
     assert done.created_at <= done.started_at <= done.completed_at  # type: ignore[operator]
 
@@ -211,9 +212,9 @@ def test_the_start_time_is_when_the_handler_began(store: Store) -> None:
     first, second = submit(store, now), submit(store, now)
     a, b = store.claim(ClaimRequest("w1", ["default"], 2, 30), now)
     began = later(now, 2)
-    assert store.report_progress(a.job_id, "w1", a.attempts, ProgressUpdate(0.5, at=began, started_at=began))
+    key_a, key_b = AttemptKey(a.job_id, "w1", a.attempts), AttemptKey(b.job_id, "w1", b.attempts)
+    assert store.report_progress(key_a, ProgressUpdate(0.5, at=began, started_at=began))
     assert get(store, first.job_id).started_at == began
-    assert store.finish(b.job_id, "w1", b.attempts, Outcome(JobStatus.COMPLETED, started_at=later(now, 3)),
-                        later(now, 4))
+    assert store.finish(key_b, Outcome(JobStatus.COMPLETED, started_at=later(now, 3)), later(now, 4))
     done = get(store, second.job_id)
     assert (done.started_at, done.completed_at) == (later(now, 3), later(now, 4))

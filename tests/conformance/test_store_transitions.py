@@ -14,7 +14,7 @@ from test_store_cancel_restart import MAKERS
 from jobhandle import InvalidParameterError, InvalidTransitionError, JobStatus
 from jobhandle.models import ALL_STATUSES, MACHINE, Job, Transition, utcnow
 from jobhandle.stores import Outcome, Store
-from jobhandle.stores.base import ClaimRequest
+from jobhandle.stores.base import AttemptKey, ClaimRequest
 
 DUE = 3600
 """Seconds after which every maker's scheduled or retrying job is due (they wait 60 s)."""
@@ -27,7 +27,7 @@ def promote(store: Store, job: Job, now: datetime) -> None:
 def resolve(store: Store, job: Job, now: datetime) -> None:
     """End every parent (the waiting maker's parent waits in its own queue): its dependants are decided."""
     for parent in store.claim(ClaimRequest("w8", ["parents"], 100, 30), now):
-        assert store.finish(parent.job_id, "w8", parent.attempts, Outcome(JobStatus.COMPLETED), now)
+        assert store.finish(AttemptKey(parent.job_id, "w8", parent.attempts), Outcome(JobStatus.COMPLETED), now)
 
 
 def claim(store: Store, job: Job, now: datetime) -> None:
@@ -37,14 +37,14 @@ def claim(store: Store, job: Job, now: datetime) -> None:
 def finishing(status: JobStatus) -> Callable[[Store, Job, datetime], None]:
     def finish(store: Store, job: Job, now: datetime) -> None:
         error = None if status is JobStatus.COMPLETED else "E: it failed"
-        owned = store.finish(job.job_id, job.worker_id or "w1", job.attempts,
-                             Outcome(status, error=error, run_at=later(now, 60)), now)
+        key = AttemptKey(job.job_id, job.worker_id or "w1", job.attempts)
+        owned = store.finish(key, Outcome(status, error=error, run_at=later(now, 60)), now)
         assert owned is (job.status is JobStatus.RUNNING), "fenced: only a running job's owner may end it"
     return finish
 
 
 def release(store: Store, job: Job, now: datetime) -> None:
-    released = store.release(job.job_id, job.worker_id or "w1", job.attempts, now)
+    released = store.release(AttemptKey(job.job_id, job.worker_id or "w1", job.attempts), now)
     assert (released is not None) is (job.status is JobStatus.RUNNING)
 
 
@@ -91,5 +91,5 @@ def test_an_attempt_cannot_end_in_a_status_the_machine_does_not_end_attempts_in(
     now = utcnow()
     job = MAKERS[JobStatus.RUNNING](store, now)
     with pytest.raises(InvalidParameterError, match=f"an attempt ends retrying, completed, failed, not {status.value}"):
-        store.finish(job.job_id, "w1", job.attempts, Outcome(status), now)
+        store.finish(AttemptKey(job.job_id, "w1", job.attempts), Outcome(status), now)
     assert get(store, job.job_id).status is JobStatus.RUNNING, "nothing was written"

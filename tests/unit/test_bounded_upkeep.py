@@ -14,7 +14,7 @@ from helpers import later, submit, wait_until
 from jobhandle import JobStatus
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import Outcome, Store, open_store
-from jobhandle.stores.base import TURN_MEMORY_SECONDS, ClaimRequest
+from jobhandle.stores.base import TURN_MEMORY_SECONDS, AttemptKey, ClaimRequest
 
 CUTOFFS_NONE = {JobStatus.COMPLETED: datetime(2000, 1, 1, tzinfo=utcnow().tzinfo)}
 """Retention cutoffs that delete no job: only the bookkeeping is at stake."""
@@ -50,7 +50,7 @@ def serve(store: Store, now: datetime, user: str) -> None:
     submit(store, now, user_id=user)
     [job] = store.claim(ClaimRequest("w1", ["default"], 1, 30), now)
     assert job.user_id == user
-    assert store.finish(job.job_id, "w1", job.attempts, Outcome(JobStatus.COMPLETED), now)
+    assert store.finish(AttemptKey(job.job_id, "w1", job.attempts), Outcome(JobStatus.COMPLETED), now)
 
 
 def test_cleanup_forgets_the_turns_of_users_served_long_ago_with_nothing_waiting(store: Store) -> None:
@@ -96,7 +96,7 @@ def test_turn_records_of_many_users_are_forgotten_in_batches(store: Store) -> No
     store.submit([Job(job_type="x", user_id=f"u{i:04d}") for i in range(n)], now)
     while claimed := store.claim(ClaimRequest("w1", ["default"], 500, 30), now):
         for job in claimed:
-            store.finish(job.job_id, "w1", job.attempts, Outcome(JobStatus.COMPLETED), now)
+            store.finish(AttemptKey(job.job_id, "w1", job.attempts), Outcome(JobStatus.COMPLETED), now)
     assert len(turn_records(store)) == n
     store.cleanup(CUTOFFS_NONE, now + timedelta(seconds=TURN_MEMORY_SECONDS + 1))
     assert turn_records(store) == set()

@@ -16,7 +16,7 @@ from jobhandle import JobStatus
 from jobhandle.errors import StoreSchemaError
 from jobhandle.models import utcnow
 from jobhandle.stores import JobQuery, Outcome, open_store
-from jobhandle.stores.base import ClaimRequest
+from jobhandle.stores.base import AttemptKey, ClaimRequest
 from jobhandle.stores.sqlite.migrate import LATEST
 
 RELEASED = Path(__file__).parent / "data" / "released_0_1_0.sql"
@@ -45,7 +45,7 @@ def test_a_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:
     try:
         now = utcnow()
         claimed = store.claim(ClaimRequest("w1", ["default"], 2, 30), now)
-        store.finish(claimed[0].job_id, "w1", 1, Outcome(JobStatus.COMPLETED, result=1), now)
+        store.finish(AttemptKey(claimed[0].job_id, "w1", 1), Outcome(JobStatus.COMPLETED, result=1), now)
         counted = {status: n for status, n in store.counts().by_status.items() if n}
         assert counted == {"pending": 3, "running": 2, "completed": 2}, "each change counted once"
         assert store.age_pending(now, 1e-9, 5) == 3, "the added column works"

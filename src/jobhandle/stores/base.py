@@ -109,6 +109,16 @@ class ConcurrencyLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptKey:
+    """One attempt of a job as the worker that runs it holds it: the fence of progress, finish and release,
+    which change nothing unless the job still runs under this (worker_id, attempt)."""
+
+    job_id: str
+    worker_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimRequest:
     """A claim: up to ``limit`` ready jobs of ``queues`` for ``worker_id``, each leased for ``lease_seconds``,
     within ``limits`` (None: no concurrency limit)."""
@@ -236,7 +246,7 @@ class Running(Protocol):
         """
 
     @abstractmethod
-    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
+    def finish(self, key: AttemptKey, outcome: Outcome, now: datetime) -> bool:
         """Fenced end of an attempt; False (and no change) when the caller no longer owns the job.
         ``outcome.status`` must be one the state machine lets a running job end in (models.FINISH_TARGETS):
         anything else is refused with InvalidParameterError."""
@@ -248,11 +258,11 @@ class Running(Protocol):
         worker's hot path."""
 
     @abstractmethod
-    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
+    def release(self, key: AttemptKey, now: datetime) -> Job | None:
         """Fenced hand-back of a job a worker did not finish: PENDING again, attempt not counted."""
 
     @abstractmethod
-    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+    def report_progress(self, key: AttemptKey, update: ProgressUpdate) -> bool:
         """Fenced progress write; False when the job is no longer running under (worker_id, attempt)."""
 
     @abstractmethod

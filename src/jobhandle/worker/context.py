@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import InvalidParameterError, JobCancelled, StoreError, StoreUnavailableError
 from ..models import Job, clamp_progress, utcnow
-from ..stores.base import ProgressUpdate, Running
+from ..stores.base import AttemptKey, ProgressUpdate, Running
 
 job_log = logging.getLogger("jobhandle.job")
 
@@ -112,7 +112,7 @@ class JobContext:
             update, self._pending = self._pending, None
             self._last_write = time.monotonic()
         try:
-            owned = self._store.report_progress(self.job_id, self._worker_id, self.job.attempts, update)
+            owned = self._store.report_progress(AttemptKey(self.job_id, self._worker_id, self.job.attempts), update)
         except (StoreUnavailableError, StoreError) as exc:  # keep the report for the next write: a store that
             with self._lock:                                # fails now must not fail the handler reporting
                 self._pending = update if self._pending is None else _merge(update, self._pending)

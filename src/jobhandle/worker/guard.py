@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from ..errors import JobHandleError, StoreError
 from ..models import Job
-from ..stores.base import Backoff, ClaimRequest, Finished, Outcome, ProgressUpdate, Store, WorkerInfo
+from ..stores.base import AttemptKey, Backoff, ClaimRequest, Finished, Outcome, ProgressUpdate, Store, WorkerInfo
 
 T = TypeVar("T")
 
@@ -42,9 +42,9 @@ class WorkerStore:
         self.finish_many_and_claim: Callable[[str, Sequence[Finished], ClaimRequest | None, datetime],
                                              tuple[list[bool], list[Job]]] = named(
             "finish_many_and_claim", store.finish_many_and_claim)
-        self.finish: Callable[[str, str, int, Outcome, datetime], bool] = named("finish", store.finish)
-        self.release: Callable[[str, str, int, datetime], Job | None] = named("release", store.release)
-        self.report_progress: Callable[[str, str, int, ProgressUpdate], bool] = named(
+        self.finish: Callable[[AttemptKey, Outcome, datetime], bool] = named("finish", store.finish)
+        self.release: Callable[[AttemptKey, datetime], Job | None] = named("release", store.release)
+        self.report_progress: Callable[[AttemptKey, ProgressUpdate], bool] = named(
             "report_progress", store.report_progress)
         self.take_token: Callable[[str, float, float, datetime], float] = named("take_token", store.take_token)
         self.heartbeat: Callable[[WorkerInfo, float, datetime], set[str]] = named("heartbeat", store.heartbeat)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import TimeLimitExceeded
 from ..models import utcnow
 from ..retry import outcome_for_error
+from ..stores.base import AttemptKey
 from .context import JobContext, job_log
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class Monitor:
             job = w.store.get(job_id)
             if job is not None and job.worker_id == w.worker_id and \
                     job_id not in w.running.ids() | w.buffer.ids() | w.outcomes.ids():
-                if w.store.release(job_id, w.worker_id, job.attempts, utcnow()) is not None:
+                if w.store.release(AttemptKey(job_id, w.worker_id, job.attempts), utcnow()) is not None:
                     log.warning("worker %s: job %s was running under it in the store but not in the worker (a "
                                 "claim whose answer was lost?): handed back", w.worker_id, job_id)
             del self._orphans[job_id]
@@ -151,7 +152,7 @@ class Monitor:
             outcome = outcome_for_error(job, exc, now, w.settings.retry_backoff_cap)
             outcome.progress = ctx.take_pending_progress()
             outcome.started_at = ctx.started_at
-            if w.store.finish(job.job_id, w.worker_id, job.attempts, outcome, now):
+            if w.store.finish(AttemptKey(job.job_id, w.worker_id, job.attempts), outcome, now):
                 job_log.warning("job %s (%s) attempt %d: %s -> %s", job.job_id, job.job_type, job.attempts,
                                 outcome.error, outcome.status.value)
             ctx.mark_cancelled()

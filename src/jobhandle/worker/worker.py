@@ -24,7 +24,7 @@ from ..errors import InvalidParameterError, StoreError, StoreUnavailableError
 from ..models import Job, utcnow
 from ..registry import HandlerRegistry
 from ..scheduler import TICK_SECONDS, Maintenance
-from ..stores.base import ClaimRequest, ConcurrencyLimits, Store, WorkerInfo
+from ..stores.base import AttemptKey, ClaimRequest, ConcurrencyLimits, Store, WorkerInfo
 from ..supervise import LoopHealth, Supervised
 from .buffer import ClaimBuffer, OutcomeBatch, RunningJobs
 from .guard import WorkerStore
@@ -162,7 +162,7 @@ class Worker:
         for ctx in self.running.now():
             # Hand back first, then tell the handler: its result, if it still returns one, is fenced out.
             ctx.handed_back = True
-            if self.store.release(ctx.job_id, self.worker_id, ctx.attempt, utcnow()) is not None:
+            if self.store.release(AttemptKey(ctx.job_id, self.worker_id, ctx.attempt), utcnow()) is not None:
                 log.warning("job %s did not finish within %.1fs of shutdown: handed back", ctx.job_id, grace)
             ctx.mark_cancelled()
         self.maintenance.release_leases()
@@ -230,7 +230,7 @@ class Worker:
     def release(self, jobs: Sequence[Job]) -> None:
         """Hand claimed jobs that never started back to the store (attempts not counted)."""
         for job in jobs:
-            self.store.release(job.job_id, self.worker_id, job.attempts, utcnow())
+            self.store.release(AttemptKey(job.job_id, self.worker_id, job.attempts), utcnow())
 
     def idle_timeout(self) -> float:
         due = self.store.next_due_at()

@@ -50,6 +50,7 @@ from ...supervise import LoopHealth, Supervised
 from ..base import (
     NO_LIMIT,
     TURN_MEMORY_SECONDS,
+    AttemptKey,
     ChangeSignal,
     ClaimRequest,
     Finished,
@@ -203,13 +204,13 @@ class RedisStore(RedisSchedules, Store):
         # (the worker's cancel watch asks this many times a second).
         return set(self._redis.smembers(self._key("wjobs", worker_id)))
 
-    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+    def report_progress(self, key: AttemptKey, update: ProgressUpdate) -> bool:
         entry: dict[str, Any] = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
         if update.items_processed is not None:
             entry["items_processed"] = update.items_processed
-        return bool(self._call("progress", {"job_id": job_id, "worker_id": worker_id, "attempt": attempt,
-                                            "set": progress_set(update), "entry": dumps_json(entry),
-                                            "limit": PROGRESS_HISTORY_LIMIT}))
+        return bool(self._call("progress", {"job_id": key.job_id, "worker_id": key.worker_id,
+                                            "attempt": key.attempt, "set": progress_set(update),
+                                            "entry": dumps_json(entry), "limit": PROGRESS_HISTORY_LIMIT}))
 
     def _finish(self, items: list[dict[str, Any]], now_ts: float,
                 claim: dict[str, Any] | None = None) -> tuple[list[bool], list[Job]]:
@@ -219,9 +220,9 @@ class RedisStore(RedisSchedules, Store):
                                                "error_limit": ERROR_HISTORY_LIMIT})
         return [bool(o) for o in owned], [payload_to_job(p) for p in claimed]
 
-    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
+    def finish(self, key: AttemptKey, outcome: Outcome, now: datetime) -> bool:
         now_ts = now.timestamp()
-        return self._finish([finish_item(job_id, worker_id, attempt, outcome, now_ts)], now_ts)[0][0]
+        return self._finish([finish_item(key.job_id, key.worker_id, key.attempt, outcome, now_ts)], now_ts)[0][0]
 
     def finish_many_and_claim(self, worker_id: str, finished: Sequence[Finished], request: ClaimRequest | None,
                               now: datetime) -> tuple[list[bool], list[Job]]:
@@ -230,8 +231,8 @@ class RedisStore(RedisSchedules, Store):
         claim = None if request is None or request.limit <= 0 else self._claim_args(request, now_ts)
         return self._finish(items, now_ts, claim)
 
-    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
-        answer = self._call("release", {"job_id": job_id, "worker_id": worker_id, "attempt": attempt})
+    def release(self, key: AttemptKey, now: datetime) -> Job | None:
+        answer = self._call("release", {"job_id": key.job_id, "worker_id": key.worker_id, "attempt": key.attempt})
         return None if answer is None else payload_to_job(answer)
 
     def _changed_job(self, job_id: str, action: str, answer: list[Any]) -> Job:

@@ -17,7 +17,7 @@ from ...models import (
     iso,
     to_ts,
 )
-from ..base import Outcome, ProgressUpdate
+from ..base import AttemptKey, Outcome, ProgressUpdate
 from .codec import progress_params, row_to_job
 from .commit import Tx
 from .deps import resolve_dependants
@@ -27,12 +27,12 @@ Attempt = tuple[str, str, int, Outcome]
 """(job_id, worker_id, attempt, how it ended)."""
 
 
-def report_progress(tx: Tx, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
+def report_progress(tx: Tx, key: AttemptKey, update: ProgressUpdate) -> bool:
     entry = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
     if update.items_processed is not None:
         entry["items_processed"] = update.items_processed
     cur = tx.conn.execute(Q["report_progress"], {
-        **progress_params(update), "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
+        **progress_params(update), "job_id": key.job_id, "worker_id": key.worker_id, "attempt": key.attempt,
         "entry": dumps_json(entry), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
     })
     return cur.rowcount == 1
@@ -80,10 +80,10 @@ def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
     return cur.rowcount == 1
 
 
-def release(tx: Tx, job_id: str, worker_id: str, attempt: int) -> Job | None:
+def release(tx: Tx, key: AttemptKey) -> Job | None:
     """A running job handed back: pending again, its attempt not counted."""
-    row = tx.conn.execute(Q["release_job"], {"job_id": job_id, "worker_id": worker_id, "attempt": attempt,
-                                             "seq": tx.seq()}).fetchone()
+    row = tx.conn.execute(Q["release_job"], {"job_id": key.job_id, "worker_id": key.worker_id,
+                                             "attempt": key.attempt, "seq": tx.seq()}).fetchone()
     if row is None:
         return None
     job = row_to_job(row)

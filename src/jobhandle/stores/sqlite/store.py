@@ -32,6 +32,7 @@ from ...models import TERMINAL_STATUSES, Job, JobStatus, Schedule, at_ts, dumps_
 from ...supervise import LoopHealth, Supervised
 from ..base import (
     TURN_MEMORY_SECONDS,
+    AttemptKey,
     ChangeSignal,
     ClaimRequest,
     Finished,
@@ -218,15 +219,15 @@ class SQLiteStore(Store):
         with self._read() as conn:
             return {r[0] for r in conn.execute(Q["owned_jobs"], {"worker_id": worker_id})}
 
-    def report_progress(self, job_id: str, worker_id: str, attempt: int, update: ProgressUpdate) -> bool:
-        return self._transact(lambda tx: attempts.report_progress(tx, job_id, worker_id, attempt, update))
+    def report_progress(self, key: AttemptKey, update: ProgressUpdate) -> bool:
+        return self._transact(lambda tx: attempts.report_progress(tx, key, update))
 
-    def finish(self, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now: datetime) -> bool:
-        return self._transact(lambda tx: attempts.finish_all(tx, [(job_id, worker_id, attempt, outcome)],
+    def finish(self, key: AttemptKey, outcome: Outcome, now: datetime) -> bool:
+        return self._transact(lambda tx: attempts.finish_all(tx, [(key.job_id, key.worker_id, key.attempt, outcome)],
                                                              now.timestamp())[0])
 
-    def release(self, job_id: str, worker_id: str, attempt: int, now: datetime) -> Job | None:
-        return self._transact(lambda tx: attempts.release(tx, job_id, worker_id, attempt))
+    def release(self, key: AttemptKey, now: datetime) -> Job | None:
+        return self._transact(lambda tx: attempts.release(tx, key))
 
     def _refuse(self, tx: Tx, job_id: str, action: str) -> None:
         row = tx.conn.execute(Q["job_status"], {"job_id": job_id}).fetchone()
