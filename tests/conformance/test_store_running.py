@@ -218,3 +218,28 @@ def test_the_start_time_is_when_the_handler_began(store: Store) -> None:
     assert store.finish(key_b, Outcome(JobStatus.COMPLETED, started_at=later(now, 3)), later(now, 4))
     done = get(store, second.job_id)
     assert (done.started_at, done.completed_at) == (later(now, 3), later(now, 4))
+
+
+@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.RETRYING])
+def test_the_progress_an_outcome_carries_joins_the_history(store: Store, status: JobStatus) -> None:
+    """A handler's last report, made less than progress_interval before it returned, travels with the outcome:
+    it is a milestone of the timeline like any other report (before, the timeline lost it)."""
+    now = utcnow()
+    submit(store, now)
+    job = claim_one(store, now)
+    key = AttemptKey(job.job_id, "w1", job.attempts)
+    assert store.report_progress(key, ProgressUpdate(0.5, "stage 1", at=later(now, 1)))
+    last = ProgressUpdate(1.0, "stage 2", 7, 7, at=later(now, 2))
+    error = None if status is JobStatus.COMPLETED else "E: x"
+    assert store.finish(key, Outcome(status, error=error, run_at=later(now, 60), progress=last), later(now, 3))
+    history = get(store, job.job_id).progress_history
+    assert [(h["message"], h["progress"]) for h in history] == [("stage 1", 0.5), ("stage 2", 1.0)]
+    assert history[-1]["items_processed"] == 7 and history[-1]["at"] == later(now, 2).isoformat()
+
+
+def test_an_outcome_without_progress_adds_no_history_entry(store: Store) -> None:
+    now = utcnow()
+    submit(store, now)
+    job = claim_one(store, now)
+    assert store.finish(AttemptKey(job.job_id, "w1", job.attempts), Outcome(JobStatus.COMPLETED), now)
+    assert get(store, job.job_id).progress_history == []

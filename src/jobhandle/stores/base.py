@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..models import Job, JobStatus, Schedule
+from ..models import Job, JobStatus, Schedule, dumps_json, iso
 from ..supervise import LoopHealth
 
 
@@ -63,6 +63,17 @@ class ProgressUpdate:
     total_items: int | None = None
     at: datetime | None = None
     started_at: datetime | None = None  # when the handler began (the claim time stands until it is written)
+
+
+def history_entry(update: ProgressUpdate | None) -> str | None:
+    """The ``progress_history`` entry (JSON text) of a report, as every store appends it: for a progress write
+    and for the report an outcome carries. None when there is no report."""
+    if update is None:
+        return None
+    entry: dict[str, Any] = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
+    if update.items_processed is not None:
+        entry["items_processed"] = update.items_processed
+    return dumps_json(entry)
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from ...models import (
     from_ts,
     iso,
 )
-from ..base import Outcome, ProgressUpdate
+from ..base import Outcome, ProgressUpdate, history_entry
 
 
 def num(value: float | int | None) -> str | None:
@@ -128,7 +128,7 @@ def finish_item(job_id: str, worker_id: str, attempt: int, outcome: Outcome, now
         error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
                                   "error_type": outcome.error_type})
     return {"job_id": job_id, "worker_id": worker_id, "attempt": attempt, "status": status.value, "set": fields,
-            "error_entry": error_entry}
+            "error_entry": error_entry, "progress_entry": history_entry(outcome.progress)}
 
 
 def schedule_fields(s: Schedule) -> dict[str, str | None]:

@@ -44,7 +44,6 @@ from ...models import (
     check_finish,
     dumps_json,
     from_ts,
-    iso,
 )
 from ...supervise import LoopHealth, Supervised
 from ..base import (
@@ -60,6 +59,7 @@ from ..base import (
     Store,
     StoreCounts,
     WorkerInfo,
+    history_entry,
 )
 from ..urls import masked_url
 from .client import connect, reachable, unreachable
@@ -205,19 +205,17 @@ class RedisStore(RedisSchedules, Store):
         return set(self._redis.smembers(self._key("wjobs", worker_id)))
 
     def report_progress(self, key: AttemptKey, update: ProgressUpdate) -> bool:
-        entry: dict[str, Any] = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
-        if update.items_processed is not None:
-            entry["items_processed"] = update.items_processed
         return bool(self._call("progress", {"job_id": key.job_id, "worker_id": key.worker_id,
                                             "attempt": key.attempt, "set": progress_set(update),
-                                            "entry": dumps_json(entry), "limit": PROGRESS_HISTORY_LIMIT}))
+                                            "entry": history_entry(update), "limit": PROGRESS_HISTORY_LIMIT}))
 
     def _finish(self, items: list[dict[str, Any]], now_ts: float,
                 claim: dict[str, Any] | None = None) -> tuple[list[bool], list[Job]]:
         for item in items:
             check_finish(JobStatus(item["status"]))
         owned, claimed = self._call("finish", {"now": repr(now_ts), "items": items, "claim": claim,
-                                               "error_limit": ERROR_HISTORY_LIMIT})
+                                               "error_limit": ERROR_HISTORY_LIMIT,
+                                               "progress_limit": PROGRESS_HISTORY_LIMIT})
         return [bool(o) for o in owned], [payload_to_job(p) for p in claimed]
 
     def finish(self, key: AttemptKey, outcome: Outcome, now: datetime) -> bool:

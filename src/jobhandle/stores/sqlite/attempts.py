@@ -17,7 +17,7 @@ from ...models import (
     iso,
     to_ts,
 )
-from ..base import AttemptKey, Outcome, ProgressUpdate
+from ..base import AttemptKey, Outcome, ProgressUpdate, history_entry
 from .codec import progress_params, row_to_job
 from .commit import Tx
 from .deps import resolve_dependants
@@ -28,12 +28,9 @@ Attempt = tuple[str, str, int, Outcome]
 
 
 def report_progress(tx: Tx, key: AttemptKey, update: ProgressUpdate) -> bool:
-    entry = {"at": iso(update.at), "progress": update.fraction, "message": update.message}
-    if update.items_processed is not None:
-        entry["items_processed"] = update.items_processed
     cur = tx.conn.execute(Q["report_progress"], {
         **progress_params(update), "job_id": key.job_id, "worker_id": key.worker_id, "attempt": key.attempt,
-        "entry": dumps_json(entry), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
+        "entry": history_entry(update), "limit": PROGRESS_HISTORY_LIMIT, "seq": tx.seq(),
     })
     return cur.rowcount == 1
 
@@ -72,6 +69,7 @@ def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
         "result": None if outcome.status is not JobStatus.COMPLETED else "null" if result is None else
         dumps_json(result),
         "error": outcome.error, "error_type": outcome.error_type, "error_entry": error_entry,
+        "entry": history_entry(outcome.progress), "limit": PROGRESS_HISTORY_LIMIT,
         "error_limit": ERROR_HISTORY_LIMIT, "completed_at": now_ts if terminal else None,
         "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,
         "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,

@@ -131,6 +131,10 @@ UPDATE jobs SET
         WHEN json_array_length(error_history) >= :error_limit
         THEN json_insert(json_remove(error_history, '$[0]'), '$[#]', json(:error_entry))
         ELSE json_insert(error_history, '$[#]', json(:error_entry)) END,
+    progress_history = CASE WHEN :entry IS NULL THEN progress_history
+        WHEN json_array_length(progress_history) >= :limit
+        THEN json_insert(json_remove(progress_history, '$[0]'), '$[#]', json(:entry))
+        ELSE json_insert(progress_history, '$[#]', json(:entry)) END,
     started_at = max(coalesce(:started_at, started_at), created_at),
     completed_at = CASE WHEN :completed_at IS NULL THEN NULL
                         ELSE max(:completed_at, coalesce(:started_at, started_at), created_at) END,

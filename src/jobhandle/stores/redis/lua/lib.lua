@@ -496,9 +496,9 @@ local function clamp_times(j, set)
 end
 
 -- End attempts, each fenced (see Store.finish): f = {job_id, worker_id, attempt, status, set, error_entry,
--- lease_before (recovery only)}.
+-- progress_entry (the report the outcome carries, for the history), lease_before (recovery only)}.
 -- Returns one 1/0 per attempt (still owned or not); resolves the dependants of the jobs that ended.
-local function finish_all(items, now, error_limit)
+local function finish_all(items, now, error_limit, progress_limit)
     local owned, ended = {}, {}
     for i, f in ipairs(items) do
         local j = state(f.job_id)
@@ -508,6 +508,9 @@ local function finish_all(items, now, error_limit)
         end
         if ok then
             if f.error_entry ~= NULL then append_capped(P .. ':eh:' .. f.job_id, f.error_entry, error_limit) end
+            if f.progress_entry ~= NULL then
+                append_capped(P .. ':ph:' .. f.job_id, f.progress_entry, progress_limit)
+            end
             clamp_times(j, f.set)
             move(j, f.status, f.set)
             if is_terminal(f.status) then ended[#ended + 1] = f.job_id end
