@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import ADMIN_KEY, ALICE_KEY, BOB_KEY, KEYS, LiveServer, TestClient, bearer, read_events
+from api_helpers import ADMIN_KEY, ALICE_KEY, BOB_KEY, KEYS, ApiFactory, LiveServer, TestClient, bearer, read_events
 
 from jobhandle import InvalidParameterError, JobQueue, Settings
 from jobhandle.api import create_app
@@ -154,3 +154,29 @@ def test_bob_key_works_over_http(api_queue: JobQueue, settings: Settings) -> Non
     with LiveServer(app) as server:
         response = httpx.get(f"{server.url}/api/v1/jobs", headers=bearer(BOB_KEY))
     assert response.status_code == 200
+
+
+VIEWER_KEY = "viewer-key-0123456789"
+
+
+def test_a_viewer_key_sees_every_job_and_changes_nothing(make_api: ApiFactory) -> None:
+    api = make_api(api_keys=f"{KEYS},{VIEWER_KEY}:ops:viewer")
+    job_id = submit(api, BOB_KEY)["job_id"]
+    viewer = bearer(VIEWER_KEY)
+    assert api.get(f"/api/v1/jobs/status/{job_id}", headers=viewer).json()["user_id"] == "bob"
+    assert [j["job_id"] for j in api.get("/api/v1/jobs", headers=viewer).json()["jobs"]] == [job_id]
+    assert api.get("/api/v1/jobs/workers", headers=viewer).status_code == 200
+    for method, path, body in (("POST", "/api/v1/jobs", {"job_type": "echo"}),
+                               ("POST", f"/api/v1/jobs/cancel/{job_id}", None),
+                               ("POST", "/api/v1/jobs/cancel", {"job_ids": [job_id]}),
+                               ("POST", "/api/v1/schedules", {"job_type": "echo", "cron_expression": "* * * * *"}),
+                               ("DELETE", f"/api/extraction/{job_id}", None)):
+        response = api.request(method, path, headers=viewer, json=body)
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["error"] == "PermissionDeniedError" and "read-only" in response.json()["message"]
+    assert api.get(f"/api/v1/jobs/status/{job_id}", headers=viewer).json()["status"] == "pending"
+
+
+def test_an_unknown_role_names_the_three_roles() -> None:
+    with pytest.raises(InvalidParameterError, match="use user, admin or viewer"):
+        load_keys(Settings(api_keys="k:alice:owner"))

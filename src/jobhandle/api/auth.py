@@ -2,10 +2,13 @@
 
 Keys come from ``JOBHANDLE_API_KEYS`` (``key:user[:role]`` entries separated by commas) and/or the file
 ``JOBHANDLE_API_KEYS_FILE`` (one entry per line; blank lines and ``#`` comments are ignored). The role is
-``user`` (the default) or ``admin``. A request sends ``Authorization: Bearer <key>``.
+``user`` (the default), ``admin`` or ``viewer``. A request sends ``Authorization: Bearer <key>``; the dashboard
+signs in with a key once and keeps a session cookie (jobhandle.web.session).
 
 Users see and act on their own jobs and schedules only; anything else does not exist for them (404, never
-403). Admins see everything. With authentication off, every caller is an admin.
+403). Admins see and act on everything. Viewers see everything and change nothing: every request that could
+change state (any method but GET, HEAD and OPTIONS) is refused with 403. With authentication off, every caller
+is an admin.
 """
 
 from __future__ import annotations
@@ -19,15 +22,24 @@ from ..config import Settings
 from ..errors import InvalidParameterError
 from .errors import AuthenticationError, PermissionDeniedError
 
-ROLES = ("user", "admin")
+ROLES = ("user", "admin", "viewer")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling. ``user_id`` is None when authentication is off (then ``admin`` is True)."""
+    """Who is calling. ``user_id`` is None when authentication is off (then ``admin`` is True).
+
+    ``admin``: sees every user's jobs (the admin and viewer roles); ``may_act``: may change anything at all
+    (every role but viewer)."""
 
     user_id: str | None
     admin: bool
+    may_act: bool = True
+
+    @property
+    def role(self) -> str:
+        return "viewer" if not self.may_act else "admin" if self.admin else "user"
 
     def may_see(self, owner: str) -> bool:
         """Whether a job or schedule of user ``owner`` exists for this caller."""
@@ -50,6 +62,11 @@ class Principal:
         if not self.admin:
             raise PermissionDeniedError(f"{what} needs an admin API key")
 
+    def require_may_act(self, method: str) -> None:
+        """Refuse a request that could change state from a read-only (viewer) key."""
+        if not self.may_act and method.upper() not in SAFE_METHODS:
+            raise PermissionDeniedError(f"user {self.user_id!r} has a read-only (viewer) key: {method} is refused")
+
 
 ANONYMOUS_ADMIN = Principal(user_id=None, admin=True)
 
@@ -67,8 +84,8 @@ def parse_entry(entry: str, where: str) -> ApiKey:
         raise InvalidParameterError(f"{where}: API key entries look like key:user or key:user:role")
     role = parts[2].lower() if len(parts) == 3 else "user"
     if role not in ROLES:
-        raise InvalidParameterError(f"{where}: unknown role {parts[2]!r}; use user or admin")
-    return ApiKey(parts[0].encode(), Principal(user_id=parts[1], admin=role == "admin"))
+        raise InvalidParameterError(f"{where}: unknown role {parts[2]!r}; use user, admin or viewer")
+    return ApiKey(parts[0].encode(), Principal(user_id=parts[1], admin=role != "user", may_act=role != "viewer"))
 
 
 def load_keys(settings: Settings) -> list[ApiKey]:
@@ -107,13 +124,18 @@ class Authenticator:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError("send an API key as 'Authorization: Bearer <key>'")
-        given = token.strip().encode()
-        found: Principal | None = None
-        for key in self.keys:  # no early exit: the time taken does not depend on which key matched
-            if hmac.compare_digest(given, key.secret):
-                found = key.principal
+        found = self.find(token.strip())
         if found is None:
             raise AuthenticationError("unknown API key")
+        return found
+
+    def find(self, key: str) -> Principal | None:
+        """The principal of ``key``, or None when no configured key is it."""
+        given = key.encode()
+        found: Principal | None = None
+        for configured in self.keys:  # no early exit: the time taken does not depend on which key matched
+            if hmac.compare_digest(given, configured.secret):
+                found = configured.principal
         return found
 
 
@@ -123,5 +145,6 @@ async def authenticate(request: Request) -> Principal:
     Async on purpose: FastAPI would run a plain ``def`` dependency in its thread pool, a hop per request."""
     authenticator: Authenticator = request.app.state.jobhandle.auth
     principal = authenticator.principal(request.headers.get("authorization"))
+    principal.require_may_act(request.method)
     request.state.principal = principal
     return principal
