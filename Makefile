@@ -26,7 +26,7 @@ $(BIN)/.installed-bench: pyproject.toml | $(BIN)/python
 install: $(BIN)/.installed
 
 run: install
-	@echo "jobhandle: REST API on http://127.0.0.1:8000/api/v1/jobs, docs on http://127.0.0.1:8000/docs (Ctrl-C stops)"
+	@echo "jobhandle: dashboard on http://127.0.0.1:8000/, REST API on http://127.0.0.1:8000/api/v1/jobs, docs on http://127.0.0.1:8000/docs (Ctrl-C stops)"
 	$(BIN)/jobhandle serve --app jobhandle.handlers --workers 4 --store sqlite:///./jobhandle.db
 
 test: $(BIN)/.installed-dev

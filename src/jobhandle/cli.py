@@ -813,7 +813,8 @@ def serve_command(
     wait_for_store: WaitForStoreOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Run the REST API (docs at /docs) until SIGTERM or SIGINT, optionally with an in-process worker.
+    """Run the web dashboard (at /) and the REST API (docs at /docs) until SIGTERM or SIGINT, optionally with
+    an in-process worker.
 
     API keys: $JOBHANDLE_API_KEYS or $JOBHANDLE_API_KEYS_FILE (see docs/api.md); none: no authentication.
 
@@ -837,7 +838,7 @@ def serve_command(
             if workers:
                 q.start(workers)
             base = f"http://{host}:{port}"
-            _print_flushed(f"jobhandle API {base}/api/v1/jobs (docs {base}/docs), "
+            _print_flushed(f"jobhandle dashboard {base}/, API {base}/api/v1/jobs (docs {base}/docs), "
                            f"store {masked_url(store or q.settings.store)}, "
                            f"{workers or 'no'} in-process worker slot{'' if workers == 1 else 's'}, "
                            f"authentication {'on' if app.state.jobhandle.auth.enabled else 'off'}")

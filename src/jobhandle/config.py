@@ -84,12 +84,21 @@ class Settings(BaseSettings):
 
     # REST API (jobhandle serve). No keys configured: authentication is off.
     api_keys: SecretStr | None = Field(
-        None, description="API keys as comma-separated key:user[:role] entries, role user (default) or admin")
+        None, description="API keys as comma-separated key:user[:role] entries, role user (default), admin or "
+                          "viewer (sees all, changes nothing)")
     api_keys_file: Path | None = Field(
         None, description="A file of API keys, one key:user[:role] per line; # starts a comment")
     max_body_bytes: int = Field(1_048_576, ge=0, description="Largest request body the API accepts, bytes")
     sse_keepalive_seconds: float = Field(15.0, gt=0, description="Idle seconds between SSE keep-alive comments")
     poll_timeout_max: float = Field(120.0, gt=0, description="Longest wait of a long-poll request, seconds")
+
+    # Web dashboard (jobhandle serve, at /).
+    session_secret: SecretStr | None = Field(
+        None, description="Signs dashboard session cookies: set the same value on every API server behind one "
+                          "address. Unset: a random secret per process (sessions end when it restarts)")
+    session_hours: float = Field(12.0, gt=0, description="A dashboard sign-in lasts this many hours")
+    alert_wait_seconds: float = Field(
+        300.0, gt=0, description="Dashboard alert: a queue whose oldest ready job has waited longer than this")
 
     # Bundled document handlers (jobhandle.handlers): the only folders job parameters may name.
     documents_input_roots: FolderList = Field(

@@ -33,6 +33,7 @@ def test_serve_runs_jobs_submitted_over_http_and_stops_on_sigterm(tmp_path: Path
         assert proc.stdout is not None
         banner = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/docs" in banner and "1 in-process worker slot," in banner
+        assert f"dashboard http://127.0.0.1:{port}/," in banner
         base = f"http://127.0.0.1:{port}"
 
         def up() -> bool:

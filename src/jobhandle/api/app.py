@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Router, get_route_path
 from starlette.types import Receive, Scope, Send
 
+from .. import web
 from ..config import Settings
 from ..queue import JobQueue
 from . import errors
@@ -88,12 +89,14 @@ def create_app(queue: JobQueue | None = None, settings: Settings | None = None) 
         finally:
             await run_in_threadpool(shut_down)
 
-    app = FastAPI(title="jobhandle", description=DESCRIPTION, version="1", lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(title="jobhandle", description=DESCRIPTION, version="1", lifespan=lifespan, redirect_slashes=False,
+                  docs_url=None, redoc_url=None)
     app.router.default = SlashInsensitive(app.router)
     app.state.jobhandle = state
     errors.install(app)
     for module in (jobs, system, schedules, extraction):
         app.include_router(module.router)
     app.include_router(system.metrics_router)
+    web.install(app, state)  # the dashboard at / and /docs with local assets
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
@@ -118,7 +120,7 @@ def submit_batch(body: BatchSubmitRequest, state: State, principal: Caller) -> D
 
 # -- reading -------------------------------------------------------------------------------------------------
 
-def _statuses(values: list[str] | None) -> list[str] | None:
+def parse_statuses(values: list[str] | None) -> list[str] | None:
     """``?status=a&status=b`` and ``?status=a,b`` alike; names in any case (``processing`` is running)."""
     if not values:
         return None
@@ -145,23 +147,45 @@ def list_jobs(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Document:
     """Jobs matching every filter given, newest first by default, a page at a time (``next_cursor``)."""
-    if not principal.admin and user_id not in (None, principal.user_id):
-        return Document({"jobs": [], "next_cursor": None})
-    owner = principal.scope(user_id)
-    after, before = utc(created_after, "created_after"), utc(created_before, "created_before")
-    statuses = _statuses(status)
-    filters = {"status": statuses, "job_type": job_type, "user_id": owner, "queue": queue, "q": q,
-               "created_after": after, "created_before": before, "sort": sort}
+    jobs, next_cursor = list_page(state, principal, JobFilter(
+        statuses=parse_statuses(status), job_type=job_type, user_id=user_id, queue=queue, q=q,
+        created_after=utc(created_after, "created_after"), created_before=utc(created_before, "created_before"),
+        sort=sort), limit, cursor)
+    return Document({"jobs": [job.to_dict() for job in jobs], "next_cursor": next_cursor})
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What a job list asks for (the API's list and the dashboard's)."""
+
+    statuses: list[str] | None = None
+    job_type: str | None = None
+    user_id: str | None = None
+    queue: str | None = None
+    q: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    sort: str = "-created_at"
+
+
+def list_page(state: ApiState, principal: Principal, f: JobFilter, limit: int,
+              cursor: str | None) -> tuple[list[Job], str | None]:
+    """One page of the jobs ``f`` matches that ``principal`` may see, and the cursor of the next (or None)."""
+    if not principal.admin and f.user_id not in (None, principal.user_id):
+        return [], None
+    owner = principal.scope(f.user_id)
+    filters = {"status": f.statuses, "job_type": f.job_type, "user_id": owner, "queue": f.queue, "q": f.q,
+               "created_after": f.created_after, "created_before": f.created_before, "sort": f.sort}
     page = pagination.decode(cursor, filters) if cursor else pagination.Cursor(0, utcnow())
-    bound = page.as_of if before is None else min(before, page.as_of)
-    jobs = state.queue.list(statuses, job_type=job_type, user_id=owner, queue=queue, search=q,
-                            created_after=after, created_before=bound, sort=sort, limit=limit + 1,
+    bound = page.as_of if f.created_before is None else min(f.created_before, page.as_of)
+    jobs = state.queue.list(f.statuses, job_type=f.job_type, user_id=owner, queue=f.queue, search=f.q,
+                            created_after=f.created_after, created_before=bound, sort=f.sort, limit=limit + 1,
                             offset=page.offset)
     next_cursor = None
     if len(jobs) > limit:
         jobs = jobs[:limit]
         next_cursor = pagination.encode(pagination.Cursor(page.offset + limit, page.as_of), filters)
-    return Document({"jobs": [job.to_dict() for job in jobs], "next_cursor": next_cursor})
+    return jobs, next_cursor
 
 
 @router.get("/status/{job_id}", response_model=JobOut, summary="Get a job's status")
