@@ -1,0 +1,322 @@
+"""The dashboard in a real browser (headless Chromium through Playwright) against a live server over HTTP."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Dashboard
+from helpers import wait_until
+from playwright.sync_api import expect
+
+from jobhandle import JobStatus
+
+MakeDashboard = Callable[..., Dashboard]
+NewPage = Callable[..., Any]
+
+PAYLOADS = ['<script>window.__pwned=1</script>', '<img src=x onerror="window.__pwned=2">',
+            'javascript:window.__pwned=3', '"><svg onload="window.__pwned=4">']
+
+
+def submit(d: Dashboard, job_type: str, parameters: dict[str, Any] | None = None, **options: Any) -> str:
+    """Submit through the REST API, as a user's program would; the job's id."""
+    response = httpx.post(f"{d.url}/api/v1/jobs", json={"job_type": job_type, "parameters": parameters or {},
+                                                         **options}, timeout=10)
+    assert response.status_code == 201, response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def row(page: Any, job_id: str) -> Any:
+    return page.locator(f'#jobs tr[data-job="{job_id}"]')
+
+
+def test_submitted_jobs_appear_and_their_progress_moves_without_a_reload(
+        make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard()
+    page = new_page()
+    page.goto(f"{d.url}/jobs")
+    expect(page.locator("#live")).to_have_attribute("data-state", "open")
+    page.evaluate("window.__notReloaded = true")
+    job_id = submit(d, "steps", {"steps": 4})
+    expect(row(page, job_id)).to_be_visible()
+    d.stepper.step()
+    expect(row(page, job_id).locator(".pct")).to_have_text("25%")
+    expect(row(page, job_id).locator('[data-f="status"]')).to_have_text("running")
+    d.stepper.step(2)
+    expect(row(page, job_id).locator(".pct")).to_have_text("75%")
+    d.stepper.step()
+    expect(row(page, job_id).locator('[data-f="status"]')).to_have_text("completed")
+    assert page.evaluate("window.__notReloaded") is True, "the page was reloaded"
+    assert page.console_errors == []
+
+
+def test_the_overview_counts_change_live(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False)
+    page = new_page()
+    page.goto(f"{d.url}/")
+    expect(page.locator('[data-stat="pending_jobs"]')).to_have_text("0")
+    expect(page.locator("#live")).to_have_attribute("data-state", "open")
+    for _ in range(3):
+        submit(d, "echo")
+    expect(page.locator('[data-stat="pending_jobs"]')).to_have_text("3")
+    expect(page.locator('[data-stat="total_jobs"]')).to_have_text("3")
+    expect(page.locator("#alerts")).to_contain_text("no live worker")
+    expect(page.locator('#queues tr[data-queue="default"]')).to_contain_text("3")
+
+
+def test_cancel_through_the_dialog_says_what_happens_and_cancels(
+        make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard()
+    job_id = submit(d, "steps", {"steps": 4})
+    wait_until(lambda: d.queue.get(job_id).status is JobStatus.RUNNING, 10, "the job to run")
+    page = new_page()
+    page.goto(f"{d.url}/jobs/{job_id}")
+    page.locator('.job-head button[data-action="cancel"]').click()
+    dialog = page.locator("#confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(f"Job {job_id} is running")
+    expect(dialog).to_contain_text("handler is told to stop")
+    dialog.get_by_role("button", name="Keep as is").click()
+    assert d.queue.get(job_id).status is JobStatus.RUNNING, "declining the dialog changed nothing"
+    page.locator('.job-head button[data-action="cancel"]').click()
+    dialog.get_by_role("button", name="Cancel the job").click()
+    expect(page.locator('.job-head [data-f="status"]')).to_have_text("cancelled")
+    wait_until(lambda: d.queue.get(job_id).status is JobStatus.CANCELLED, 10, "the job to be cancelled")
+    expect(page.locator('.job-head button[data-action="restart"]')).to_be_visible()
+
+
+def test_restart_a_failed_job(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard()
+    job_id = submit(d, "boom", {"message": "disk full"})
+    wait_until(lambda: d.queue.get(job_id).status is JobStatus.FAILED, 10, "the job to fail")
+    page = new_page()
+    page.goto(f"{d.url}/jobs?status=failed")
+    expect(row(page, job_id).locator('td[data-f="error"]')).to_contain_text("disk full")
+    row(page, job_id).locator('button[data-action="restart"]').click()
+    expect(page.locator("#confirm")).to_contain_text("attempts reset to 0")
+    page.get_by_role("button", name="Restart the job").click()
+    wait_until(lambda: d.queue.get(job_id).attempts >= 1 and d.queue.get(job_id).status is JobStatus.FAILED
+               and len(d.queue.get(job_id).error_history) >= 2, 10, "the restarted job to run (and fail) again")
+    expect(page.locator(".toast", has_text="failed")).to_have_count(1)
+
+
+def test_bulk_cancel_by_filter_shows_the_count_first(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False)
+    targets = [submit(d, "echo", {"n": n}) for n in range(30)]
+    others = [submit(d, "steps") for _ in range(5)]
+    page = new_page()
+    page.goto(f"{d.url}/jobs?job_type=echo&limit=25")
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(25)
+    page.get_by_role("button", name="Cancel all matching…").click()
+    dialog = page.locator("#confirm")
+    expect(dialog).to_contain_text("30 jobs matching this filter (job_type=echo")
+    dialog.get_by_role("button", name="Cancel 30 jobs").click()
+    expect(page.locator(".toast").first).to_contain_text("30 jobs cancelled")
+    assert {d.queue.get(j).status for j in targets} == {JobStatus.CANCELLED}
+    assert {d.queue.get(j).status for j in others} == {JobStatus.PENDING}
+    expect(page.locator('#jobs tbody [data-f="status"]', has_text="cancelled")).to_have_count(25)
+
+
+def test_bulk_restart_of_selected_jobs(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False)
+    ids = [submit(d, "echo") for _ in range(4)]
+    for job_id in ids:
+        d.queue.cancel(job_id)
+    page = new_page()
+    page.goto(f"{d.url}/jobs?status=cancelled")
+    for job_id in ids[:2]:
+        row(page, job_id).locator("input.select").check()
+    expect(page.locator("#selected-count")).to_have_text("2")
+    page.get_by_role("button", name="Restart selected").click()
+    page.get_by_role("button", name="Restart 2 jobs").click()
+    expect(page.locator(".toast").first).to_contain_text("2 jobs restarted")
+    assert [d.queue.get(j).status for j in ids] == [JobStatus.PENDING] * 2 + [JobStatus.CANCELLED] * 2
+
+
+def test_filter_search_sort_and_page(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False)
+    ids = [submit(d, "echo", {"n": n}, user_id="alice" if n % 3 == 0 else "bob", priority=n) for n in range(60)]
+    page = new_page()
+    page.goto(f"{d.url}/jobs?limit=25")
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(25)
+    assert page.locator("#jobs tbody tr[data-job]").first.get_attribute("data-job") == ids[-1], "newest first"
+    page.get_by_role("link", name="next page").click()
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(25)
+    assert page.locator("#jobs tbody tr[data-job]").first.get_attribute("data-job") == ids[-26]
+    page.get_by_role("link", name="next page").click()
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(10)
+    expect(page.get_by_role("link", name="next page")).to_have_count(0)
+    page.goto(f"{d.url}/jobs")
+    page.keyboard.press("/")
+    expect(page.locator("#search")).to_be_focused()
+    page.keyboard.type(ids[7][:8])
+    page.keyboard.press("Enter")
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(1)
+    assert "q=" + ids[7][:8] in page.url, "the search is in the page's URL"
+    page.goto(f"{d.url}/jobs?user_id=alice&sort=-priority&limit=200")
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(20)
+    assert page.locator("#jobs tbody tr[data-job]").first.get_attribute("data-job") == ids[57]
+    page.goto(f"{d.url}/jobs?status=bogus")
+    expect(page.locator(".alert.error")).to_contain_text("bogus")
+
+
+def test_a_job_page_shows_a_live_progress_timeline_then_the_result(
+        make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard()
+    job_id = submit(d, "steps", {"steps": 3})
+    page = new_page()
+    page.goto(f"{d.url}/jobs/{job_id}")
+    expect(page.locator("#live")).to_have_attribute("data-state", "open")
+    for n in (1, 2, 3):
+        d.stepper.step()
+        expect(page.locator('[data-f="progress_history"] li').last).to_contain_text(f"stage {n} of 3")
+    expect(page.locator('.job-head [data-f="status"]')).to_have_text("completed")
+    expect(page.locator('[data-f="result"]')).to_contain_text('"steps": 3')
+    expect(page.locator(".toast", has_text="completed")).to_have_count(1)
+    expect(page.locator('[data-f="ran"]')).not_to_be_empty()
+
+
+def test_user_strings_are_shown_as_text_and_run_nothing(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard()
+    ids = [submit(d, "boom", {"message": payload, "p": payload}, user_id=payload, queue="default")
+           for payload in PAYLOADS]
+    wait_until(lambda: all(d.queue.get(j).status is JobStatus.FAILED for j in ids), 10, "the jobs to fail")
+    page = new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    for path in ["/", "/jobs", f"/jobs?q={PAYLOADS[0]}", f"/jobs/{ids[0]}", f"/jobs/{ids[1]}", "/workers"]:
+        page.goto(d.url + path)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("window.__pwned") is None, f"a payload ran on {path}"
+    page.goto(f"{d.url}/jobs/{ids[1]}")
+    expect(page.locator('[data-f="error_text"]')).to_contain_text(PAYLOADS[1])
+    expect(page.locator(".facts")).to_contain_text(PAYLOADS[1])
+    live = new_page()
+    live.goto(f"{d.url}/jobs")
+    expect(live.locator("#live")).to_have_attribute("data-state", "open")
+    fresh = submit(d, "boom", {"message": PAYLOADS[3]}, user_id=PAYLOADS[2])  # arrives live, rendered by script
+    expect(row(live, fresh).locator('[data-f="user_id"]')).to_have_text(PAYLOADS[2])
+    expect(row(live, fresh).locator('td[data-f="error"]')).to_contain_text(PAYLOADS[3])
+    assert live.evaluate("window.__pwned") is None
+    assert dialogs == []
+
+
+def test_the_pages_make_no_request_to_another_origin(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard()
+    job_id = submit(d, "echo", {"x": 1})
+    page = new_page()
+    for path in ["/", "/jobs", f"/jobs/{job_id}", "/workers", "/docs"]:
+        page.goto(d.url + path)
+        page.wait_for_load_state("networkidle")
+    foreign = [u for u in page.requests_seen if not u.startswith(d.url) and not u.startswith("data:")]
+    assert foreign == []
+    expect(page.locator(".swagger-ui")).to_be_visible()  # /docs works offline: its assets are local
+    assert page.console_errors == []
+
+
+KEYS = "admin-key-0123456789:root:admin,alice-key-0123456789:alice,bob-key-0123456789:bob,view-key-0123456789:ops:viewer"
+
+
+def sign_in(page: Any, d: Dashboard, key: str, path: str = "/jobs") -> None:
+    page.goto(d.url + path)
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.locator('input[name="key"]').fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(d.url + path)
+
+
+def test_with_keys_each_user_sees_only_their_jobs(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False, api_keys=KEYS)
+    admin = {"Authorization": "Bearer admin-key-0123456789"}
+    alice_job = httpx.post(f"{d.url}/api/v1/jobs", json={"job_type": "echo", "user_id": "alice"}, headers=admin)
+    bob_job = httpx.post(f"{d.url}/api/v1/jobs", json={"job_type": "echo", "user_id": "bob"}, headers=admin)
+    alice_id, bob_id = alice_job.json()["job_id"], bob_job.json()["job_id"]
+    page = new_page()
+    page.goto(f"{d.url}/ui/overview")
+    assert "sign in" in page.content()
+    page.locator("body")  # the 401 above is JSON; the pages redirect to the sign-in form instead
+    page.goto(f"{d.url}/login")
+    page.locator('input[name="key"]').fill("wrong-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".alert.error")).to_have_text("unknown API key")
+    sign_in(page, d, "alice-key-0123456789")
+    expect(row(page, alice_id)).to_be_visible()
+    expect(row(page, bob_id)).to_have_count(0)
+    page.goto(f"{d.url}/jobs/{bob_id}")
+    expect(page.locator("h1")).to_have_text("Not found")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "jh_session")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert "alice-key" not in cookie["value"], "the key itself is never in the cookie"
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{d.url}/jobs")
+    expect(page).to_have_url(re.compile(r"/login"))
+
+
+def test_a_viewer_sees_everything_and_cannot_act(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False, api_keys=KEYS)
+    admin = {"Authorization": "Bearer admin-key-0123456789"}
+    job_id = httpx.post(f"{d.url}/api/v1/jobs", json={"job_type": "echo", "user_id": "bob"},
+                        headers=admin).json()["job_id"]
+    page = new_page()
+    sign_in(page, d, "view-key-0123456789")
+    expect(row(page, job_id)).to_be_visible()
+    expect(page.locator("button[data-action]")).to_have_count(0)
+    expect(page.locator("#bulk")).to_have_count(0)
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    status = page.evaluate("""async ([id, token]) => (await fetch(`/ui/jobs/${id}/cancel`,
+        {method: "POST", headers: {"X-CSRF-Token": token}})).status""", [job_id, token])
+    assert status == 403
+    assert d.queue.get(job_id).status is JobStatus.PENDING
+    over_api = httpx.post(f"{d.url}/api/v1/jobs/cancel/{job_id}", headers={"Authorization": "Bearer view-key-0123456789"})
+    assert over_api.status_code == 403 and over_api.json()["error"] == "PermissionDeniedError"
+
+
+def test_state_changes_need_the_csrf_token(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False)
+    job_id = submit(d, "echo")
+    page = new_page()
+    page.goto(f"{d.url}/jobs")
+    status = page.evaluate("""async (id) => (await fetch(`/ui/jobs/${id}/cancel`, {method: "POST"})).status""",
+                           job_id)
+    assert status == 403
+    status = page.evaluate("""async (id) => (await fetch(`/ui/jobs/${id}/cancel`,
+        {method: "POST", headers: {"X-CSRF-Token": "forged"}})).status""", job_id)
+    assert status == 403
+    assert d.queue.get(job_id).status is JobStatus.PENDING
+
+
+def test_themes_follow_the_system_and_the_toggle(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False)
+    page = new_page(color_scheme="dark")
+    page.goto(f"{d.url}/")
+
+    def background() -> str:
+        return str(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+
+    dark = background()
+    page.locator("#theme").click()  # auto -> light
+    light = background()
+    assert dark != light
+    page.reload()
+    assert background() == light, "the choice is remembered"
+    page.keyboard.press("?")
+    expect(page.locator("#help")).to_be_visible()
+
+
+@pytest.mark.parametrize("store", ["redis"])
+def test_live_updates_on_redis(make_dashboard: MakeDashboard, new_page: NewPage, store: str,
+                               request: pytest.FixtureRequest) -> None:
+    from store_urls import redis_url
+
+    d = make_dashboard(store_url=redis_url(request))
+    page = new_page()
+    page.goto(f"{d.url}/jobs")
+    expect(page.locator("#live")).to_have_attribute("data-state", "open")
+    job_id = submit(d, "steps", {"steps": 2})
+    expect(row(page, job_id)).to_be_visible()
+    d.stepper.step(2)
+    expect(row(page, job_id).locator('[data-f="status"]')).to_have_text("completed")
