@@ -1,0 +1,87 @@
+"""Takes the dashboard screenshots in this folder: ``.venv/bin/python docs/screenshots/take.py``.
+
+A server on a temporary SQLite store with a worker and a few jobs of every kind, each page in light and dark,
+in headless Chromium (``/usr/bin/chromium``, or ``JOBHANDLE_CHROMIUM``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent.parent / "tests" / "api"))
+sys.path.insert(0, str(HERE.parent.parent / "tests"))
+from api_helpers import LiveServer  # noqa: E402
+
+from jobhandle import HandlerRegistry, JobContext, JobQueue, Settings  # noqa: E402
+from jobhandle.api import create_app  # noqa: E402
+
+release = threading.Event()
+
+
+def main() -> None:
+    registry = HandlerRegistry()
+
+    def parse(ctx: JobContext, document: str = "", pages: int = 40, hold: bool = False) -> dict[str, int]:
+        for page in range(1, pages + 1):
+            ctx.progress(page / pages, f"parsing page {page} of {pages}", items_processed=page, total_items=pages)
+            if page == pages // 2 and hold:
+                release.wait(60)
+            time.sleep(0.01)
+        return {"pages": pages, "chunks": pages * 3}
+
+    def extract(ctx: JobContext, document: str = "") -> None:
+        ctx.progress(0.3, "classifying chunks")
+        raise ValueError(f"no taxonomy found for {document}")
+
+    registry.register("document_processing", parse)
+    registry.register("extraction", extract)
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(store=f"sqlite:///{folder}/jobs.db", max_retries=0, heartbeat_interval=1,
+                            per_user_max_concurrent_jobs=0, global_max_concurrent_jobs=0)
+        queue = JobQueue(settings=settings, registry=registry)
+        worker = queue.worker(concurrency=3, name="worker-a").start()
+        for n, user in enumerate(["alice", "bob", "carol"] * 4):
+            queue.submit("document_processing", {"document": f"report-{n}.pdf", "pages": 20 + n})
+            queue.submit("extraction", {"document": f"scan-{n}.pdf"}, user_id=user)
+        time.sleep(3)
+        running = [queue.submit("document_processing", {"document": f"big-{n}.pdf", "pages": 400, "hold": True},
+                                user_id="alice") for n in range(2)]
+        for n in range(5):
+            queue.submit("document_processing", {"document": f"later-{n}.pdf"}, delay_seconds=3600, queue="batch")
+        time.sleep(2)
+        with LiveServer(create_app(queue, settings)) as server, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=os.environ.get("JOBHANDLE_CHROMIUM", "/usr/bin/chromium"),
+                                        args=["--no-sandbox", "--disable-background-networking"])
+            failed = queue.list(["failed"], limit=1)[0].job_id
+            pages = {"overview": "/", "jobs": "/jobs", "job": f"/jobs/{running[0]}", "failed-job": f"/jobs/{failed}",
+                     "workers": "/workers"}
+            for scheme in ("light", "dark"):
+                context = browser.new_context(color_scheme=scheme, viewport={"width": 1360, "height": 860})
+                page = context.new_page()
+                for name, path in pages.items():
+                    page.goto(server.url + path)
+                    page.wait_for_selector('#live[data-state="open"]')
+                    page.screenshot(path=str(HERE / f"{name}-{scheme}.png"))
+                context.close()
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                        is_mobile=True)
+            page = phone.new_page()
+            page.goto(server.url + "/")
+            page.wait_for_selector('#live[data-state="open"]')
+            page.screenshot(path=str(HERE / "overview-phone.png"))
+            browser.close()
+        release.set()
+        worker.stop(5)
+        queue.close()
+
+
+if __name__ == "__main__":
+    main()
