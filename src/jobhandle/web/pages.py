@@ -16,7 +16,8 @@ from starlette.responses import RedirectResponse, Response
 from ..api.routes.jobs import JobFilter, list_page, parse_statuses
 from ..api.state import utc
 from ..errors import InvalidParameterError, JobHandleError, JobNotFoundError
-from ..models import CANCELLABLE, RESTARTABLE, Dependency, Job, JobStatus
+from ..models import CANCELLABLE, RESTARTABLE, Dependency, Job, JobPriority, JobStatus
+from .failures import SCAN_LIMIT, failed_jobs, group_failures
 from .guard import PagePrincipal, check_csrf, current_session, sessions_of, state_of
 from .render import page, set_session_cookie
 
@@ -103,6 +104,32 @@ def job_detail(request: Request, principal: PagePrincipal, job_id: str) -> Respo
     return page(request, principal, "job.html", {
         "section": "jobs", "job": job, "parents": parents,
         "can_cancel": job.status in CANCELLABLE, "can_restart": job.status in RESTARTABLE})
+
+
+@router.get("/submit")
+def submit_form(request: Request, principal: PagePrincipal) -> Response:
+    state = state_of(request)
+    known = set(state.queue.registry.names()) | set(state.queue.store.counts().by_type)
+    return page(request, principal, "submit.html", {
+        "section": "submit", "job_types": sorted(known), "priorities": [p.name.lower() for p in JobPriority],
+        "defaults": state.settings})
+
+
+@router.get("/failures")
+def failures(request: Request, principal: PagePrincipal) -> Response:
+    jobs = failed_jobs(state_of(request).queue, principal)
+    return page(request, principal, "failures.html", {
+        "section": "failures", "groups": group_failures(jobs), "scanned": len(jobs), "scan_limit": SCAN_LIMIT})
+
+
+@router.get("/schedules")
+def schedules(request: Request, principal: PagePrincipal) -> Response:
+    state = state_of(request)
+    listed = [s for s in state.queue.schedules() if principal.may_see(s.user_id)]
+    known = set(state.queue.registry.names()) | set(state.queue.store.counts().by_type)
+    return page(request, principal, "schedules.html", {
+        "section": "schedules", "schedules": listed, "job_types": sorted(known),
+        "priorities": [p.name.lower() for p in JobPriority]})
 
 
 @router.get("/workers")

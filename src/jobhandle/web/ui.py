@@ -16,8 +16,12 @@ from starlette.responses import Response
 
 from ..api import sse
 from ..api.auth import Principal
+from ..api.routes import schedules as schedule_routes
+from ..api.routes.jobs import submit_job
+from ..api.schemas import ScheduleCreate, SubmitRequest
 from ..errors import InvalidParameterError, JobHandleError
 from ..models import CANCELLABLE, RESTARTABLE, JobStatus
+from .failures import failed_jobs, group_failures
 from .guard import UiPrincipal, state_of
 from .pages import filter_from
 
@@ -47,6 +51,12 @@ async def overview(request: Request, principal: UiPrincipal) -> dict[str, Any]:
 @router.get("/jobs/{job_id}")
 def job(request: Request, principal: UiPrincipal, job_id: str) -> dict[str, Any]:
     return state_of(request).visible_job(principal, job_id).to_dict()
+
+
+@router.post("/jobs", status_code=201)
+def submit(request: Request, principal: UiPrincipal, body: SubmitRequest) -> dict[str, Any]:
+    """The submit form: the REST API's submit, for the signed-in principal."""
+    return submit_job(state_of(request), principal, body.job_type, body).to_dict()
 
 
 Action = Literal["cancel", "restart"]
@@ -130,3 +140,34 @@ def _apply(request: Request, principal: Principal, action: Action, ids: list[str
         except JobHandleError as exc:
             failed.append({"job_id": job_id, "error": type(exc).__name__, "message": exc.message})
     return {"matched": len(ids), "more": False, "done": done, "failed": failed}
+
+
+class FailureGroupRequest(BaseModel):
+    job_type: str
+    error_type: str
+    message: str
+
+
+@router.post("/failures/restart")
+def restart_failure_group(request: Request, principal: UiPrincipal, body: FailureGroupRequest) -> dict[str, Any]:
+    """Restart every failed job of one group of the failures page (as the page grouped them: read again now)."""
+    state = state_of(request)
+    groups = group_failures(failed_jobs(state.queue, principal))
+    wanted = (body.job_type, body.error_type, body.message)
+    ids = next((g.job_ids for g in groups if (g.job_type, g.error_type, g.message) == wanted), [])
+    return _apply(request, principal, "restart", ids)
+
+
+ScheduleAction = Literal["pause", "resume", "delete"]
+
+
+@router.post("/schedules", status_code=201)
+def create_schedule(request: Request, principal: UiPrincipal, body: ScheduleCreate) -> Response:
+    return schedule_routes.create_schedule(body, state_of(request), principal)
+
+
+@router.post("/schedules/{schedule_id}/{action}")
+def change_schedule(request: Request, principal: UiPrincipal, schedule_id: str, action: ScheduleAction) -> Response:
+    change = {"pause": schedule_routes.pause_schedule, "resume": schedule_routes.resume_schedule,
+              "delete": schedule_routes.delete_schedule}[action]
+    return change(schedule_id, state_of(request), principal)

@@ -266,7 +266,11 @@ document.addEventListener("click", (event) => {
   const one = event.target.closest("button[data-action]");
   if (one) { actOnOne(one); return; }
   const many = event.target.closest("button[data-bulk]");
-  if (many) bulk(many);
+  if (many) { bulk(many); return; }
+  const group = event.target.closest("button[data-restart-group]");
+  if (group) { restartGroup(group); return; }
+  const schedule = event.target.closest("button[data-schedule-action]");
+  if (schedule) changeSchedule(schedule);
 });
 
 document.addEventListener("change", (event) => {
@@ -275,6 +279,131 @@ document.addEventListener("change", (event) => {
   }
   if (event.target.matches("#jobs input.select, #select-page")) refreshSelection();
 });
+
+// -- the submit form: submit, then watch the job in place until it ends ------------------------------------------
+
+function parametersOf(text) {
+  let value;
+  try { value = JSON.parse(text.trim() || "{}"); } catch (e) { return [null, `not JSON: ${e.message}`]; }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return [null, 'parameters must be a JSON object, e.g. {"pages": 3}'];
+  }
+  return [value, null];
+}
+
+function submitBody(form) {
+  const f = form.elements;
+  const [parameters] = parametersOf(f.parameters.value);
+  const body = { job_type: f.job_type.value.trim(), parameters, priority: f.priority.value, queue: f.queue.value.trim() };
+  if (f.user_id && f.user_id.value.trim()) body.user_id = f.user_id.value.trim();
+  const when = form.querySelector('input[name="when"]:checked').value;
+  if (when === "delay") body.delay_seconds = Number(f.delay_seconds.value);
+  if (when === "at" && f.scheduled_time.value) body.scheduled_time = f.scheduled_time.value;
+  const deps = f.depends_on.value.split(/[\s,]+/).filter(Boolean);
+  if (deps.length) body.depends_on = deps.map((job_id) => ({ job_id, condition: f.condition.value }));
+  if (f.max_retries.value !== "") body.max_retries = Number(f.max_retries.value);
+  if (f.timeout_seconds.value !== "") body.timeout_seconds = Number(f.timeout_seconds.value);
+  return body;
+}
+
+function setUpSubmitForm(form) {
+  const params = form.elements.parameters;
+  const problem = document.getElementById("parameters-error");
+  const button = document.getElementById("submit-button");
+  const check = () => {
+    const [, error] = parametersOf(params.value);
+    problem.textContent = error || "";
+    params.setAttribute("aria-invalid", error ? "true" : "false");
+    button.disabled = !!error;
+    return !error;
+  };
+  params.addEventListener("input", check);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!check()) return;
+    const error = document.getElementById("submit-error");
+    error.textContent = "";
+    button.disabled = true;
+    try {
+      const job = await call("POST", "/ui/jobs", submitBody(form));
+      watch(job);
+      updateDetail(await call("GET", `/ui/jobs/${encodeURIComponent(job.job_id)}`));  // what happened meanwhile
+    } catch (e) {
+      error.textContent = e.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+function watch(job) {
+  const monitor = document.getElementById("monitor");
+  monitor.hidden = false;
+  document.body.dataset.watch = job.job_id;
+  watched.add(job.job_id);
+  document.getElementById("monitor-id").textContent = job.job_id;
+  document.getElementById("monitor-link").setAttribute("href", `/jobs/${encodeURIComponent(job.job_id)}`);
+  monitor.querySelector('[data-f="job_type"]').textContent = job.job_type;
+  updateDetail(job);
+}
+
+// -- failures and schedules --------------------------------------------------------------------------------------
+
+async function restartGroup(button) {
+  const group = button.closest("tr");
+  const d = group.dataset;
+  const ok = await confirmDialog(`Restart ${d.count} failed jobs?`,
+    `Every failed ${d.jobType} job whose error is ${d.errorType || "?"}: ${d.message} runs again from the start (same ids and parameters, attempts reset).`,
+    `Restart ${d.count} jobs`);
+  if (!ok) return;
+  try {
+    const result = await call("POST", "/ui/failures/restart", { job_type: d.jobType, error_type: d.errorType, message: d.message });
+    result.done.forEach((id) => watched.add(id));
+    toast(`${result.done.length} jobs restarted${result.failed.length ? `, ${result.failed.length} could not be` : ""}`, "completed");
+    group.remove();
+  } catch (e) {
+    toast(`restart failed: ${e.message}`, "failed");
+  }
+}
+
+const SCHEDULE_WHAT = {
+  pause: "It stops firing; the job of its coming fire is cancelled. Resume it to fire again.",
+  resume: "It fires again, from its first fire time after now.",
+  delete: "The schedule is removed and the job of its coming fire cancelled; the jobs it ran are kept.",
+};
+
+async function changeSchedule(button) {
+  const row = button.closest("tr");
+  const action = button.dataset.scheduleAction;
+  const ok = await confirmDialog(`${action[0].toUpperCase()}${action.slice(1)} schedule ${row.dataset.name}?`,
+    SCHEDULE_WHAT[action], `${action[0].toUpperCase()}${action.slice(1)} it`);
+  if (!ok) return;
+  try {
+    await call("POST", `/ui/schedules/${encodeURIComponent(row.dataset.schedule)}/${action}`);
+    location.reload();
+  } catch (e) {
+    toast(`could not ${action} the schedule: ${e.message}`, "failed");
+  }
+}
+
+function setUpScheduleForm(form) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    const [parameters, problem] = parametersOf(f.parameters.value);
+    document.getElementById("parameters-error").textContent = problem || "";
+    if (problem) return;
+    const body = { job_type: f.job_type.value.trim(), cron_expression: f.cron_expression.value.trim(), parameters,
+      timezone: f.timezone.value.trim() || "UTC", queue: f.queue.value.trim(), priority: f.priority.value };
+    if (f.name.value.trim()) body.name = f.name.value.trim();
+    try {
+      await call("POST", "/ui/schedules", body);
+      location.reload();
+    } catch (e) {
+      document.getElementById("submit-error").textContent = e.message;
+    }
+  });
+}
 
 // -- the overview ----------------------------------------------------------------------------------------------
 
@@ -381,7 +510,7 @@ document.addEventListener("keydown", (event) => {
   if (target.matches("input, textarea, select") || document.querySelector("dialog[open]")) return;
   if (pendingG) {
     pendingG = false;
-    const to = { o: "/", j: "/jobs", f: "/jobs?status=failed", w: "/workers" }[event.key];
+    const to = { o: "/", j: "/jobs", f: "/failures", w: "/workers", s: "/schedules" }[event.key];
     if (to) { event.preventDefault(); location.href = to; }
     return;
   }
@@ -394,6 +523,8 @@ document.addEventListener("keydown", (event) => {
     document.getElementById("help").showModal();
   } else if (event.key === "t") {
     cycleTheme();
+  } else if (event.key === "n") {
+    location.href = "/submit";
   } else if (event.key === "g") {
     pendingG = true;
     setTimeout(() => { pendingG = false; }, 1500);
@@ -402,6 +533,10 @@ document.addEventListener("keydown", (event) => {
 
 if (location.hash === "#search") document.getElementById("search")?.focus();
 if (document.body.dataset.watch) watched.add(document.body.dataset.watch);
+const submitForm = document.getElementById("submit-form");
+if (submitForm) setUpSubmitForm(submitForm);
+const scheduleForm = document.getElementById("schedule-form");
+if (scheduleForm) setUpScheduleForm(scheduleForm);
 renderTimes();
 setInterval(() => renderTimes(), 15000);
 connect();
