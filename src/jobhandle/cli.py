@@ -705,7 +705,7 @@ def list_command(
     job_type: Annotated[str | None, typer.Option("--type", "-t", help="Only jobs of this type.")] = None,
     user: Annotated[str | None, typer.Option(help="Only this user's jobs.")] = None,
     queue: Annotated[str | None, typer.Option(help="Only jobs of this queue.")] = None,
-    search: Annotated[str | None, typer.Option(help="Job id prefix or part of a user id.")] = None,
+    search: Annotated[str | None, typer.Option(help="The start of a job id or of a user id.")] = None,
     sort: Annotated[str, typer.Option(
         help="created_at, status, progress, priority, started_at or completed_at; - for descending.")]
     = "-created_at",

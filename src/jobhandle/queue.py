@@ -40,6 +40,7 @@ from .models import (
 from .registry import HandlerRegistry, default_registry
 from .scheduler import Maintenance
 from .stores import JobQuery, Store, open_store
+from .stores.base import JobPosition
 from .worker import Worker
 
 SUBMIT_OPTIONS = frozenset({
@@ -235,8 +236,10 @@ class JobQueue:
              job_type: str | None = None, user_id: str | None = None, queue: str | None = None,
              search: str | None = None, created_after: datetime | str | None = None,
              created_before: datetime | str | None = None, sort: str = "-created_at", limit: int = 100,
-             offset: int = 0) -> builtins.list[Job]:
-        """Jobs, newest first by default. ``sort`` is one of JobQuery.SORTABLE, ``-`` for descending."""
+             offset: int = 0, after: JobPosition | None = None) -> builtins.list[Job]:
+        """Jobs, newest first by default. ``sort`` is one of JobQuery.SORTABLE, ``-`` for descending.
+        ``search`` is the start of a job id or of a user id. ``after`` (sorts by created_at only): the jobs
+        after that position, as the next page of a keyset walk."""
         statuses = None
         if status is not None:
             items = [status] if isinstance(status, (str, JobStatus)) else list(status)
@@ -251,7 +254,7 @@ class JobQueue:
         return self.store.list_jobs(JobQuery(
             statuses=statuses, job_type=job_type, user_id=user_id, queue=queue, search=search or None,
             created_after=as_utc(created_after), created_before=as_utc(created_before), sort=sort,
-            limit=limit, offset=offset))
+            limit=limit, offset=offset, after=after))
 
     def stats(self) -> dict[str, Any]:
         """The queue statistics, from counters, plus breakdowns by status, queue and type."""

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import timedelta
 
 from api_helpers import TestClient
 from helpers import wait_until
 
-from jobhandle import HandlerRegistry, JobQueue
+from jobhandle import HandlerRegistry, JobQueue, JobStatus
+from jobhandle.models import utcnow
 
 SEED_002_STATUS_FIELDS = {"job_id", "job_type", "status", "progress", "created_at", "started_at", "completed_at",
                           "error", "user_id", "metrics"}
@@ -292,3 +294,35 @@ def test_deeply_nested_parameters_and_results_round_trip(api: TestClient, api_qu
     assert status.status_code == 200
     assert status.json()["result"] == deep and status.json()["parameters"] == {"value": deep}
     assert api.get("/api/v1/jobs").status_code == 200
+
+
+def test_keyset_pages_skip_nothing_when_jobs_are_removed_between_pages(api: TestClient,
+                                                                        api_queue: JobQueue) -> None:
+    """Sorted by creation time the next page starts after the last job shown (not at an offset), so jobs of
+    one bulk submit (one creation time) are all seen once, even when earlier ones vanish between pages."""
+    ids = [j["job_id"] for j in api.post("/api/v1/jobs/batch", json={"jobs": [{"job_type": "echo"}] * 12}).json()
+           ["jobs"]]
+    seen: list[str] = []
+    page = api.get("/api/v1/jobs", params={"limit": 5, "sort": "created_at"}).json()
+    while True:
+        seen += [j["job_id"] for j in page["jobs"]]
+        if page["jobs"]:
+            api_queue.cancel(page["jobs"][0]["job_id"])  # removed below: an offset would now skip a job
+            api_queue.store.cleanup({JobStatus.CANCELLED: utcnow() + timedelta(days=1)}, utcnow())
+        if page["next_cursor"] is None:
+            break
+        page = api.get("/api/v1/jobs", params={"limit": 5, "sort": "created_at",
+                                               "cursor": page["next_cursor"]}).json()
+    assert seen == ids
+
+
+def test_a_forged_keyset_position_is_400(api: TestClient) -> None:
+    for _ in range(2):
+        submit(api)
+    real = api.get("/api/v1/jobs", params={"limit": 1}).json()["next_cursor"]
+    data = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))
+    assert "a" in data, "a list by creation time pages by position"
+    for bad in (["not a time", 1], [data["a"][0], -1], [data["a"][0], "1"], "x", [data["a"][0]]):
+        forged = base64.urlsafe_b64encode(json.dumps({**data, "a": bad}).encode()).decode().rstrip("=")
+        response = api.get("/api/v1/jobs", params={"limit": 1, "cursor": forged})
+        assert response.status_code == 400 and response.json()["error"] == "InvalidParameterError", bad

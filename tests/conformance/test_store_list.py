@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from helpers import claim_one, later, submit
 
-from jobhandle import JobQueue, JobStatus
+from jobhandle import InvalidParameterError, JobQueue, JobStatus
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import JobQuery, Outcome, ProgressUpdate, Store
-from jobhandle.stores.base import AttemptKey
+from jobhandle.stores.base import AttemptKey, JobPosition
 
 
 @dataclass
@@ -76,10 +76,11 @@ def test_default_listing_is_newest_first(store: Store, data: Dataset) -> None:
     ({"queue": "docs"}, {"running", "completed"}),
     ({"user_id": "alice", "job_type": "chunk"}, {"completed"}),
     ({"statuses": [JobStatus.FAILED], "queue": "docs"}, set()),
-    ({"search": "lic"}, {"pending", "completed", "cancelled"}),
+    ({"search": "ali"}, {"pending", "completed"}),  # the start of a user id: not malice's
+    ({"search": "mal"}, {"cancelled"}),
     ({"search": "nobody"}, set()),
-], ids=["statuses", "one-status", "type", "user", "queue", "user-and-type", "no-match", "user-substring",
-        "search-none"])
+], ids=["statuses", "one-status", "type", "user", "queue", "user-and-type", "no-match", "user-prefix",
+        "user-prefix-2", "search-none"])
 def test_filters(store: Store, data: Dataset, query: dict[str, Any], expected: set[str]) -> None:
     assert names(store, data, **query) == expected
 
@@ -143,3 +144,43 @@ def test_queue_list_translates_its_arguments(queue: JobQueue, data: Dataset) -> 
     assert set(data.names(queue.list(created_after=after, user_id="alice"))) == {"completed"}
     assert data.names(queue.list(sort="priority", limit=2)) == ["completed", "pending"]
     assert data.names(queue.list(search=data.ids["failed"][:6], job_type="chunk")) == ["failed"]
+
+
+@pytest.mark.parametrize("sort", ["-created_at", "created_at"])
+def test_keyset_pages_walk_every_job_once_even_with_equal_creation_times(store: Store, sort: str) -> None:
+    """A page after a position (the last row's created_at and seq) starts right after that row: 25 jobs of
+    one bulk submit share their creation time, and pages of 10 still see each exactly once, in seq order."""
+    from helpers import new_job
+
+    now = utcnow()
+    older = submit(store, later(now, -5))
+    batch = store.submit([new_job("echo") for _ in range(25)], now)
+    newer = submit(store, later(now, 5))
+    descending = sort.startswith("-")
+    expected = [newer, *reversed(batch), older] if descending else [older, *batch, newer]
+    seen: list[str] = []
+    after: JobPosition | None = None
+    while True:
+        page = store.list_jobs(JobQuery(sort=sort, limit=10, after=after))
+        seen += [j.job_id for j in page]
+        if len(page) < 10:
+            break
+        after = JobPosition(page[-1].created_at, page[-1].seq)
+    assert seen == [j.job_id for j in expected]
+
+
+def test_a_keyset_position_combines_with_filters(store: Store) -> None:
+    now = utcnow()
+    mine = [submit(store, later(now, n), user_id="alice" if n % 2 else "bob") for n in range(10)]
+    alice = [j for j in mine if j.user_id == "alice"]
+    page = store.list_jobs(JobQuery(user_id="alice", sort="-created_at", limit=2,
+                                    after=JobPosition(alice[-2].created_at, alice[-2].seq)))
+    assert [j.job_id for j in page] == [alice[-3].job_id, alice[-4].job_id]
+    statuses = store.list_jobs(JobQuery(statuses=[JobStatus.PENDING], sort="created_at", limit=3,
+                                        after=JobPosition(mine[6].created_at, mine[6].seq)))
+    assert [j.job_id for j in statuses] == [j.job_id for j in mine[7:10]]
+
+
+def test_a_keyset_position_needs_a_sort_by_creation_time(store: Store) -> None:
+    with pytest.raises(InvalidParameterError, match="sort by created_at"):
+        store.list_jobs(JobQuery(sort="-progress", after=JobPosition(utcnow(), 1)))

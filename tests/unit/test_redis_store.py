@@ -15,7 +15,15 @@ import redis
 from helpers import submit, wait_until
 from store_urls import private_redis_server, redis_url
 
-from jobhandle import HandlerRegistry, JobQueue, JobStatus, Settings, StoreUnavailableError, StoreURLError
+from jobhandle import (
+    HandlerRegistry,
+    InvalidParameterError,
+    JobQueue,
+    JobStatus,
+    Settings,
+    StoreUnavailableError,
+    StoreURLError,
+)
 from jobhandle.api import create_app
 from jobhandle.errors import StoreConflictError, StoreSchemaError
 from jobhandle.models import Job, utcnow
@@ -175,7 +183,7 @@ def load_layout_1(client: redis.Redis, prefix: str) -> None:
 
 def test_a_store_of_the_last_release_before_layout_versions_is_upgraded(request: pytest.FixtureRequest) -> None:
     """0.1.0's keys (tests/unit/data) are brought to this layout at open: idempotency keys per user, waiting
-    users scored by their turn. The round robin goes on where it was; nothing stored is lost."""
+    users scored by their turn, the search indexes built. The round robin goes on where it was; nothing stored is lost."""
     url = redis_url(request)
     location = parse_redis_url(url)
     client = redis.Redis.from_url(location.url, decode_responses=True)
@@ -183,7 +191,11 @@ def test_a_store_of_the_last_release_before_layout_versions_is_upgraded(request:
         load_layout_1(client, location.prefix)
         store = open_store(url)
         try:
-            assert client.get(f"{location.prefix}:layout") == "2"
+            assert client.get(f"{location.prefix}:layout") == "3"
+            every = store.list_jobs(JobQuery(limit=100))
+            for job in every:  # the search indexes hold the jobs stored before they existed
+                assert job.job_id in {j.job_id for j in store.list_jobs(JobQuery(search=job.job_id[:6]))}
+                assert job.job_id in {j.job_id for j in store.list_jobs(JobQuery(search=job.user_id[:3]))}
             now = utcnow()
             order = [job.user_id for job in store.claim(ClaimRequest("w1", ["default"], 5, 30), now)]
             assert order == ["alice", "carol", "erin", "bob", "alice"], "bob was served at level 10 already"
@@ -236,3 +248,28 @@ def test_a_schedule_change_that_keeps_losing_gives_up_with_a_clear_error(request
             queue.pause_schedule(schedule.schedule_id)
     finally:
         queue.close()
+
+
+def test_a_list_that_would_read_too_many_jobs_is_refused_not_run(request: pytest.FixtureRequest,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sorted by another field than created_at every matching job is read (to sort them), inside one script
+    that holds Redis for every client: past SORT_SCAN_LIMIT jobs (here 20) the list is refused with a message
+    that says what to do instead; so is an offset that deep, and a walk for a filter no index serves that has
+    read that many. Sorted by creation time, narrowed by an index, it runs at any size."""
+    from jobhandle.stores.redis import store as redis_store
+
+    monkeypatch.setattr(redis_store, "SORT_SCAN_LIMIT", 20)
+    store = open_store(redis_url(request))
+    try:
+        now = utcnow()
+        store.submit([Job(job_type="echo", user_id="alice" if n < 5 else "bob") for n in range(30)], now)
+        with pytest.raises(InvalidParameterError, match="more than 20 jobs .* sorted by progress"):
+            store.list_jobs(JobQuery(sort="-progress"))
+        with pytest.raises(InvalidParameterError, match="25 deep"):
+            store.list_jobs(JobQuery(offset=25, limit=5))
+        with pytest.raises(InvalidParameterError, match="a filter no index serves"):
+            store.list_jobs(JobQuery(job_type="rare", limit=5))  # 30 candidates walked, none matches
+        assert len(store.list_jobs(JobQuery(sort="-progress", user_id="alice"))) == 5, "a narrow filter is fine"
+        assert len(store.list_jobs(JobQuery(sort="-created_at", limit=30))) == 30
+    finally:
+        store.close()

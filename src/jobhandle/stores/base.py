@@ -30,27 +30,52 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..errors import InvalidParameterError
 from ..models import Job, JobStatus, Schedule, dumps_json, iso
 from ..supervise import LoopHealth
 
 
+def prefix_end(prefix: str) -> str:
+    """The first string after every string that starts with ``prefix`` (a range ``[prefix, end)`` holds
+    exactly those): its last character, incremented."""
+    if not prefix or ord(prefix[-1]) == 0x10FFFF:
+        return prefix + "\U0010ffff"
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class JobPosition:
+    """A place in a list sorted by creation time: the last job of a page (its created_at and seq). The next
+    page starts right after it, found through the creation-time index whatever the depth (keyset paging)."""
+
+    created_at: datetime
+    seq: int
+
+
 @dataclass(slots=True)
 class JobQuery:
-    """Filters for ``list_jobs``. ``sort`` is a field name, ``-`` in front for descending."""
+    """Filters for ``list_jobs``. ``sort`` is a field name, ``-`` in front for descending. ``after`` (sorts by
+    created_at only) starts the page right after that position, in sort order; ``offset`` skips rows."""
 
     statuses: Sequence[JobStatus] | None = None
     job_type: str | None = None
     user_id: str | None = None
     queue: str | None = None
-    search: str | None = None  # job id prefix or user id substring
+    search: str | None = None  # the start of a job id (any case) or of a user id
     idempotency_key: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     sort: str = "-created_at"
     limit: int = 100
     offset: int = 0
+    after: JobPosition | None = None
 
     SORTABLE = ("created_at", "status", "progress", "priority", "completed_at", "started_at")
+
+    def check_after(self) -> None:
+        """A keyset position only makes sense in creation order (InvalidParameterError otherwise)."""
+        if self.after is not None and self.sort.removeprefix("-") != "created_at":
+            raise InvalidParameterError(f"a list position (after) needs a sort by created_at, not {self.sort!r}")
 
 
 @dataclass(slots=True)

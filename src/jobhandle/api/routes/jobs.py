@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from ...errors import InvalidParameterError, JobHandleError
 from ...models import CANCELLABLE, Job, JobPriority, JobStatus, parse_job_id, utcnow
 from ...queue import JobQueue
+from ...stores.base import JobPosition
 from .. import pagination, sse
 from ..auth import Principal, authenticate
 from ..schemas import (
@@ -138,7 +139,7 @@ def list_jobs(
     job_type: str | None = None,
     user_id: Annotated[str | None, Query(description="Admins only; a user key always lists its own")] = None,
     queue: str | None = None,
-    q: Annotated[str | None, Query(description="A job id prefix or part of a user id")] = None,
+    q: Annotated[str | None, Query(description="The start of a job id or of a user id")] = None,
     created_after: DateTimeIn | None = None,
     created_before: DateTimeIn | None = None,
     sort: Annotated[str, Query(description="created_at, status, progress, priority, started_at or "
@@ -178,13 +179,17 @@ def list_page(state: ApiState, principal: Principal, f: JobFilter, limit: int,
                "created_after": f.created_after, "created_before": f.created_before, "sort": f.sort}
     page = pagination.decode(cursor, filters) if cursor else pagination.Cursor(0, utcnow())
     bound = page.as_of if f.created_before is None else min(f.created_before, page.as_of)
+    keyset = f.sort.removeprefix("-") == "created_at"
     jobs = state.queue.list(f.statuses, job_type=f.job_type, user_id=owner, queue=f.queue, search=f.q,
                             created_after=f.created_after, created_before=bound, sort=f.sort, limit=limit + 1,
-                            offset=page.offset)
+                            offset=0 if keyset else page.offset, after=page.after if keyset else None)
     next_cursor = None
     if len(jobs) > limit:
         jobs = jobs[:limit]
-        next_cursor = pagination.encode(pagination.Cursor(page.offset + limit, page.as_of), filters)
+        last = jobs[-1]
+        following = (pagination.Cursor(0, page.as_of, JobPosition(last.created_at, last.seq)) if keyset
+                     else pagination.Cursor(page.offset + limit, page.as_of))
+        next_cursor = pagination.encode(following, filters)
     return jobs, next_cursor
 
 

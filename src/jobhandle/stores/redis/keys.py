@@ -15,6 +15,8 @@ P:events                       channel   each write script publishes its last se
 P:created                      zset      every job id -> created_at (listings, retention)
 P:status:<status>              zset      job id -> created_at, per status
 P:user:<user>                  zset      job id -> created_at, per user
+P:ids                          zset      every job id, score 0 (searched by prefix: ZRANGEBYLEX)
+P:usernames                    zset      every user with jobs, score 0 (searched by prefix)
 P:count:status|queue|type      hash      jobs by status, "<queue>\\0<status>", "<type>\\0<status>"
 P:ucount:<user>                hash      one user's jobs by status (per-user stats and limits)
 P:levels:<queue>               zset      the claim levels (priority + aging) with pending jobs

@@ -60,6 +60,7 @@ from ..base import (
     StoreCounts,
     WorkerInfo,
     history_entry,
+    prefix_end,
 )
 from ..urls import masked_url
 from .client import connect, reachable, unreachable
@@ -79,8 +80,17 @@ log = logging.getLogger("jobhandle.store")
 T = TypeVar("T")
 RESUBSCRIBE_MAX_SECONDS = 5.0
 """The events listener subscribes again after a failure within this long of the server being back."""
-LAYOUT = 2
+LAYOUT = 3
 """The version of the key layout (keys.py) this release writes; lua/layout.lua upgrades older stores."""
+AGING_BATCH = 200
+"""Jobs one priority-aging script raises at most."""
+AGING_LIMIT = 1000
+"""Jobs one age_pending call raises at most (the maintenance task calls again at its next tick)."""
+SORT_SCAN_LIMIT = 50_000
+"""Jobs a list sorted by another field than created_at may read (they are all read to be sorted); also the
+deepest offset a list may ask for. Past it the list is refused: the script would hold Redis meanwhile."""
+SEARCH_LIMIT = 10_000
+"""Candidates a list search reads from each of its indexes at most (job ids, then the jobs of matching users)."""
 CLEANUP_BATCH = 1000
 
 
@@ -170,10 +180,23 @@ class RedisStore(RedisSchedules, Store):
             "search": query.search, "created_after": ts(query.created_after),
             "created_before": ts(query.created_before), "sort": query.sort.removeprefix("-"),
             "descending": query.sort.startswith("-"), "limit": query.limit, "offset": query.offset,
+            "after_created": ts(query.after.created_at) if query.after else None,
+            "after_seq": query.after.seq if query.after else None,
+            "search_end": prefix_end(query.search) if query.search else None,
+            "search_id_end": prefix_end(query.search.lower()) if query.search else None,
+            "search_limit": SEARCH_LIMIT, "scan_limit": SORT_SCAN_LIMIT,
         }
+        query.check_after()
         if args["sort"] not in JobQuery.SORTABLE:
             raise InvalidParameterError(f"cannot sort by {query.sort!r}")
-        return [payload_to_job(p) for p in self._call("list", args)]
+        found = self._call("list", args)
+        if found and found[0] == "too many":
+            raise InvalidParameterError(
+                f"this list would read more than {SORT_SCAN_LIMIT:,} jobs ({found[1]:,} candidates: sorted by "
+                f"{args['sort']}, {query.offset:,} deep, or a filter no index serves), holding the Redis server "
+                f"for every client: narrow it with a status, a user or a time range, sort by created_at, or page "
+                f"with next_cursor")
+        return [payload_to_job(p) for p in found]
 
     @staticmethod
     def _claim_args(request: ClaimRequest, now_ts: float) -> dict[str, Any]:
@@ -254,8 +277,16 @@ class RedisStore(RedisSchedules, Store):
     def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
         if max_boost <= 0:
             return 0
-        return int(self._call("age", {"now": repr(now.timestamp()), "interval": repr(float(interval)),
-                                      "max_boost": max_boost}))
+        # Up to AGING_LIMIT jobs a call, AGING_BATCH per script: Redis is never blocked for long.
+        risen = 0
+        while risen < AGING_LIMIT:
+            batch = min(AGING_BATCH, AGING_LIMIT - risen)
+            done = int(self._call("age", {"now": repr(now.timestamp()), "interval": repr(float(interval)),
+                                          "max_boost": max_boost, "limit": batch}))
+            risen += done
+            if done < batch:
+                return risen
+        return risen
 
     @reachable
     def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:

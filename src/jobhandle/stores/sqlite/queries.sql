@@ -318,13 +318,14 @@ WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id = :u AND s
 ORDER BY seq LIMIT :n;
 
 -- name: agable_jobs
--- Pending jobs owed more priority than aging gave them: a level per :interval waited since they became due (or
--- were created), at most :max_boost levels.
+-- Pending jobs aged :level levels so far and owed more: a level per :interval waited since they became due (or
+-- were created), at most :max_boost levels. jobs_aging holds them by (level, due time): one range, however
+-- many jobs wait.
 SELECT job_id, min(:max_boost, CAST((:now - coalesce(run_at, created_at)) / :interval AS INTEGER)) AS boost,
        queue, user_id, priority, aged
-FROM jobs
-WHERE status = 'pending' AND aged < :max_boost AND coalesce(run_at, created_at) <= :now - (aged + 1) * :interval
-LIMIT 1000;
+FROM jobs INDEXED BY jobs_aging
+WHERE status = 'pending' AND aged = :level AND coalesce(run_at, created_at) <= :now - (:level + 1) * :interval
+LIMIT :limit;
 
 -- name: age_job
 UPDATE jobs SET priority = priority - aged + :boost, aged = :boost, seq = :seq

@@ -11,11 +11,12 @@ module per concern: submit.py, claim.py, attempts.py (progress, finish, hand-bac
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from ..base import (
     Store,
     StoreCounts,
     WorkerInfo,
+    prefix_end,
 )
 from . import attempts, claim, schedules
 from .codec import row_to_job, row_to_schedule
@@ -62,6 +64,21 @@ CHECKPOINT_INTERVAL = 0.25
 WAL_AUTOCHECKPOINT_CAP_PAGES = 20000
 """SQLite checkpoints inside a commit only past this many WAL pages (~80 MB): normally never."""
 _SORT_COLUMNS = {name: name for name in JobQuery.SORTABLE}
+AGING_BATCH = 200
+"""Jobs one priority-aging transaction raises at most."""
+AGING_LIMIT = 1000
+"""Jobs one age_pending call raises at most (the maintenance task calls again at its next tick)."""
+
+
+def _age_batch(tx: Tx, params: Mapping[str, float]) -> int:
+    """One aging transaction: raise the jobs ``agable_jobs`` names (``params``: its parameters)."""
+    rows = tx.conn.execute(Q["agable_jobs"], params).fetchall()
+    tx.conn.executemany(Q["age_job"], [{"job_id": row[0], "boost": row[1], "seq": seq}
+                                       for row, seq in zip(rows, tx.seqs(len(rows)), strict=True)])
+    for _, boost, queue, user_id, priority, aged in rows:
+        tx.pend(queue, priority, user_id, -1)
+        tx.pend(queue, priority - aged + boost, user_id, 1)
+    return len(rows)
 
 
 class SQLiteStore(Store):
@@ -162,18 +179,26 @@ class SQLiteStore(Store):
             if getattr(query, name) is not None:
                 where.append(f"{name} = :{name}")
                 params[name] = getattr(query, name)
-        if query.search:
-            where.append("(substr(job_id, 1, length(:q)) = lower(:q) OR instr(user_id, :q) > 0)")
-            params["q"] = query.search
+        if query.search:  # two index ranges: the primary key's and jobs_user_created's
+            where.append("((job_id >= :id_lo AND job_id < :id_hi) OR (user_id >= :q AND user_id < :q_hi))")
+            params.update(id_lo=query.search.lower(), id_hi=prefix_end(query.search.lower()), q=query.search,
+                          q_hi=prefix_end(query.search))
+        # With a position or a search, those ranges must drive the query: the creation-time bounds are then only
+        # checked (a unary + keeps SQLite from walking jobs_created by them instead).
+        bound = "+created_at" if query.after is not None or query.search else "created_at"
         if query.created_after is not None:
-            where.append("created_at >= :after")
+            where.append(f"{bound} >= :after")
             params["after"] = to_ts(query.created_after)
         if query.created_before is not None:
-            where.append("created_at < :before")
+            where.append(f"{bound} < :before")
             params["before"] = to_ts(query.created_before)
         descending = query.sort.startswith("-")
         column = _SORT_COLUMNS[query.sort.removeprefix("-")]
         direction = "DESC" if descending else "ASC"
+        query.check_after()
+        if query.after is not None:  # keyset: the (created_at, seq) index finds the page's first row
+            where.append(f"(created_at, seq) {'<' if descending else '>'} (:after_ts, :after_seq)")
+            params.update(after_ts=to_ts(query.after.created_at), after_seq=query.after.seq)
         sql = "SELECT * FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -269,21 +294,21 @@ class SQLiteStore(Store):
         return self._transact(op)
 
     def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
-        params = {"now": now.timestamp(), "interval": interval, "max_boost": max_boost}
-        with self._read() as conn:  # the common case, nothing to age, takes no write lock
-            if conn.execute(Q["agable_jobs"], params).fetchone() is None:
-                return 0
-
-        def op(tx: Tx) -> int:
-            rows = tx.conn.execute(Q["agable_jobs"], params).fetchall()
-            tx.conn.executemany(Q["age_job"], [{"job_id": row[0], "boost": row[1], "seq": seq} for row, seq
-                                               in zip(rows, tx.seqs(len(rows)), strict=True)])
-            for _, boost, queue, user_id, level, aged in rows:
-                tx.pend(queue, level, user_id, -1)
-                tx.pend(queue, level - aged + boost, user_id, 1)
-            return len(rows)
-
-        return self._transact(op)
+        # Up to AGING_LIMIT jobs a call, AGING_BATCH per transaction: the write lock is never held for long (a
+        # worker's progress write or a claim waits one small batch at most).
+        risen = 0
+        for level in range(max_boost):
+            params = {"now": now.timestamp(), "interval": interval, "max_boost": max_boost, "level": level}
+            while risen < AGING_LIMIT:
+                with self._read() as conn:  # the common case, nothing to age, takes no write lock
+                    if conn.execute(Q["agable_jobs"], {**params, "limit": 1}).fetchone() is None:
+                        break
+                batch = {**params, "limit": min(AGING_BATCH, AGING_LIMIT - risen)}
+                done = self._transact(functools.partial(_age_batch, params=batch))
+                risen += done
+                if done < batch["limit"]:
+                    break
+        return risen
 
     def recover_expired(self, now: datetime, backoff: Callable[[Job, datetime], Outcome]) -> list[Job]:
         now_ts = now.timestamp()

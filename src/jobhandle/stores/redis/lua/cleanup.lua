@@ -15,6 +15,10 @@ for _, id in ipairs(ids) do
         redis.call('ZREM', P .. ':changes', id)
         redis.call('ZREM', P .. ':created', id)
         redis.call('ZREM', P .. ':user:' .. j.user_id, id)
+        redis.call('ZREM', P .. ':ids', id)
+        if redis.call('EXISTS', P .. ':user:' .. j.user_id) == 0 then
+            redis.call('ZREM', P .. ':usernames', j.user_id)
+        end
         if j.idempotency_key then
             local field = idem_field(j.user_id, j.idempotency_key)
             if redis.call('HGET', P .. ':idem', field) == id then redis.call('HDEL', P .. ':idem', field) end

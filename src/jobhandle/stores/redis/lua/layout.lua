@@ -3,7 +3,8 @@
 -- release's). Returns the version found (higher than A.layout: written by a newer release, left alone).
 --
 -- Layout 1 (0.1.0, no P:layout key): idempotency keys were global, the users waiting at a level were scored 0
--- and had no P:uready set. Layout 2: keys per user, users scored by turn, P:uready, P:served.
+-- and had no P:uready set. Layout 2: keys per user, users scored by turn, P:uready, P:served. Layout 3: the
+-- search indexes P:ids and P:usernames.
 local found = tonumber(redis.call('GET', P .. ':layout') or '0')
 if found == 0 and redis.call('EXISTS', P .. ':seq') == 1 then
     found = 1
@@ -30,6 +31,20 @@ if found == 1 then
         end
     end
     found = 2
+end
+if found == 2 then -- the search indexes, from every job's id and user (once: O(jobs), in steps of 10,000)
+    local start = 0
+    while true do
+        local ids = redis.call('ZRANGE', P .. ':created', start, start + 9999)
+        for _, id in ipairs(ids) do
+            redis.call('ZADD', P .. ':ids', 0, id)
+            local user = redis.call('HGET', jkey(id), 'user_id')
+            if user then redis.call('ZADD', P .. ':usernames', 0, user) end
+        end
+        if #ids < 10000 then break end
+        start = start + 10000
+    end
+    found = 3
 end
 if found == 0 then found = A.layout end
 if found <= A.layout then redis.call('SET', P .. ':layout', A.layout) end

@@ -305,6 +305,8 @@ local function insert(specs, now)
             enter(j)
             redis.call('ZADD', P .. ':created', now, id)
             redis.call('ZADD', P .. ':user:' .. j.user_id, now, id)
+            redis.call('ZADD', P .. ':ids', 0, id)
+            redis.call('ZADD', P .. ':usernames', 0, j.user_id)
             if spec.idempotency_key ~= NULL then
                 redis.call('HSET', P .. ':idem', idem_field(j.user_id, spec.idempotency_key), id)
             end

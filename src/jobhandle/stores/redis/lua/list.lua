@@ -1,5 +1,7 @@
 -- Store.list_jobs: A = {statuses, job_type, user_id, queue, idempotency_key, search, created_after,
--- created_before, sort, descending, limit, offset}. Candidates come from the narrowest index at hand, in
+-- created_before, sort, descending, limit, offset, after_created, after_seq, search_end, search_id_end,
+-- search_limit, scan_limit}. A search reads at most search_limit candidates of each of its two indexes;
+-- a sort by another field than created_at or an offset past scan_limit is refused (returns {'too many', n}). Candidates come from the narrowest index at hand, in
 -- creation order; sorted by creation, the walk stops once the page is complete, otherwise every candidate
 -- is read and sorted (ties by sequence number, nulls first ascending, as SQL does).
 local wanted = {}
@@ -16,6 +18,17 @@ else
 end
 local lo = A.created_after ~= NULL and A.created_after or '-inf'
 local hi = A.created_before ~= NULL and '(' .. A.created_before or '+inf'
+-- A keyset position (sorts by created_at only): start the walk at its creation time, skipping the jobs of that
+-- same time up to and including its seq.
+local after_created = A.after_created ~= NULL and tonumber(A.after_created) or nil
+local after_seq = A.after_seq ~= NULL and tonumber(A.after_seq) or nil
+if after_created then
+    if A.descending then
+        if A.created_before == NULL or after_created < tonumber(A.created_before) then hi = A.after_created end
+    elseif A.created_after == NULL or after_created > tonumber(A.created_after) then
+        lo = A.after_created
+    end
+end
 local by_created = A.sort == 'created_at'
 local need = A.offset + A.limit
 local search = A.search ~= NULL and A.search or nil
@@ -34,7 +47,15 @@ local function consider(id)
     local created = tonumber(f[7])
     if A.created_after ~= NULL and created < tonumber(A.created_after) then return end
     if A.created_before ~= NULL and created >= tonumber(A.created_before) then return end
-    if search and id:sub(1, #search) ~= search:lower() and not string.find(f[3], search, 1, true) then return end
+    if search and id:sub(1, #search) ~= search:lower() and f[3]:sub(1, #search) ~= search then return end
+    if after_created then
+        local seq = tonumber(f[6])
+        if A.descending then
+            if created > after_created or (created == after_created and seq >= after_seq) then return end
+        elseif created < after_created or (created == after_created and seq <= after_seq) then
+            return
+        end
+    end
     local key = f[8]
     if key and sort_field ~= 'status' then key = tonumber(key) end
     if key and sort_field == 'priority' then key = key + tonumber(f[9]) end
@@ -45,15 +66,50 @@ end
 if source == false then -- keys are per user: without one, every job is a candidate
     local id = redis.call('HGET', P .. ':idem', idem_field(A.user_id, A.idempotency_key))
     if id then consider(id) end
+elseif search then -- the start of a job id or of a user id: two lexical indexes, a bounded number of candidates
+    local lo_id, hi_id = '[' .. search:lower(), '(' .. A.search_id_end
+    for _, id in ipairs(redis.call('ZRANGEBYLEX', P .. ':ids', lo_id, hi_id, 'LIMIT', 0, A.search_limit)) do
+        consider(id)
+    end
+    local users = redis.call('ZRANGEBYLEX', P .. ':usernames', '[' .. search, '(' .. A.search_end, 'LIMIT', 0,
+                             A.search_limit)
+    local budget = tonumber(A.search_limit)
+    for _, user in ipairs(users) do
+        local ids
+        if A.descending then
+            ids = redis.call('ZREVRANGEBYSCORE', P .. ':user:' .. user, hi, lo, 'LIMIT', 0, budget)
+        else
+            ids = redis.call('ZRANGEBYSCORE', P .. ':user:' .. user, lo, hi, 'LIMIT', 0, budget)
+        end
+        for _, id in ipairs(ids) do consider(id) end
+        budget = budget - #ids
+        if budget <= 0 then break end
+    end
+    local unique, seen = {}, {}
+    for _, m in ipairs(matches) do
+        if not seen[m[1]] then seen[m[1]] = true; unique[#unique + 1] = m end
+    end
+    matches = unique
 else
-    local pos, CHUNK = 0, 500
+    -- Sorted by another field, every candidate is read: refused past a bound (it would hold Redis for every
+    -- client while it runs), and so is an offset walk that deep. The caller says so (store.py).
+    local candidates = redis.call('ZCOUNT', source, lo, hi)
+    if (not by_created and candidates > tonumber(A.scan_limit)) or A.offset > tonumber(A.scan_limit) then
+        return {'too many', candidates}
+    end
+    -- The walk goes on from the last score read (skipping the members of that score already read), so each
+    -- chunk costs a seek however deep the walk is; once it has passed over scan_limit candidates that do not
+    -- match, the list is refused like the sorts above (a filter no index serves, matching few of many jobs).
+    local limit = tonumber(A.scan_limit)
+    local CHUNK, read = math.min(500, limit), 0
+    local from, ties = nil, 0 -- the last score read, and how many members of that score were read
     local done = false
     while not done do
         local got
         if A.descending then
-            got = redis.call('ZREVRANGEBYSCORE', source, hi, lo, 'WITHSCORES', 'LIMIT', pos, CHUNK)
+            got = redis.call('ZREVRANGEBYSCORE', source, from or hi, lo, 'WITHSCORES', 'LIMIT', ties, CHUNK)
         else
-            got = redis.call('ZRANGEBYSCORE', source, lo, hi, 'WITHSCORES', 'LIMIT', pos, CHUNK)
+            got = redis.call('ZRANGEBYSCORE', source, from or lo, hi, 'WITHSCORES', 'LIMIT', ties, CHUNK)
         end
         for i = 1, #got, 2 do
             if by_created and #matches >= need and tonumber(got[i + 1]) ~= last_created then
@@ -61,9 +117,11 @@ else
                 break
             end
             consider(got[i])
+            if got[i + 1] == from then ties = ties + 1 else from, ties = got[i + 1], 1 end
         end
+        read = read + #got / 2
         if #got < 2 * CHUNK then done = true end
-        pos = pos + CHUNK
+        if not done and read - #matches >= limit then return {'too many', read} end
     end
 end
 
