@@ -307,3 +307,41 @@ def test_many_idle_streams_each_get_their_jobs_completion(client: httpx.Client, 
     assert all(final["job_id"] == job_id and final["status"] == "cancelled" for job_id, final in finals.items())
     wait_until(lambda: client.get("/api/v1/jobs/health").json()["events"]["subscribers"] == 0, DEADLINE,
                "every subscription released")
+
+
+def test_a_dashboard_stream_carries_only_what_its_page_shows(server: LiveServer, api_queue: JobQueue) -> None:
+    """/ui/events?watch=A: changes of other jobs (priority aging, say, on thousands) are not sent; the page's
+    job is; a `changed` event tells that something changed (the overview refreshes on it)."""
+    shown, other = api_queue.submit("echo"), api_queue.submit("echo")
+    with server.client() as client:
+        client.get("/")  # the session cookie
+        with client.stream("GET", "/ui/events", params={"watch": shown.job_id}) as response:
+            assert response.status_code == 200
+            events = (e for e in read_events(response.iter_lines()) if isinstance(e, Event))
+            for _ in range(20):
+                api_queue.cancel(api_queue.submit("echo").job_id)  # noise: jobs this page does not show
+            api_queue.cancel(other.job_id)
+            api_queue.cancel(shown.job_id)
+            received = []
+            for event in events:
+                received.append(event)
+                if event.event == "job_complete":
+                    break
+            jobs = [e.data["job_id"] for e in received if e.event.startswith("job_")]
+            assert jobs == [shown.job_id], "only the watched job's change is sent"
+            assert any(e.event == "changed" for e in received) or next(events).event == "changed"
+
+
+def test_a_dashboard_stream_with_new_takes_in_jobs_created_after_it_opened(server: LiveServer,
+                                                                           api_queue: JobQueue) -> None:
+    before = api_queue.submit("echo")
+    with server.client() as client:
+        client.get("/")
+        with client.stream("GET", "/ui/events", params={"new": "1", "since": f"{time.time():.6f}"}) as response:
+            events = (e for e in read_events(response.iter_lines()) if isinstance(e, Event)
+                      and e.event.startswith("job_"))
+            api_queue.cancel(before.job_id)  # existed before: not new
+            fresh = api_queue.submit("echo")
+            assert next(events).data["job_id"] == fresh.job_id
+            api_queue.cancel(fresh.job_id)  # and watched from then on
+            assert next(events).data == api_queue.get(fresh.job_id).to_dict()

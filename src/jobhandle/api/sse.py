@@ -43,7 +43,7 @@ def last_event_id(header: str | None) -> int | None:
     return int(text)
 
 
-async def _next(sub: Subscription, timeout: float) -> Job | None:
+async def next_change(sub: Subscription, timeout: float) -> Job | None:
     """The subscription's next change, or None after ``timeout`` seconds without one."""
     try:
         return await asyncio.wait_for(sub.queue.get(), timeout)
@@ -51,7 +51,7 @@ async def _next(sub: Subscription, timeout: float) -> Job | None:
         return None
 
 
-def _drain(sub: Subscription) -> None:
+def drain(sub: Subscription) -> None:
     """Forget what an overflowed subscription holds; its owner resyncs from the store instead."""
     sub.overflowed = False
     while not sub.queue.empty():
@@ -87,10 +87,10 @@ async def job_stream(sub: Subscription, first: Job, resume_after: int | None, re
             if job.is_terminal:
                 return
         if sub.overflowed:
-            _drain(sub)
+            drain(sub)
             job = await run_in_threadpool(read)
             continue
-        job = await _next(sub, keepalive)
+        job = await next_change(sub, keepalive)
         if job is None:
             yield KEEPALIVE
 
@@ -114,7 +114,7 @@ async def feed_stream(hub: ChangeHub, sub: Subscription, store: Store, resume_af
     replay_from = resume_after
     while True:
         if sub.overflowed:  # too slow to keep up live: catch up from the store, then go on live
-            _drain(sub)
+            drain(sub)
             replay_from = sent
         if replay_from is not None:
             async for old in replay(replay_from):
@@ -122,7 +122,7 @@ async def feed_stream(hub: ChangeHub, sub: Subscription, store: Store, resume_af
                 yield job_event(old)
             replay_from = None
             continue
-        job = await _next(sub, keepalive)
+        job = await next_change(sub, keepalive)
         if job is None:
             yield KEEPALIVE
         elif job.seq > sent:
@@ -145,10 +145,10 @@ async def poll(sub: Subscription, first: Job, current_status: JobStatus | None, 
     deadline = loop.time() + timeout
     while (remaining := deadline - loop.time()) > 0:
         if sub.overflowed:
-            _drain(sub)
+            drain(sub)
             change: Job | None = await run_in_threadpool(read)
         else:
-            change = await _next(sub, remaining)
+            change = await next_change(sub, remaining)
         if change is None:
             break
         if change.seq > job.seq:

@@ -43,7 +43,8 @@ class FailureGroup:
 
 
 def failed_jobs(queue: JobQueue, principal: Principal) -> list[Job]:
-    return queue.list([JobStatus.FAILED.value], user_id=principal.scope(None), sort="-completed_at",
+    """The newest SCAN_LIMIT failed jobs (by submission: the order both stores index)."""
+    return queue.list([JobStatus.FAILED.value], user_id=principal.scope(None), sort="-created_at",
                       limit=SCAN_LIMIT)
 
 

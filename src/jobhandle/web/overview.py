@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..api.auth import Principal
 from ..api.routes.jobs import user_stats
 from ..config import Settings
+from ..errors import InvalidParameterError
 from ..models import JobStatus, utcnow
 from ..queue import JobQueue
 
@@ -61,9 +63,7 @@ class Overview:
         by_queue: dict[str, dict[str, int]] = stats.get("by_queue") or {}
         busiest = sorted(by_queue.items(), key=lambda item: -sum(item[1].values()))[:QUEUE_LIMIT]
         for name, counts in busiest:
-            oldest = self.queue.list([JobStatus.PENDING.value], queue=name, user_id=user_id, sort="created_at",
-                                     limit=1)
-            wait = (now - oldest[0].created_at).total_seconds() if oldest else None
+            wait = self._oldest_wait(name, user_id, now) if counts.get("pending") else None
             queues.append({"name": name, "pending": counts.get("pending", 0), "running": counts.get("running", 0),
                            "scheduled": counts.get("scheduled", 0) + counts.get("retrying", 0),
                            "waiting": counts.get("waiting", 0), "failed": counts.get("failed", 0),
@@ -71,6 +71,16 @@ class Overview:
         workers = self.queue.workers() if user_id is None else []
         return {"stats": stats, "queues": queues, "workers": workers,
                 "alerts": self._alerts(stats, queues, user_id is None), "as_of": now.isoformat()}
+
+    def _oldest_wait(self, queue: str, user_id: str | None, now: datetime) -> float | None:
+        """Seconds the queue's oldest pending job has waited; None when the store will not look that far (a
+        Redis store with many more pending jobs in other queues refuses the walk rather than stall)."""
+        try:
+            oldest = self.queue.list([JobStatus.PENDING.value], queue=queue, user_id=user_id, sort="created_at",
+                                     limit=1)
+        except InvalidParameterError:
+            return None
+        return (now - oldest[0].created_at).total_seconds() if oldest else None
 
     def _alerts(self, stats: dict[str, Any], queues: list[dict[str, Any]], sees_workers: bool) -> list[dict[str, str]]:
         alerts: list[dict[str, str]] = []

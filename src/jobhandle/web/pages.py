@@ -55,8 +55,9 @@ def _query(values: dict[str, str], **changes: str | None) -> str:
 def overview(request: Request, principal: PagePrincipal) -> Response:
     state = state_of(request)
     snapshot = request.app.state.jobhandle_overview.snapshot(principal)
+    # Newest submitted first: the order every store keeps an index in (sorting by completion would read them all).
     recent_failures = state.queue.list([JobStatus.FAILED.value], user_id=principal.scope(None),
-                                       sort="-completed_at", limit=5)
+                                       sort="-created_at", limit=5)
     return page(request, principal, "overview.html", {"section": "overview", "o": snapshot,
                                                       "recent_failures": recent_failures})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def page(request: Request, principal: Principal | None, name: str, context: dict
         assert session is not None
     response = templates.TemplateResponse(request, name, {
         "principal": principal, "csrf": sessions.csrf_token(session), "auth_required": sessions.required,
-        **context}, status_code=status_code)
+        "rendered_at": f"{time.time():.6f}", **context}, status_code=status_code)
     if cookie is not None:
         set_session_cookie(request, response, cookie, sessions.lifetime)
     return response

@@ -6,9 +6,10 @@ the overview is the shared snapshot (overview.py). Actions need the session's CS
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import time
+from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -23,6 +24,7 @@ from ..errors import InvalidParameterError, JobHandleError
 from ..models import CANCELLABLE, RESTARTABLE, JobStatus
 from .failures import failed_jobs, group_failures
 from .guard import UiPrincipal, state_of
+from .live import Interest, page_stream, parse_watch
 from .pages import filter_from
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -33,13 +35,15 @@ BATCH = 500
 
 
 @router.get("/events")
-async def events(request: Request, principal: UiPrincipal,
-                 last_event_id: Annotated[str | None, Header()] = None) -> Response:
+async def events(request: Request, principal: UiPrincipal, watch: str | None = None, new: bool = False,
+                 failures: bool = False, since: float | None = None) -> Response:
+    """The open page's events (web/live.py): the jobs it ``watch``es, ``new`` jobs (created after ``since``,
+    the page's render time; default now), ``failures``; ``changed``."""
     state = state_of(request)
-    resume_after = sse.last_event_id(last_event_id)
     sub = state.hub.subscribe(user_id=None if principal.admin else principal.user_id)
-    stream = sse.feed_stream(state.hub, sub, state.queue.store, resume_after, state.settings.sse_keepalive_seconds)
-    return sse.SubscribedStream(stream, state.hub, sub)
+    opened = time.time() if since is None else min(since, time.time())
+    interest = Interest(watch=parse_watch(watch), new=new, failures=failures, opened_at=opened)
+    return sse.SubscribedStream(page_stream(sub, interest, state.settings.sse_keepalive_seconds), state.hub, sub)
 
 
 @router.get("/overview")

@@ -5,6 +5,7 @@
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const PAGE = document.body.dataset.page;
 const FALLBACK_MS = 30000;
+const RECONNECT_MS = 3000;
 const OVERVIEW_MIN_MS = 1000;
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const CANCELLABLE = new Set(["waiting", "scheduled", "pending", "running", "retrying"]);
@@ -82,7 +83,8 @@ function confirmDialog(title, text, yes) {
 // -- updating what is on the page from a job -------------------------------------------------------------------
 
 function setText(scope, field, text) {
-  scope.querySelectorAll(`[data-f="${field}"]`).forEach((n) => { n.textContent = text; });
+  // Only what changed is written: an unchanged field is left alone (no layout work, no mutation).
+  scope.querySelectorAll(`[data-f="${field}"]`).forEach((n) => { if (n.textContent !== String(text)) n.textContent = text; });
 }
 
 function setTime(scope, field, iso) {
@@ -327,7 +329,6 @@ function setUpSubmitForm(form) {
     try {
       const job = await call("POST", "/ui/jobs", submitBody(form));
       watch(job);
-      updateDetail(await call("GET", `/ui/jobs/${encodeURIComponent(job.job_id)}`));  // what happened meanwhile
     } catch (e) {
       error.textContent = e.message;
     } finally {
@@ -341,6 +342,7 @@ function watch(job) {
   monitor.hidden = false;
   document.body.dataset.watch = job.job_id;
   watched.add(job.job_id);
+  connect();  // the stream now carries this job's changes too
   document.getElementById("monitor-id").textContent = job.job_id;
   document.getElementById("monitor-link").setAttribute("href", `/jobs/${encodeURIComponent(job.job_id)}`);
   monitor.querySelector('[data-f="job_type"]').textContent = job.job_type;
@@ -472,21 +474,47 @@ function onJob(event) {
   if (document.body.dataset.watch === job.job_id) updateDetail(job);
   onListChange(job);
   notify(job);
-  scheduleOverview();
 }
 
+// The stream carries only what this page shows (see web/live.py): the jobs on it, new jobs where the page
+// takes them in, failures where they raise a notice; "changed" at most once a second for the overview.
+function streamUrl() {
+  const ids = new Set([...document.querySelectorAll("[data-job]")].map((n) => n.dataset.job));
+  for (const id of watched) ids.add(id);
+  ids.delete("00000000-0000-4000-8000-000000000000");  // the row template's placeholder
+  const params = new URLSearchParams();
+  if (ids.size) params.set("watch", [...ids].slice(0, 1000).join(","));
+  if (PAGE === "jobs" && document.body.dataset.firstPage === "yes") {
+    params.set("new", "1");
+    params.set("since", document.body.dataset.rendered);  // jobs created after the server rendered the page
+  }
+  if (PAGE === "overview") params.set("failures", "1");
+  return `/ui/events?${params}`;
+}
+
+let source = null;
 function connect() {
   if (PAGE === "login" || !window.EventSource) return;
-  const source = new EventSource("/ui/events");
-  source.addEventListener("open", () => {
+  if (source) source.close();
+  source = new EventSource(streamUrl());
+  source.addEventListener("open", async () => {
     setLive("open", "live");
     if (fallback) { clearInterval(fallback); fallback = null; scheduleOverview(); }
+    const id = document.body.dataset.watch;
+    if (PAGE === "submit" && id) {  // what happened to the job before this stream carried it
+      try { updateDetail(await call("GET", `/ui/jobs/${encodeURIComponent(id)}`)); } catch (e) { /* next event */ }
+    }
   });
   source.addEventListener("job_update", onJob);
   source.addEventListener("job_complete", onJob);
+  source.addEventListener("changed", scheduleOverview);
+  source.addEventListener("resync", scheduleOverview);
   source.addEventListener("error", () => {
     setLive("down", "reconnecting (refresh every 30 s)");
     if (!fallback) fallback = setInterval(() => { if (PAGE === "overview") refreshOverview(); }, FALLBACK_MS);
+    // Reconnect ourselves, with what the page shows now (EventSource would reuse the first URL).
+    source.close();
+    setTimeout(connect, RECONNECT_MS);
   });
 }
 
