@@ -61,8 +61,10 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=os.environ.get("JOBHANDLE_CHROMIUM", "/usr/bin/chromium"),
                                         args=["--no-sandbox", "--disable-background-networking"])
             failed = queue.list(["failed"], limit=1)[0].job_id
-            pages = {"overview": "/", "jobs": "/jobs", "job": f"/jobs/{running[0]}", "failed-job": f"/jobs/{failed}",
-                     "workers": "/workers"}
+            queue.schedule("document_processing", "0 * * * *", {"document": "hourly.pdf"}, name="hourly report")
+            queue.schedule("extraction", "*/15 * * * *", {"document": "inbox.pdf"}, name="inbox sweep")
+            pages = {"overview": "/", "jobs": "/jobs", "job": f"/jobs/{running[0].job_id}", "failed-job": f"/jobs/{failed}",
+                     "failures": "/failures", "schedules": "/schedules", "submit": "/submit", "workers": "/workers"}
             for scheme in ("light", "dark"):
                 context = browser.new_context(color_scheme=scheme, viewport={"width": 1360, "height": 860})
                 page = context.new_page()
