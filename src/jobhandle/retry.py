@@ -8,6 +8,7 @@ that, so jobs that failed together do not come back together.
 from __future__ import annotations
 
 import random
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,9 +37,19 @@ def backoff_seconds(base: float, attempt: int, cap: float, rand: Callable[[], fl
     return raw * (0.5 + 0.5 * rand())
 
 
+TRACEBACK_LIMIT = 8000
+"""Characters of a traceback an attempt's error record keeps (its end: where it was raised)."""
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def traceback_of(exc: BaseException) -> str:
+    """The exception's traceback as Python prints it, cut to its last TRACEBACK_LIMIT characters."""
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    return text if len(text) <= TRACEBACK_LIMIT else "…" + text[-TRACEBACK_LIMIT:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +61,12 @@ class Failure:
     error_type: str
     permanent: bool = False
     asked_delay: float | None = None  # Retry(delay=...) from the handler
+    traceback: str | None = None
 
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
         return cls(describe(exc), type(exc).__name__, isinstance(exc, PermanentError),
-                   exc.delay if isinstance(exc, Retry) else None)
+                   exc.delay if isinstance(exc, Retry) else None, traceback_of(exc))
 
 
 def outcome_for_error(job: Job, exc: BaseException, now: datetime, cap: float) -> Outcome:
@@ -64,16 +76,17 @@ def outcome_for_error(job: Job, exc: BaseException, now: datetime, cap: float) -
 
 def outcome_for_failure(job: Job, failure: Failure, now: datetime, cap: float) -> Outcome:
     if failure.permanent or job.attempts > job.max_retries:
-        return Outcome(JobStatus.FAILED, error=failure.error, error_type=failure.error_type)
+        return Outcome(JobStatus.FAILED, error=failure.error, error_type=failure.error_type,
+                       traceback=failure.traceback)
     delay = failure.asked_delay if failure.asked_delay is not None else \
         backoff_seconds(job.retry_delay, job.attempts, cap)
     return Outcome(JobStatus.RETRYING, error=failure.error, error_type=failure.error_type,
-                   run_at=now + timedelta(seconds=max(0.0, delay)))
+                   traceback=failure.traceback, run_at=now + timedelta(seconds=max(0.0, delay)))
 
 
 def permanent_failure(exc: BaseException) -> Outcome:
     """FAILED at once, whatever attempts remain: for failures no retry can fix (decided by the worker)."""
-    return Outcome(JobStatus.FAILED, error=describe(exc), error_type=type(exc).__name__)
+    return Outcome(JobStatus.FAILED, error=describe(exc), error_type=type(exc).__name__, traceback=traceback_of(exc))
 
 
 class WorkerLostError(Exception):

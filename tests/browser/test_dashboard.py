@@ -102,6 +102,11 @@ def test_restart_a_failed_job(make_dashboard: MakeDashboard, new_page: NewPage) 
     wait_until(lambda: d.queue.get(job_id).attempts >= 1 and d.queue.get(job_id).status is JobStatus.FAILED
                and len(d.queue.get(job_id).error_history) >= 2, 10, "the restarted job to run (and fail) again")
     expect(page.locator(".toast", has_text="failed")).to_have_count(1)
+    page.goto(f"{d.url}/jobs/{job_id}")
+    attempts = page.locator('[data-f="error_history"] li')
+    expect(attempts).to_have_count(2)
+    expect(attempts.first).to_contain_text("on browser-worker")
+    expect(attempts.first.locator("pre")).to_contain_text('in boom\n    raise RuntimeError(message)')
 
 
 def test_bulk_cancel_by_filter_shows_the_count_first(make_dashboard: MakeDashboard, new_page: NewPage) -> None:

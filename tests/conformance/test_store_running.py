@@ -243,3 +243,20 @@ def test_an_outcome_without_progress_adds_no_history_entry(store: Store) -> None
     job = claim_one(store, now)
     assert store.finish(AttemptKey(job.job_id, "w1", job.attempts), Outcome(JobStatus.COMPLETED), now)
     assert get(store, job.job_id).progress_history == []
+
+
+def test_each_failed_attempt_keeps_its_traceback_and_worker(store: Store) -> None:
+    """The error history is the per-attempt record a failure page shows: what was raised, where (the
+    traceback), on which worker."""
+    now = utcnow()
+    submit(store, now, max_retries=1)
+    first = claim_one(store, now, worker_id="w1")
+    trace = 'Traceback (most recent call last):\n  File "tasks.py", line 3, in parse\nValueError: bad page'
+    assert store.finish(AttemptKey(first.job_id, "w1", first.attempts),
+                        Outcome(JobStatus.RETRYING, error="ValueError: bad page", error_type="ValueError",
+                                traceback=trace, run_at=now), now)
+    second = claim_one(store, later(now, 1), worker_id="w2")
+    assert store.finish(AttemptKey(second.job_id, "w2", second.attempts),
+                        Outcome(JobStatus.FAILED, error="ValueError: again", error_type="ValueError"), later(now, 2))
+    history = get(store, first.job_id).error_history
+    assert [(h["attempt"], h["worker_id"], h.get("traceback")) for h in history] == [(1, "w1", trace), (2, "w2", None)]

@@ -133,6 +133,8 @@ def test_failures_in_the_child_follow_the_retry_policy(queue: JobQueue, registry
     assert done["crashed"].error_type == "JobProcessDied" and "exited with code 3" in (done["crashed"].error or "")
     assert done["permanent"].status is JobStatus.FAILED and done["permanent"].attempts == 1
     assert done["permanent"].error_type == "PermanentError"
+    [record] = done["permanent"].error_history  # the child's traceback crossed the process boundary
+    assert record["traceback"].startswith("Traceback") and "PermanentError" in record["traceback"]
     assert done["retried"].status is JobStatus.COMPLETED and done["retried"].result == 2
     assert [e["error_type"] for e in done["retried"].error_history] == ["Retry"]
     assert done["unfit"].status is JobStatus.FAILED and done["unfit"].error_type == "InvalidParameterError"

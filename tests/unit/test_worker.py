@@ -312,6 +312,11 @@ def test_errors_retry_then_fail_keeping_every_attempts_error(queue: JobQueue, re
         (1, "ValueError: boom 1", "ValueError"), (2, "ValueError: boom 2", "ValueError"),
         (3, "ValueError: boom 3", "ValueError")]
     assert done.result is None and done.completed_at is not None
+    workers = {e["worker_id"] for e in done.error_history}
+    assert len(workers) == 1 and all(workers), "each attempt names the worker that ran it (one here)"
+    for entry in done.error_history:  # where it was raised, for the failure page
+        assert entry["traceback"].startswith("Traceback (most recent call last):")
+        assert "in always_fails" in entry["traceback"] and entry["traceback"].endswith(entry["error"])
 
 
 def test_permanent_error_fails_without_retrying(queue: JobQueue, registry: HandlerRegistry) -> None:

@@ -90,6 +90,19 @@ class ProgressUpdate:
     started_at: datetime | None = None  # when the handler began (the claim time stands until it is written)
 
 
+def error_entry(attempt: int, worker_id: str, outcome: Outcome, at: datetime | None) -> str | None:
+    """The ``error_history`` entry (JSON text) of an attempt that ended in an error, as every store appends
+    it: the attempt, when, on which worker, the error, its type and (when the worker sent one) the
+    traceback. None for an attempt without an error."""
+    if outcome.error is None:
+        return None
+    entry: dict[str, Any] = {"attempt": attempt, "at": iso(at), "worker_id": worker_id, "error": outcome.error,
+                             "error_type": outcome.error_type}
+    if outcome.traceback is not None:
+        entry["traceback"] = outcome.traceback
+    return dumps_json(entry)
+
+
 def history_entry(update: ProgressUpdate | None) -> str | None:
     """The ``progress_history`` entry (JSON text) of a report, as every store appends it: for a progress write
     and for the report an outcome carries. None when there is no report."""
@@ -112,6 +125,7 @@ class Outcome:
     result: Any = None
     error: str | None = None
     error_type: str | None = None
+    traceback: str | None = None  # where the error was raised: kept in the attempt's error_history entry
     run_at: datetime | None = None
     execution_time_seconds: float | None = None
     cpu_seconds: float | None = None

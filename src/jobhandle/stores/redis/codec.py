@@ -18,9 +18,8 @@ from ...models import (
     at_ts,
     dumps_json,
     from_ts,
-    iso,
 )
-from ..base import Outcome, ProgressUpdate, history_entry
+from ..base import Outcome, ProgressUpdate, error_entry, history_entry
 
 
 def num(value: float | int | None) -> str | None:
@@ -123,12 +122,9 @@ def finish_item(job_id: str, worker_id: str, attempt: int, outcome: Outcome, now
     for name, value in (("cpu_seconds", outcome.cpu_seconds), ("peak_memory_mb", outcome.peak_memory_mb)):
         if value is not None:
             fields[name] = num(value)
-    error_entry = None
-    if outcome.error is not None:
-        error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
-                                  "error_type": outcome.error_type})
     return {"job_id": job_id, "worker_id": worker_id, "attempt": attempt, "status": status.value, "set": fields,
-            "error_entry": error_entry, "progress_entry": history_entry(outcome.progress)}
+            "error_entry": error_entry(attempt, worker_id, outcome, from_ts(now_ts)),
+            "progress_entry": history_entry(outcome.progress)}
 
 
 def schedule_fields(s: Schedule) -> dict[str, str | None]:

@@ -14,10 +14,9 @@ from ...models import (
     check_finish,
     dumps_json,
     from_ts,
-    iso,
     to_ts,
 )
-from ..base import AttemptKey, Outcome, ProgressUpdate, history_entry
+from ..base import AttemptKey, Outcome, ProgressUpdate, error_entry, history_entry
 from .codec import progress_params, row_to_job
 from .commit import Tx
 from .deps import resolve_dependants
@@ -54,10 +53,7 @@ def finish_all(tx: Tx, attempts: Sequence[Attempt], now_ts: float) -> list[bool]
 
 
 def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome, now_ts: float, seq: int) -> bool:
-    error_entry = None
-    if outcome.error is not None:
-        error_entry = dumps_json({"attempt": attempt, "at": iso(from_ts(now_ts)), "error": outcome.error,
-                                  "error_type": outcome.error_type})
+    entry = error_entry(attempt, worker_id, outcome, from_ts(now_ts))
     terminal = outcome.status in TERMINAL_STATUSES
     result = outcome.result
     progress = progress_params(outcome.progress)
@@ -68,7 +64,7 @@ def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
         "status": outcome.status.value,
         "result": None if outcome.status is not JobStatus.COMPLETED else "null" if result is None else
         dumps_json(result),
-        "error": outcome.error, "error_type": outcome.error_type, "error_entry": error_entry,
+        "error": outcome.error, "error_type": outcome.error_type, "error_entry": entry,
         "entry": history_entry(outcome.progress), "limit": PROGRESS_HISTORY_LIMIT,
         "error_limit": ERROR_HISTORY_LIMIT, "completed_at": now_ts if terminal else None,
         "run_at": to_ts(outcome.run_at), "execution_time": outcome.execution_time_seconds,

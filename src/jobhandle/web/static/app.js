@@ -94,7 +94,17 @@ function setTime(scope, field, iso) {
   });
 }
 
+// A job's state can reach the page twice, from the stream and from a request's answer, in either order: an
+// older state (a lower seq, the job's change number) never overwrites a newer one.
+const shownSeq = new Map();
+function stale(job) {
+  if (job.seq < (shownSeq.get(job.job_id) || 0)) return true;
+  shownSeq.set(job.job_id, job.seq);
+  return false;
+}
+
 function updateJob(scope, job) {
+  if (job.seq < (shownSeq.get(job.job_id) || 0)) return;
   scope.dataset.status = job.status;
   scope.querySelectorAll('[data-f="status"]').forEach((n) => { n.textContent = job.status; n.className = `status s-${job.status}`; });
   scope.querySelectorAll('[data-f="progress"]').forEach((n) => {
@@ -114,6 +124,7 @@ function updateJob(scope, job) {
 }
 
 function updateDetail(job) {
+  if (stale(job)) return;
   const head = document.querySelector(".job-head");
   updateJob(head, job);
   updateJob(document.querySelector("main"), job);
@@ -142,7 +153,8 @@ function updateDetail(job) {
   if (attempts) {
     attempts.replaceChildren(...(job.error_history || []).map((e) => el("li", {},
       `attempt ${e.attempt ?? "?"}: `, el("strong", {}, e.error_type || "error"), " ",
-      el("time", { datetime: e.at || "" }, e.at || ""), el("pre", { class: "error" }, e.traceback || e.error || ""))));
+      el("time", { datetime: e.at || "" }, e.at || ""), e.worker_id ? ` on ${e.worker_id}` : "",
+      el("pre", { class: "error" }, e.traceback || e.error || ""))));
     renderTimes(attempts);
   }
 }
@@ -161,6 +173,7 @@ function matchesFilter(job) {
 
 const announced = new Set();
 function onListChange(job) {
+  if (document.body.dataset.watch !== job.job_id && stale(job)) return;  // (a job page checked it already)
   const row = document.querySelector(`#jobs tr[data-job="${job.job_id}"], #recent-failures tr[data-job="${job.job_id}"]`);
   if (row) {
     const was = row.dataset.status;
