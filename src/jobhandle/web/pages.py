@@ -24,6 +24,8 @@ from .render import page, set_session_cookie
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZES = (25, 50, 100, 200)
+TEXT_FILTERS = ("job_type", "queue", "user_id", "q", "created_after", "created_before")
+"""The jobs page's filters given as text (status and sort are parsed on their own)."""
 PLACEHOLDER = Job(job_type="", job_id="00000000-0000-4000-8000-000000000000", user_id="")
 """The row the page's script clones for a job that arrives live (it fills every field in)."""
 SORTS = {"-created_at": "newest first", "created_at": "oldest first", "status": "status", "-progress": "progress",
@@ -37,8 +39,7 @@ def filter_from(params: QueryParams) -> tuple[JobFilter, dict[str, str]]:
     sort = params.get("sort") or "-created_at"
     if sort not in SORTS:
         raise InvalidParameterError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
-    text = {name: (params.get(name) or "").strip() for name in
-            ("job_type", "queue", "user_id", "q", "created_after", "created_before")}
+    text = {name: (params.get(name) or "").strip() for name in TEXT_FILTERS}
     f = JobFilter(statuses=statuses, job_type=text["job_type"] or None, queue=text["queue"] or None,
                   user_id=text["user_id"] or None, q=text["q"] or None,
                   created_after=utc(text["created_after"] or None, "created_after"),
@@ -73,7 +74,7 @@ def jobs(request: Request, principal: PagePrincipal,
     except InvalidParameterError as exc:  # shown above the table, the filter bar kept as typed
         found, next_cursor, problem = [], None, exc.message
         values = {name: request.query_params.get(name, "") for name in
-                  ("job_type", "queue", "user_id", "q", "created_after", "created_before", "sort", "status")}
+                  (*TEXT_FILTERS, "sort", "status")}
         f = JobFilter()
     counts = state.queue.store.counts() if principal.admin else None
     return page(request, principal, "jobs.html", {
