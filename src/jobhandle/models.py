@@ -12,7 +12,7 @@ import os
 import reprlib
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from enum import Enum, IntEnum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
@@ -311,7 +311,9 @@ class JobMetrics:
     peak_memory_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"execution_time_seconds": self.execution_time_seconds, "items_processed": self.items_processed,
+                "total_items": self.total_items, "cpu_seconds": self.cpu_seconds,
+                "peak_memory_mb": self.peak_memory_mb}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> JobMetrics:
@@ -440,7 +442,7 @@ class Job:
             "max_retries": self.max_retries,
             "retry_delay": self.retry_delay,
             "timeout_seconds": self.timeout_seconds,
-            "depends_on": [asdict(d) for d in self.depends_on],
+            "depends_on": [{"job_id": d.job_id, "condition": d.condition} for d in self.depends_on],
             "cron_expression": self.cron_expression,
             "schedule_id": self.schedule_id,
             "idempotency_key": self.idempotency_key,

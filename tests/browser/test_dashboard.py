@@ -223,7 +223,8 @@ def test_the_pages_make_no_request_to_another_origin(make_dashboard: MakeDashboa
     assert page.console_errors == []
 
 
-KEYS = "admin-key-0123456789:root:admin,alice-key-0123456789:alice,bob-key-0123456789:bob,view-key-0123456789:ops:viewer"
+KEYS = ("admin-key-0123456789:root:admin,alice-key-0123456789:alice,bob-key-0123456789:bob,"
+        "view-key-0123456789:ops:viewer")
 
 
 def sign_in(page: Any, d: Dashboard, key: str, path: str = "/jobs") -> None:
@@ -276,7 +277,8 @@ def test_a_viewer_sees_everything_and_cannot_act(make_dashboard: MakeDashboard, 
         {method: "POST", headers: {"X-CSRF-Token": token}})).status""", [job_id, token])
     assert status == 403
     assert d.queue.get(job_id).status is JobStatus.PENDING
-    over_api = httpx.post(f"{d.url}/api/v1/jobs/cancel/{job_id}", headers={"Authorization": "Bearer view-key-0123456789"})
+    over_api = httpx.post(f"{d.url}/api/v1/jobs/cancel/{job_id}",
+                          headers={"Authorization": "Bearer view-key-0123456789"})
     assert over_api.status_code == 403 and over_api.json()["error"] == "PermissionDeniedError"
 
 

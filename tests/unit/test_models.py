@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +20,7 @@ from jobhandle.models import (
     TERMINAL_STATUSES,
     TRANSITIONS,
     Dependency,
+    JobMetrics,
     as_utc,
     can_transition,
     check_finish,
@@ -183,6 +185,15 @@ def test_job_dict_has_iso_times_with_offsets() -> None:
     assert data["created_at"] == "2024-01-02T03:04:05+00:00"
     assert data["status"] == "pending" and data["scheduled_time"] is None
     assert set(data["metrics"]) >= {"execution_time_seconds", "items_processed", "total_items"}
+
+
+def test_metrics_and_dependencies_carry_every_field_into_the_dict() -> None:
+    metrics = JobMetrics(1.5, 2, 3, 0.25, 12.0)
+    assert metrics.to_dict() == {f.name: getattr(metrics, f.name) for f in fields(JobMetrics)}
+    assert JobMetrics.from_dict(metrics.to_dict()) == metrics
+    dep = Dependency(str(uuid.uuid4()), "failure")
+    assert Job("x", depends_on=[dep]).to_dict()["depends_on"] == [
+        {f.name: getattr(dep, f.name) for f in fields(Dependency)}]
 
 
 def test_new_jobs_get_uuid4_ids_and_utc_creation_times() -> None:

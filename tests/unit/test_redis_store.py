@@ -183,7 +183,8 @@ def load_layout_1(client: redis.Redis, prefix: str) -> None:
 
 def test_a_store_of_the_last_release_before_layout_versions_is_upgraded(request: pytest.FixtureRequest) -> None:
     """0.1.0's keys (tests/unit/data) are brought to this layout at open: idempotency keys per user, waiting
-    users scored by their turn, the search indexes built. The round robin goes on where it was; nothing stored is lost."""
+    users scored by their turn, the search indexes built. The round robin goes on where it was; nothing stored is
+    lost."""
     url = redis_url(request)
     location = parse_redis_url(url)
     client = redis.Redis.from_url(location.url, decode_responses=True)

@@ -18,6 +18,7 @@ from .auth import Authenticator, load_keys
 from .events import ChangeHub
 from .limits import BodyLimitMiddleware
 from .metrics import ApiMetrics
+from .offload import ReadBatcher
 from .routes import extraction, jobs, schedules, system
 from .state import ApiState
 
@@ -73,10 +74,11 @@ def create_app(queue: JobQueue | None = None, settings: Settings | None = None) 
     queue = queue or JobQueue(settings=settings)
     metrics = ApiMetrics(queue)
     state = ApiState(queue=queue, settings=settings, hub=ChangeHub(queue.store, metrics.observe), metrics=metrics,
-                     auth=Authenticator(load_keys(settings)))
+                     auth=Authenticator(load_keys(settings)), reads=ReadBatcher())
 
     def shut_down() -> None:
         state.hub.stop()
+        state.reads.close()
         if owns_queue:
             queue.close()
 

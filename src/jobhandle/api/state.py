@@ -1,4 +1,4 @@
-"""What the routes share: the app's JobQueue, settings, change hub, metrics and authenticator."""
+"""What the routes share: the app's JobQueue, settings, change hub, metrics, authenticator and read batcher."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..queue import JobQueue
 from .auth import Authenticator, Principal, authenticate
 from .events import ChangeHub
 from .metrics import ApiMetrics
+from .offload import ReadBatcher
 
 
 @dataclass(slots=True)
@@ -24,6 +25,7 @@ class ApiState:
     hub: ChangeHub
     metrics: ApiMetrics
     auth: Authenticator
+    reads: ReadBatcher
 
     def visible_job(self, principal: Principal, job_id: str) -> Job:
         """The job if the caller may see it; JobNotFoundError otherwise (another user's job does not exist)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -196,10 +195,8 @@ def list_page(state: ApiState, principal: Principal, f: JobFilter, limit: int,
 @router.get("/status/{job_id}", response_model=JobOut, summary="Get a job's status")
 async def job_status(job_id: JobId, state: State, principal: Caller) -> Document:
     """The job with every field: status, progress, times, error, result, metrics."""
-    # The read goes to a thread (every store call stays off the event loop: a Redis round trip that hangs would
-    # stall every other request and stream), through asyncio's executor: the cheapest hop there is, which
-    # matters on the most frequent request there is.
-    job = await asyncio.get_running_loop().run_in_executor(None, state.visible_job, principal, job_id)
+    # The most frequent request there is: its read goes to a thread with the others waiting meanwhile (offload.py).
+    job = await state.reads.run(state.visible_job, principal, job_id)
     return Document(job.to_dict())
 
 
