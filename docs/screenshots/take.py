@@ -7,10 +7,12 @@ in headless Chromium (``/usr/bin/chromium``, or ``JOBHANDLE_CHROMIUM``).
 from __future__ import annotations
 
 import os
+import random
 import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -20,10 +22,34 @@ sys.path.insert(0, str(HERE.parent.parent / "tests" / "api"))
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
 from api_helpers import LiveServer  # noqa: E402
 
-from jobhandle import HandlerRegistry, JobContext, JobQueue, Settings  # noqa: E402
+from jobhandle import HandlerRegistry, Job, JobContext, JobQueue, JobStatus, Settings  # noqa: E402
 from jobhandle.api import create_app  # noqa: E402
+from jobhandle.models import utcnow  # noqa: E402
+from jobhandle.stores.base import AttemptKey, ClaimRequest, Outcome  # noqa: E402
 
 release = threading.Event()
+
+
+def past_hour(queue: JobQueue) -> None:
+    """An hour of earlier work for the analytics page, run through the store's own primitives at past times
+    (queue "archive", so the pages' other examples stay on top)."""
+    store, rng = queue.store, random.Random(7)
+    start = utcnow() - timedelta(minutes=60)
+    for minute in range(60):
+        for _ in range(rng.randint(3, 6 + minute % 10)):
+            at = start + timedelta(minutes=minute, seconds=rng.uniform(0, 50))
+            job_type = rng.choice(["document_processing", "document_processing", "extraction", "ocr"])
+            [job] = store.submit([Job(job_type, queue="archive", user_id=rng.choice(["alice", "bob", "carol"]))], at)
+            started = at + timedelta(seconds=rng.lognormvariate(-3, 1.2))
+            store.claim(ClaimRequest("archive-worker", ("archive",), 1, 60.0), started)
+            ran = rng.lognormvariate(-0.7 if job_type != "ocr" else 0.8, 0.6)
+            if rng.random() < 0.07:
+                error = rng.choice(["TimeoutError", "ValueError", "ConnectionError"])
+                outcome = Outcome(JobStatus.FAILED, error=f"{error} while reading", error_type=error,
+                                  execution_time_seconds=ran)
+            else:
+                outcome = Outcome(JobStatus.COMPLETED, result={"ok": True}, execution_time_seconds=ran)
+            store.finish(AttemptKey(job.job_id, "archive-worker", 1), outcome, started + timedelta(seconds=ran))
 
 
 def main() -> None:
@@ -47,6 +73,7 @@ def main() -> None:
         settings = Settings(store=f"sqlite:///{folder}/jobs.db", max_retries=0, heartbeat_interval=1,
                             per_user_max_concurrent_jobs=0, global_max_concurrent_jobs=0)
         queue = JobQueue(settings=settings, registry=registry)
+        past_hour(queue)
         worker = queue.worker(concurrency=3, name="worker-a").start()
         for n, user in enumerate(["alice", "bob", "carol"] * 4):
             queue.submit("document_processing", {"document": f"report-{n}.pdf", "pages": 20 + n})
@@ -64,7 +91,8 @@ def main() -> None:
             queue.schedule("document_processing", "0 * * * *", {"document": "hourly.pdf"}, name="hourly report")
             queue.schedule("extraction", "*/15 * * * *", {"document": "inbox.pdf"}, name="inbox sweep")
             pages = {"overview": "/", "jobs": "/jobs", "job": f"/jobs/{running[0].job_id}", "failed-job": f"/jobs/{failed}",
-                     "failures": "/failures", "schedules": "/schedules", "submit": "/submit", "workers": "/workers"}
+                     "failures": "/failures", "analytics": "/analytics?window=1h", "schedules": "/schedules",
+                     "submit": "/submit", "workers": "/workers"}
             for scheme in ("light", "dark"):
                 context = browser.new_context(color_scheme=scheme, viewport={"width": 1360, "height": 860})
                 page = context.new_page()

@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 
 from . import cron
+from .analytics import Analytics, summarize, window_named
 from .config import Settings
 from .errors import (
     InvalidParameterError,
@@ -302,6 +303,15 @@ class JobQueue:
             "by_queue": counts.by_queue,
             "by_type": counts.by_type,
         }
+
+    def analytics(self, window: str = "24h", *, now: datetime | None = None) -> Analytics:
+        """Throughput, success rate, wait and run time percentiles per job type and failures by error type
+        over the last ``window`` (1h, 24h or 7d), from the store's rollups (analytics.py): a few hundred rows
+        read, whatever the number of jobs, and kept after retention removed the jobs."""
+        chosen = window_named(window)
+        now = now or utcnow()
+        rows = self.store.rollups(chosen.step, now - timedelta(seconds=chosen.seconds), now)
+        return summarize(rows, chosen, now)
 
     def workers(self) -> builtins.list[dict[str, Any]]:
         """Registered workers with heartbeat age (seconds) and the ids of the jobs they run."""

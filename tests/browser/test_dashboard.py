@@ -214,7 +214,7 @@ def test_the_pages_make_no_request_to_another_origin(make_dashboard: MakeDashboa
     d = make_dashboard()
     job_id = submit(d, "echo", {"x": 1})
     page = new_page()
-    for path in ["/", "/jobs", f"/jobs/{job_id}", "/workers", "/docs"]:
+    for path in ["/", "/jobs", f"/jobs/{job_id}", "/workers", "/analytics", "/docs"]:
         page.goto(d.url + path)
         page.wait_for_load_state("networkidle")
     foreign = [u for u in page.requests_seen if not u.startswith(d.url) and not u.startswith("data:")]
@@ -408,3 +408,41 @@ def test_schedules_are_created_paused_resumed_and_deleted(make_dashboard: MakeDa
     page.get_by_role("button", name="Delete it").click()
     expect(page.locator("#schedules tr.empty")).to_have_count(1)
     assert d.queue.schedules() == []
+
+
+def test_analytics_charts_are_drawn_and_follow_new_jobs(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard()
+    done = [submit(d, "echo", {"n": n}) for n in range(3)] + [submit(d, "boom", {"message": "no disk"})]
+    for job_id in done:
+        d.queue.wait(job_id, timeout=10)
+    page = new_page()
+    page.goto(f"{d.url}/analytics?window=1h")
+    expect(page.locator("#live")).to_have_attribute("data-state", "open")
+    expect(page.locator(".chart canvas")).to_have_count(4)  # throughput, success rate, wait, run
+    expect(page.locator('[data-total="completed"]')).to_have_text("3")
+    expect(page.locator('[data-total="failed"]')).to_have_text("1")
+    expect(page.locator('[data-total="success_rate"]')).to_have_text("75.0%")
+    expect(page.locator('#analytics-types tr[data-job-type="echo"]')).to_be_visible()
+    expect(page.locator("#analytics-errors")).to_contain_text("RuntimeError")
+    page.evaluate("window.__notReloaded = true")
+    d.queue.wait(submit(d, "echo"), timeout=10)
+    expect(page.locator('[data-total="completed"]')).to_have_text("4")  # the stream said so: no reload
+    assert page.evaluate("window.__notReloaded") is True
+    page.get_by_role("link", name="last 7d").click()
+    expect(page).to_have_url(re.compile(r"window=7d"))
+    expect(page.locator('[data-total="completed"]')).to_have_text("4")
+    assert page.console_errors == []
+
+
+def test_analytics_are_for_keys_that_see_every_user(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
+    d = make_dashboard(worker=False, api_keys=KEYS)
+    page = new_page()
+    sign_in(page, d, "alice-key-0123456789", "/analytics")
+    expect(page.locator(".hint")).to_contain_text("admin or viewer")
+    expect(page.locator(".chart")).to_have_count(0)
+    assert page.evaluate("async () => (await fetch('/ui/analytics')).status") == 403
+    viewer = new_page()
+    sign_in(viewer, d, "view-key-0123456789", "/analytics")
+    expect(viewer.locator(".chart canvas")).to_have_count(4)
+    api = httpx.get(f"{d.url}/api/v1/jobs/analytics", headers={"Authorization": "Bearer bob-key-0123456789"})
+    assert api.status_code == 403 and api.json()["error"] == "PermissionDeniedError"

@@ -283,6 +283,48 @@ class HealthOut(BaseModel):
     issues: list[str]
 
 
+class TimesOut(BaseModel):
+    count: int
+    p50: float | None = Field(description="seconds")
+    p95: float | None
+    p99: float | None
+
+
+class JobTypeAnalyticsOut(BaseModel):
+    completed: int
+    failed: int
+    cancelled: int
+    retried: int = Field(description="failed attempts that will run again")
+    success_rate: float | None = Field(description="completed / (completed + failed); null when neither")
+    wait: TimesOut = Field(description="from due (created, scheduled or retry time) to start, per attempt")
+    run: TimesOut = Field(description="the handler's run time, per attempt that ended")
+
+
+class ErrorTypeOut(BaseModel):
+    job_type: str
+    error_type: str
+    count: int
+    first_slot: int = Field(description="start (Unix seconds) of the first slot it was seen in")
+    last_slot: int
+
+
+class AnalyticsOut(BaseModel):
+    """One window's analytics, from the store's rollups (each percentile exact to within 12.5%)."""
+
+    window: Literal["1h", "24h", "7d"]
+    step_seconds: int
+    since: DateTimeText
+    until: DateTimeText
+    slots: list[int] = Field(description="each slot's start, Unix seconds")
+    series: dict[str, list[int]] = Field(description="completed, failed, cancelled, retried: a count per slot")
+    totals: dict[str, int]
+    times: dict[str, dict[str, list[float | None]]] = Field(
+        description="wait and run: p50, p95, p99 (seconds) per slot, every job type together")
+    success_rate: float | None
+    job_types: dict[str, JobTypeAnalyticsOut]
+    errors: list[ErrorTypeOut] = Field(description="failed attempts by job type and error type, most first")
+
+
 class ScheduleCreate(JobOptions):
     """A recurring job: ``job_type`` at each fire of ``cron_expression`` (in ``timezone``, default UTC)."""
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..analytics import RollupRow
 from ..errors import InvalidParameterError
 from ..models import Job, JobStatus, Schedule, dumps_json, iso
 from ..supervise import LoopHealth
@@ -278,6 +279,11 @@ class Reading(Protocol):
     def next_due_at(self) -> datetime | None:
         """The earliest ``run_at`` among SCHEDULED/RETRYING jobs (when a sleeping worker must look again)."""
 
+    @abstractmethod
+    def rollups(self, step: int, since: datetime, until: datetime) -> list[RollupRow]:
+        """The analytics rollups of tier ``step`` (analytics.TIERS) whose slots start in [since, until]: kept by
+        every primitive that starts or ends an attempt, or ends a job, in its own transaction (or script)."""
+
 
 class Running(Protocol):
     """What a worker does with the jobs it runs. Fenced: a running job belongs to (worker_id, attempt)."""
@@ -373,7 +379,8 @@ class Maintaining(Protocol):
         scripts); return how many. With ``limit``, stop after about that many (a bounded step: call again while it
         returns ``limit`` or more). A call that found no more to delete records the run (when, and
         ``removed_before`` + what it removed: the earlier steps' count), and forgets the bookkeeping nothing
-        needs any more (turns of users long gone, full token buckets)."""
+        needs any more (turns of users long gone, full token buckets, rollup slots older than their tier keeps
+        them)."""
 
     @abstractmethod
     def hold_lease(self, name: str, holder: str, seconds: float, now: datetime) -> bool:

@@ -1,4 +1,4 @@
-"""The dashboard's pages: overview, jobs, a job, workers, and signing in and out.
+"""The dashboard's pages: overview, jobs, a job, failures, analytics, schedules, workers, signing in and out.
 
 Page handlers are plain ``def``: FastAPI runs them in its thread pool, so their store reads never block the
 event loop. Every filter is in the query string, so a page's URL can be shared.
@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.datastructures import QueryParams
 from starlette.responses import RedirectResponse, Response
 
+from ..analytics import WINDOWS, window_named
 from ..api.routes.jobs import JobFilter, list_page, parse_statuses
 from ..api.state import utc
 from ..errors import InvalidParameterError, JobHandleError, JobNotFoundError
@@ -122,6 +123,14 @@ def failures(request: Request, principal: PagePrincipal) -> Response:
     jobs = failed_jobs(state_of(request).queue, principal)
     return page(request, principal, "failures.html", {
         "section": "failures", "groups": group_failures(jobs), "scanned": len(jobs), "scan_limit": SCAN_LIMIT})
+
+
+@router.get("/analytics")
+def analytics(request: Request, principal: PagePrincipal, window: str = "24h") -> Response:
+    chosen = window_named(window)
+    data = state_of(request).queue.analytics(chosen.name).to_dict() if principal.admin else None
+    return page(request, principal, "analytics.html", {"section": "analytics", "window": chosen.name,
+                                                        "windows": list(WINDOWS), "data": data})
 
 
 @router.get("/schedules")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ def wait_seconds(job: Job) -> float | None:
     return max(0.0, (job.started_at - job.created_at).total_seconds())
 
 
-templates.env.filters.update(when=when, iso=iso, duration=duration, pretty=pretty)
+templates.env.filters.update(when=when, iso=iso, duration=duration, pretty=pretty,
+                             at=lambda ts: datetime.fromtimestamp(ts, timezone.utc))
 templates.env.globals.update(statuses=[s.value for s in ALL_STATUSES], run_seconds=run_seconds,
                              wait_seconds=wait_seconds, cancellable=[s.value for s in CANCELLABLE],
                              restartable=[s.value for s in RESTARTABLE])

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
+from ..analytics import window_named
 from ..api import sse
 from ..api.auth import Principal
 from ..api.routes import schedules as schedule_routes
@@ -50,6 +51,13 @@ async def events(request: Request, principal: UiPrincipal, watch: str | None = N
 async def overview(request: Request, principal: UiPrincipal) -> dict[str, Any]:
     snapshot: dict[str, Any] = await run_in_threadpool(request.app.state.jobhandle_overview.snapshot, principal)
     return snapshot
+
+
+@router.get("/analytics")
+def analytics(request: Request, principal: UiPrincipal, window: str = "24h") -> dict[str, Any]:
+    """The analytics page's figures (every user's: admin and viewer sessions only)."""
+    principal.require_admin("analytics (every user's jobs)")
+    return state_of(request).queue.analytics(window_named(window).name).to_dict()
 
 
 @router.get("/jobs/{job_id}")

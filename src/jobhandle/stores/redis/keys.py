@@ -36,6 +36,8 @@ P:schedules                    zset      schedule id -> created_at;  P:schedule:
 P:schedules_due                zset      active schedule id -> next_fire_at
 P:bucket:<key>                 hash      a token bucket (tokens, updated_at)
 P:meta                         hash      last_cleanup, last_cleanup_removed
+P:roll:<step>:<slot start>     hash      analytics rollups of that slot: "<type>\\0<metric>\\0<key>" -> count
+                                         (analytics.py), expiring when its tier no longer keeps it
 P:lease:<name>                 string    a maintenance task's lease: its holder, expiring by itself
 P:uready:<user>                set       the P:users:<level>:<queue> keys the user is waiting in
 P:served                       zset      user -> when last served (cleanup forgets old turns)

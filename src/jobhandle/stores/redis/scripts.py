@@ -40,11 +40,13 @@ local function body()
 {body}
 end
 local answer = body()
+write_rollups()
 notify()
 if CHANGED then return {{1, answer}} end
 return {{0, answer}}
 """
-"""Around every write script: publish once if it changed anything, and tell the caller whether it did."""
+"""Around every write script: write what it tallied for the analytics, publish once if it changed anything, and
+tell the caller whether it did."""
 
 
 def _script_sources() -> dict[str, str]:

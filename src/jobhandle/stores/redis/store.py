@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import redis
 from redis.client import PubSub
 
+from ...analytics import RollupRow
 from ...errors import (
     InvalidParameterError,
     InvalidTransitionError,
@@ -403,6 +404,21 @@ class RedisStore(RedisSchedules, Store):
     @reachable
     def last_seq(self) -> int:
         return int(self._redis.get(self._key("seq")) or 0)
+
+    @reachable
+    def rollups(self, step: int, since: datetime, until: datetime) -> list[RollupRow]:
+        first = -(-int(since.timestamp()) // step) * step  # the first slot starting at or after ``since``
+        slots = range(first, int(until.timestamp()) + 1, step)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for slot in slots:
+                pipe.hgetall(self._key("roll", str(step), str(slot)))
+            answers = pipe.execute()
+        rows = []
+        for slot, fields in zip(slots, answers, strict=True):
+            for name, n in fields.items():
+                job_type, metric, key = name.split("\0")
+                rows.append(RollupRow(slot, job_type, metric, key, int(n)))
+        return rows
 
     @reachable
     def next_due_at(self) -> datetime | None:

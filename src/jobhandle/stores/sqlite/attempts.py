@@ -46,7 +46,7 @@ def finish_all(tx: Tx, attempts: Sequence[Attempt], now_ts: float) -> list[bool]
     owned = [_finish(tx, job_id, worker_id, attempt, outcome, now_ts, seq)
              for (job_id, worker_id, attempt, outcome), seq in zip(attempts, seqs, strict=True)]
     if any(owned):
-        tx.count_moved(JobStatus.RUNNING, seqs[0], seqs[-1])
+        tx.count_moved(JobStatus.RUNNING, seqs[0], seqs[-1], now_ts)
     resolve_dependants(tx, [a[0] for a, ok in zip(attempts, owned, strict=True)
                             if ok and a[3].status in TERMINAL_STATUSES], now_ts)
     return owned
@@ -71,16 +71,21 @@ def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
         "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
         "seq": seq, "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
     })
-    return cur.rowcount == 1
+    row = cur.fetchone()
+    if row is None:
+        return False
+    tx.tally.ended(row[0], outcome.execution_time_seconds, outcome.error_type,
+                   outcome.status is not JobStatus.COMPLETED, now_ts)
+    return True
 
 
-def release(tx: Tx, key: AttemptKey) -> Job | None:
+def release(tx: Tx, key: AttemptKey, now_ts: float) -> Job | None:
     """A running job handed back: pending again, its attempt not counted."""
     row = tx.conn.execute(Q["release_job"], {"job_id": key.job_id, "worker_id": key.worker_id,
                                              "attempt": key.attempt, "seq": tx.seq()}).fetchone()
     if row is None:
         return None
     job = row_to_job(row)
-    tx.count([(job.queue, job.job_type, JobStatus.RUNNING.value, job.status.value, 1)])
+    tx.count([(job.queue, job.job_type, JobStatus.RUNNING.value, job.status.value, 1)], now_ts)
     tx.pend(job.queue, job.priority + job.priority_boost, job.user_id, 1)
     return job

@@ -14,6 +14,7 @@ import heapq
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from ...analytics import waited
 from ...models import Job, JobStatus
 from ..base import NO_LIMIT, ClaimRequest, ConcurrencyLimits
 from .codec import row_to_job
@@ -38,7 +39,7 @@ def promote_due(tx: Tx, now_ts: float) -> None:
         return
     tx.conn.executemany(Q["make_pending"], [{"job_id": row[0], "seq": s}
                                             for row, s in zip(due, tx.seqs(len(due)), strict=True)])
-    tx.count([(queue, job_type, old, PENDING, 1) for _, queue, job_type, old, _, _ in due])
+    tx.count([(queue, job_type, old, PENDING, 1) for _, queue, job_type, old, _, _ in due], now_ts)
     for _, queue, _, _, user_id, level in due:
         tx.pend(queue, level, user_id, 1)
 
@@ -75,7 +76,9 @@ def claim(tx: Tx, request: ClaimRequest, now_ts: float) -> list[Job]:
     jobs = [row_to_job(r) for r in tx.conn.execute(Q["jobs_by_seq"], {"first": seqs[0], "last": seqs[-1]})]
     if len(jobs) != len(picks):  # picked under the write lock: every pick is pending, every update applies
         raise RuntimeError(f"claim started {len(jobs)} of the {len(picks)} jobs it picked")
-    tx.count([(job.queue, job.job_type, PENDING, RUNNING, 1) for job in jobs])
+    tx.count([(job.queue, job.job_type, PENDING, RUNNING, 1) for job in jobs], now_ts)
+    for job in jobs:
+        tx.tally.started(job.job_type, waited(job), now_ts)
     turns = {job.user_id: job.seq for job in jobs}  # each user's turn: the seq of its last job claimed
     tx.conn.executemany(Q["served"], [{"u": u, "turn": t, "now": now_ts} for u, t in turns.items()])
     return jobs

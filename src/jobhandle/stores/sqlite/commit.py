@@ -3,7 +3,8 @@
 Every write primitive is a function of a ``Tx``, run by ``GroupCommit`` inside one ``BEGIN IMMEDIATE``
 transaction (in a SAVEPOINT of its own when it shares the transaction with others). What a primitive changes
 besides the jobs it writes is kept in step through the ``Tx``: the change sequence (``seqs``), the status
-counters (``count``) and the index of waiting users (``pend``, written by ``settle``).
+counters (``count``), the index of waiting users (``pend``) and the analytics rollups (``tally``), the last two
+written by ``settle``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ...analytics import Tally
 from ...models import JobStatus, check_move
 from .sql import Q
 
@@ -40,6 +42,7 @@ class Tx:
         self._stored: int | None = None
         self._arrived: set[tuple[str, int, str]] = set()  # (queue, level, user) a job became pending at
         self._left: set[tuple[str, int, str]] = set()  # (queue, level, user) a pending job left
+        self.tally = Tally()  # what the running primitive adds to the analytics rollups
 
     # -- the change sequence -------------------------------------------------------------------------------
 
@@ -61,20 +64,22 @@ class Tx:
 
     # -- counters --------------------------------------------------------------------------------------------
 
-    def count(self, moves: Iterable[Move]) -> None:
-        """Keep the status counters exact (see ``counters`` in the schema), one statement for all ``moves``."""
+    def count(self, moves: Iterable[Move], now_ts: float) -> None:
+        """Keep the status counters exact (see ``counters`` in the schema), one statement for all ``moves``;
+        jobs that ended, or failed an attempt to retry, go into the rollups at ``now_ts``."""
         delta: dict[tuple[str, str, str], int] = {}
         for queue, job_type, old, new, n in moves:
             if old != new:
                 check_move(old, new)
                 delta[queue, job_type, new] = delta.get((queue, job_type, new), 0) + n
                 delta[queue, job_type, old] = delta.get((queue, job_type, old), 0) - n
+                self.tally.moved(job_type, old, new, n, now_ts)
         self.conn.executemany(Q["count_add"], [(q, t, s, n) for (q, t, s), n in delta.items() if n])
 
-    def count_moved(self, old: JobStatus, first: int, last: int) -> None:
+    def count_moved(self, old: JobStatus, first: int, last: int, now_ts: float) -> None:
         """Every job whose last change has a seq in [first, last] just left ``old``: move it in the counters."""
-        self.count((queue, job_type, old.value, status, n) for queue, job_type, status, n in
-                   self.conn.execute(Q["changed_by_kind"], {"first": first, "last": last}))
+        self.count(((queue, job_type, old.value, status, n) for queue, job_type, status, n in
+                    self.conn.execute(Q["changed_by_kind"], {"first": first, "last": last})), now_ts)
 
     # -- the index of waiting users ----------------------------------------------------------------------
 
@@ -84,19 +89,23 @@ class Tx:
         (self._arrived if n > 0 else self._left).add((queue, level, user_id))
 
     def settle(self) -> None:
-        """Bring ready_users in step with what ``pend`` was told: at the end of every primitive, and before a
-        claim reads the index."""
+        """Bring ready_users in step with what ``pend`` was told, and the rollups with the tally: at the end of
+        every primitive, and before a claim reads the index."""
         if self._arrived:
             arrived, self._arrived = self._arrived, set()
             self.conn.executemany(Q["ready_add"], arrived)
         if self._left:
             left, self._left = self._left, set()
             self.conn.executemany(Q["ready_leave"], left)
+        if self.tally:
+            self.conn.executemany(Q["rollup_add"], self.tally.rows())
+            self.tally.clear()
 
     def discard(self) -> None:
         """Forget what a primitive that is being rolled back collected."""
         self._arrived.clear()
         self._left.clear()
+        self.tally.clear()
 
 
 class Call:

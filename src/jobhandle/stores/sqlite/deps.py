@@ -60,10 +60,11 @@ def resolve_dependants(tx: Tx, parent_ids: Sequence[str], now_ts: float) -> None
                 moved = tx.conn.execute(Q["cancel_waiting"], {"job_id": child, "now": now_ts, "error": problem,
                                                               "seq": tx.seq()}).fetchall()
                 todo.append(child)
-                tx.count((queue, job_type, JobStatus.WAITING.value, new, 1) for queue, job_type, new in moved)
+                tx.count(((queue, job_type, JobStatus.WAITING.value, new, 1) for queue, job_type, new in moved),
+                         now_ts)
             elif not undecided:
                 for queue, job_type, new, user_id, level in tx.conn.execute(
                         Q["release_waiting"], {"job_id": child, "now": now_ts, "seq": tx.seq()}).fetchall():
-                    tx.count([(queue, job_type, JobStatus.WAITING.value, new, 1)])
+                    tx.count([(queue, job_type, JobStatus.WAITING.value, new, 1)], now_ts)
                     if new == JobStatus.PENDING.value:
                         tx.pend(queue, level, user_id, 1)

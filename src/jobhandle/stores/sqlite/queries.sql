@@ -59,6 +59,17 @@ DELETE FROM dependencies WHERE job_id = :job_id OR parent_id = :job_id;
 -- The jobs whose last change has a seq in [:first, :last], by queue, type and (new) status.
 SELECT queue, job_type, status, count(*) FROM jobs WHERE seq BETWEEN :first AND :last GROUP BY 1, 2, 3;
 
+-- name: rollup_add
+-- Analytics rollups (migration 5): :n more of (step, slot, job_type, metric, key).
+INSERT INTO rollups (step, slot, job_type, metric, key, n) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (step, slot, job_type, metric, key) DO UPDATE SET n = n + excluded.n;
+
+-- name: rollups_read
+SELECT slot, job_type, metric, key, n FROM rollups WHERE step = :step AND slot >= :since AND slot <= :until;
+
+-- name: rollups_forget
+DELETE FROM rollups WHERE step = :step AND slot < :before;
+
 -- name: count_add
 -- Counters are kept by the primitives (see schema.sql): :n more (or fewer) jobs of (queue, type, status).
 INSERT INTO counters (queue, job_type, status, n) VALUES (?, ?, ?, ?)
@@ -148,7 +159,8 @@ UPDATE jobs SET
     cpu_seconds = coalesce(:cpu_seconds, cpu_seconds),
     peak_memory_mb = coalesce(:peak_memory_mb, peak_memory_mb),
     seq = :seq
-WHERE job_id = :job_id AND status IN ({finish_from}) AND worker_id = :worker_id AND attempts = :attempt;
+WHERE job_id = :job_id AND status IN ({finish_from}) AND worker_id = :worker_id AND attempts = :attempt
+RETURNING job_type;
 
 -- name: release_job
 UPDATE jobs SET status = 'pending', attempts = attempts - 1, worker_id = NULL, started_at = NULL,

@@ -84,4 +84,4 @@ def _cancel_upcoming(tx: Tx, schedule: Schedule, now_ts: float, reason: str) -> 
         key = cron.fire_key(schedule.schedule_id, schedule.generation, schedule.next_fire_at)
         moved = tx.conn.execute(Q["cancel_upcoming"], {"user_id": schedule.user_id, "key": key, "now": now_ts,
                                                        "reason": reason, "seq": tx.seq()}).fetchall()
-        tx.count((queue, job_type, JobStatus.SCHEDULED.value, new, 1) for queue, job_type, new in moved)
+        tx.count(((queue, job_type, JobStatus.SCHEDULED.value, new, 1) for queue, job_type, new in moved), now_ts)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from ...analytics import TIERS, RollupRow
 from ...errors import (
     InvalidTransitionError,
     JobAlreadyCompletedError,
@@ -171,6 +172,12 @@ class SQLiteStore(Store):
             row = conn.execute(Q["get_job"], {"job_id": job_id}).fetchone()
         return None if row is None else row_to_job(row)
 
+    def rollups(self, step: int, since: datetime, until: datetime) -> list[RollupRow]:
+        with self._read() as conn:
+            rows = conn.execute(Q["rollups_read"], {"step": step, "since": since.timestamp(),
+                                                    "until": until.timestamp()}).fetchall()
+        return [RollupRow(*row) for row in rows]
+
     def list_jobs(self, query: JobQuery) -> list[Job]:
         where, params = [], {}
         if query.statuses:
@@ -252,7 +259,7 @@ class SQLiteStore(Store):
                                                              now.timestamp())[0])
 
     def release(self, key: AttemptKey, now: datetime) -> Job | None:
-        return self._transact(lambda tx: attempts.release(tx, key))
+        return self._transact(lambda tx: attempts.release(tx, key, now.timestamp()))
 
     def _refuse(self, tx: Tx, job_id: str, action: str) -> None:
         row = tx.conn.execute(Q["job_status"], {"job_id": job_id}).fetchone()
@@ -271,7 +278,7 @@ class SQLiteStore(Store):
             if row is None:
                 self._refuse(tx, job_id, "cancel")
             job = row_to_job(row)
-            tx.count([(job.queue, job.job_type, old[0], job.status.value, 1)])
+            tx.count([(job.queue, job.job_type, old[0], job.status.value, 1)], now.timestamp())
             if old[0] == JobStatus.PENDING.value:
                 tx.pend(job.queue, job.priority + job.priority_boost, job.user_id, -1)
             resolve_dependants(tx, [job_id], now.timestamp())
@@ -287,7 +294,7 @@ class SQLiteStore(Store):
             if row is None:
                 self._refuse(tx, job_id, "restart")
             job = row_to_job(row)
-            tx.count([(job.queue, job.job_type, old[0], job.status.value, 1)])
+            tx.count([(job.queue, job.job_type, old[0], job.status.value, 1)], now.timestamp())
             tx.pend(job.queue, job.priority, job.user_id, 1)
             return job
 
@@ -449,6 +456,9 @@ class SQLiteStore(Store):
         def record(tx: Tx) -> None:
             tx.conn.execute(Q["forget_turns"], {"before": (now - timedelta(seconds=TURN_MEMORY_SECONDS)).timestamp()})
             tx.conn.execute(Q["forget_buckets"], {"now": now.timestamp()})
+            for tier in TIERS:
+                tx.conn.execute(Q["rollups_forget"], {"step": tier.step,
+                                                         "before": now.timestamp() - tier.keep - tier.step})
             tx.conn.execute(Q["meta_set"], {"key": "last_cleanup", "value": now.timestamp()})
             tx.conn.execute(Q["meta_set"], {"key": "last_cleanup_removed", "value": removed_before + removed})
 

@@ -55,6 +55,7 @@ def insert(tx: Tx, jobs: Sequence[Job], now: datetime) -> list[Job]:
         in_batch[job.job_id] = job.status
         kind = (job.queue, job.job_type, status)
         inserted[kind] = inserted.get(kind, 0) + 1
+        tx.tally.moved(job.job_type, None, status, 1, now_ts)  # counted if it ends at once (a parent failed)
         if job.status is JobStatus.PENDING:
             tx.pend(job.queue, job.priority, job.user_id, 1)
         row = (job.job_id, job.job_type, job.queue, status, job.priority, job.user_id, dumps_json(job.parameters),

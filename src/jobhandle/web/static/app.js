@@ -520,7 +520,10 @@ function connect() {
   });
   source.addEventListener("job_update", onJob);
   source.addEventListener("job_complete", onJob);
-  source.addEventListener("changed", scheduleOverview);
+  source.addEventListener("changed", () => {
+    scheduleOverview();
+    document.dispatchEvent(new CustomEvent("jobhandle:changed"));  // other page scripts (analytics.js) listen
+  });
   source.addEventListener("resync", scheduleOverview);
   source.addEventListener("error", () => {
     setLive("down", "reconnecting (refresh every 30 s)");
@@ -551,7 +554,7 @@ document.addEventListener("keydown", (event) => {
   if (target.matches("input, textarea, select") || document.querySelector("dialog[open]")) return;
   if (pendingG) {
     pendingG = false;
-    const to = { o: "/", j: "/jobs", f: "/failures", w: "/workers", s: "/schedules" }[event.key];
+    const to = { o: "/", j: "/jobs", f: "/failures", a: "/analytics", w: "/workers", s: "/schedules" }[event.key];
     if (to) { event.preventDefault(); location.href = to; }
     return;
   }

@@ -114,8 +114,40 @@ local function forget_idle_user(user)
     redis.call('DEL', key)
 end
 
+-- Analytics rollups (analytics.py): what a script adds, written once at its end (write_rollups, called by
+-- the write scripts' wrapper) into the slot of each tier: P:roll:<step>:<slot start> hashes, field
+-- "<job type>\0<metric>\0<key>", each expiring when its tier no longer keeps it.
+local TALLY, TALLIED = {}, false
+local TIERS = {{60, 3 * 3600}, {900, 2 * 86400}, {7200, 9 * 86400}} -- analytics.TIERS: {step, keep}
+
+local function tally(job_type, metric, key, n)
+    local field = job_type .. '\0' .. metric .. '\0' .. key
+    TALLY[field] = (TALLY[field] or 0) + n
+    TALLIED = true
+end
+
+-- analytics.bucket_of: 0 under 1 ms, then eight buckets per doubling (frexp is exact, as in Python).
+local function bucket_of(seconds)
+    local ms = seconds * 1000.0
+    if not (ms >= 1.0) then return 0 end
+    local m, e = math.frexp(ms)
+    return math.min(320, (e - 1) * 8 + math.floor((m - 0.5) * 16) + 1)
+end
+
+local function write_rollups()
+    if not TALLIED then return end
+    local now = tonumber(A.now)
+    for _, tier in ipairs(TIERS) do
+        local step, keep = tier[1], tier[2]
+        local slot = math.floor(now / step) * step
+        local key = P .. ':roll:' .. step .. ':' .. string.format('%d', slot)
+        for field, n in pairs(TALLY) do redis.call('HINCRBY', key, field, n) end
+        redis.call('EXPIREAT', key, string.format('%d', slot + keep + step))
+    end
+end
+
 -- Keep the counters and the per-status listings exact: a job leaves status `old` and enters `new` (either
--- may be nil: a new job, a deleted one).
+-- may be nil: a new job, a deleted one). Jobs that ended, or failed an attempt to retry, are tallied.
 local function count(j, old, new)
     local function add(s, n)
         redis.call('HINCRBY', P .. ':count:status', s, n)
@@ -131,6 +163,11 @@ local function count(j, old, new)
     if new then
         add(new, 1)
         redis.call('ZADD', P .. ':status:' .. new, j.created_at, j.id)
+        if new == 'completed' or new == 'failed' or new == 'cancelled' then
+            tally(j.job_type, new, '', 1)
+        elseif old == 'running' and new == 'retrying' then
+            tally(j.job_type, 'retried', '', 1)
+        end
     end
 end
 
@@ -463,6 +500,9 @@ local function claim(c, now)
     for _, pick in ipairs(picks) do
         local id = pick[1]
         local j = state(id)
+        local due = tonumber(j.created_at)
+        if j.run_at and tonumber(j.run_at) > due then due = tonumber(j.run_at) end
+        tally(j.job_type, 'wait', tostring(bucket_of(math.max(0, tonumber(later_of(now, j.created_at)) - due))), 1)
         move(j, 'running', {worker_id = c.worker_id, attempts = tonumber(j.attempts) + 1,
                             started_at = later_of(now, j.created_at), completed_at = NULL,
                             lease_expires_at = c.lease, aged = '0'})
@@ -514,6 +554,13 @@ local function finish_all(items, now, error_limit, progress_limit)
                 append_capped(P .. ':ph:' .. f.job_id, f.progress_entry, progress_limit)
             end
             clamp_times(j, f.set)
+            local ran = f.set.execution_time
+            if ran and ran ~= NULL then tally(j.job_type, 'run', tostring(bucket_of(math.max(0, tonumber(ran)))), 1) end
+            if f.status ~= 'completed' then
+                local error_type = f.set.error_type
+                if not error_type or error_type == NULL then error_type = 'Error' end
+                tally(j.job_type, 'error', error_type, 1)
+            end
             move(j, f.status, f.set)
             if is_terminal(f.status) then ended[#ended + 1] = f.job_id end
             owned[i] = 1
