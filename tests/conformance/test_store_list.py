@@ -12,7 +12,7 @@ from helpers import claim_one, later, submit
 from jobhandle import InvalidParameterError, JobQueue, JobStatus
 from jobhandle.models import Job, utcnow
 from jobhandle.stores import JobQuery, Outcome, ProgressUpdate, Store
-from jobhandle.stores.base import AttemptKey, JobPosition
+from jobhandle.stores.base import AttemptKey, ClaimRequest, JobPosition
 
 
 @dataclass
@@ -148,8 +148,9 @@ def test_queue_list_translates_its_arguments(queue: JobQueue, data: Dataset) -> 
 
 @pytest.mark.parametrize("sort", ["-created_at", "created_at"])
 def test_keyset_pages_walk_every_job_once_even_with_equal_creation_times(store: Store, sort: str) -> None:
-    """A page after a position (the last row's created_at and seq) starts right after that row: 25 jobs of
-    one bulk submit share their creation time, and pages of 10 still see each exactly once, in seq order."""
+    """A page after a position (the last row's created_at and job id) starts right after that row: 25 jobs of
+    one bulk submit share their creation time, and pages of 10 still see each exactly once, in job id order,
+    even when jobs change between pages (a change does not move a job in the list)."""
     from helpers import new_job
 
     now = utcnow()
@@ -157,7 +158,8 @@ def test_keyset_pages_walk_every_job_once_even_with_equal_creation_times(store: 
     batch = store.submit([new_job("echo") for _ in range(25)], now)
     newer = submit(store, later(now, 5))
     descending = sort.startswith("-")
-    expected = [newer, *reversed(batch), older] if descending else [older, *batch, newer]
+    ties = sorted(batch, key=lambda j: j.job_id, reverse=descending)
+    expected = [newer, *ties, older] if descending else [older, *ties, newer]
     seen: list[str] = []
     after: JobPosition | None = None
     while True:
@@ -165,7 +167,10 @@ def test_keyset_pages_walk_every_job_once_even_with_equal_creation_times(store: 
         seen += [j.job_id for j in page]
         if len(page) < 10:
             break
-        after = JobPosition(page[-1].created_at, page[-1].seq)
+        for job in batch[::3]:  # every third job of the batch changes between two pages
+            store.report_progress(AttemptKey(job.job_id, "nobody", 1), ProgressUpdate(0.5))  # fenced: no-op
+        assert store.claim(ClaimRequest("w1", ("default",), 2, 30.0), now)  # these do change
+        after = JobPosition(page[-1].created_at, page[-1].job_id)
     assert seen == [j.job_id for j in expected]
 
 
@@ -174,13 +179,13 @@ def test_a_keyset_position_combines_with_filters(store: Store) -> None:
     mine = [submit(store, later(now, n), user_id="alice" if n % 2 else "bob") for n in range(10)]
     alice = [j for j in mine if j.user_id == "alice"]
     page = store.list_jobs(JobQuery(user_id="alice", sort="-created_at", limit=2,
-                                    after=JobPosition(alice[-2].created_at, alice[-2].seq)))
+                                    after=JobPosition(alice[-2].created_at, alice[-2].job_id)))
     assert [j.job_id for j in page] == [alice[-3].job_id, alice[-4].job_id]
     statuses = store.list_jobs(JobQuery(statuses=[JobStatus.PENDING], sort="created_at", limit=3,
-                                        after=JobPosition(mine[6].created_at, mine[6].seq)))
+                                        after=JobPosition(mine[6].created_at, mine[6].job_id)))
     assert [j.job_id for j in statuses] == [j.job_id for j in mine[7:10]]
 
 
 def test_a_keyset_position_needs_a_sort_by_creation_time(store: Store) -> None:
     with pytest.raises(InvalidParameterError, match="sort by created_at"):
-        store.list_jobs(JobQuery(sort="-progress", after=JobPosition(utcnow(), 1)))
+        store.list_jobs(JobQuery(sort="-progress", after=JobPosition(utcnow(), "00000000-0000-4000-8000-000000000000")))

@@ -20,12 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import InvalidParameterError
-from ..models import as_utc
+from ..models import as_utc, parse_job_id
 from ..stores.base import JobPosition
 
 MAX_OFFSET = 10**9
 """Past any real list; bounds what a forged cursor can ask of the store."""
-MAX_SEQ = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,7 @@ def fingerprint(filters: dict[str, Any]) -> str:
 def encode(cursor: Cursor, filters: dict[str, Any]) -> str:
     data: dict[str, Any] = {"o": cursor.offset, "t": cursor.as_of.isoformat(), "f": fingerprint(filters)}
     if cursor.after is not None:
-        data["a"] = [cursor.after.created_at.isoformat(), cursor.after.seq]
+        data["a"] = [cursor.after.created_at.isoformat(), cursor.after.job_id]
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
@@ -53,10 +52,8 @@ def decode(text: str, filters: dict[str, Any]) -> Cursor:
         offset, as_of, digest = data["o"], as_utc(data["t"]), data["f"]
         after = None
         if "a" in data:
-            created, seq = data["a"]
-            if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
-                raise ValueError(seq)
-            after = JobPosition(as_utc(created), seq)  # type: ignore[arg-type]
+            created, job_id = data["a"]
+            after = JobPosition(as_utc(created), parse_job_id(job_id))  # type: ignore[arg-type]
             if after.created_at is None:
                 raise ValueError(created)
     except (ValueError, TypeError, KeyError, OverflowError, binascii.Error, UnicodeDecodeError,

@@ -46,11 +46,12 @@ def prefix_end(prefix: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JobPosition:
-    """A place in a list sorted by creation time: the last job of a page (its created_at and seq). The next
-    page starts right after it, found through the creation-time index whatever the depth (keyset paging)."""
+    """A place in a list sorted by creation time: the last job of a page (its created_at and job_id, which
+    never change, so a job keeps its place however often it changes). The next page starts right after it,
+    found through the creation-time index whatever the depth (keyset paging)."""
 
     created_at: datetime
-    seq: int
+    job_id: str
 
 
 @dataclass(slots=True)

@@ -186,7 +186,7 @@ def list_page(state: ApiState, principal: Principal, f: JobFilter, limit: int,
     if len(jobs) > limit:
         jobs = jobs[:limit]
         last = jobs[-1]
-        following = (pagination.Cursor(0, page.as_of, JobPosition(last.created_at, last.seq)) if keyset
+        following = (pagination.Cursor(0, page.as_of, JobPosition(last.created_at, last.job_id)) if keyset
                      else pagination.Cursor(page.offset + limit, page.as_of))
         next_cursor = pagination.encode(following, filters)
     return jobs, next_cursor

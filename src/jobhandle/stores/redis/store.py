@@ -182,7 +182,7 @@ class RedisStore(RedisSchedules, Store):
             "created_before": ts(query.created_before), "sort": query.sort.removeprefix("-"),
             "descending": query.sort.startswith("-"), "limit": query.limit, "offset": query.offset,
             "after_created": ts(query.after.created_at) if query.after else None,
-            "after_seq": query.after.seq if query.after else None,
+            "after_id": query.after.job_id if query.after else None,
             "search_end": prefix_end(query.search) if query.search else None,
             "search_id_end": prefix_end(query.search.lower()) if query.search else None,
             "search_limit": SEARCH_LIMIT, "scan_limit": SORT_SCAN_LIMIT,

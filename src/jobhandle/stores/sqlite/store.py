@@ -203,13 +203,13 @@ class SQLiteStore(Store):
         column = _SORT_COLUMNS[query.sort.removeprefix("-")]
         direction = "DESC" if descending else "ASC"
         query.check_after()
-        if query.after is not None:  # keyset: the (created_at, seq) index finds the page's first row
-            where.append(f"(created_at, seq) {'<' if descending else '>'} (:after_ts, :after_seq)")
-            params.update(after_ts=to_ts(query.after.created_at), after_seq=query.after.seq)
+        if query.after is not None:  # keyset: the (created_at, job_id) index finds the page's first row
+            where.append(f"(created_at, job_id) {'<' if descending else '>'} (:after_ts, :after_id)")
+            params.update(after_ts=to_ts(query.after.created_at), after_id=query.after.job_id)
         sql = "SELECT * FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {column} {direction}, seq {direction} LIMIT :limit OFFSET :offset"
+        sql += f" ORDER BY {column} {direction}, job_id {direction} LIMIT :limit OFFSET :offset"
         params.update(limit=query.limit, offset=query.offset)
         with self._read() as conn:
             return [row_to_job(r) for r in conn.execute(sql, params)]

@@ -1,9 +1,9 @@
 -- Store.list_jobs: A = {statuses, job_type, user_id, queue, idempotency_key, search, created_after,
--- created_before, sort, descending, limit, offset, after_created, after_seq, search_end, search_id_end,
+-- created_before, sort, descending, limit, offset, after_created, after_id, search_end, search_id_end,
 -- search_limit, scan_limit}. A search reads at most search_limit candidates of each of its two indexes;
 -- a sort by another field than created_at or an offset past scan_limit is refused (returns {'too many', n}). Candidates come from the narrowest index at hand, in
 -- creation order; sorted by creation, the walk stops once the page is complete, otherwise every candidate
--- is read and sorted (ties by sequence number, nulls first ascending, as SQL does).
+-- is read and sorted (ties by job id, nulls first ascending, as SQL does).
 local wanted = {}
 for _, s in ipairs(A.statuses) do wanted[s] = true end
 local source
@@ -19,9 +19,9 @@ end
 local lo = A.created_after ~= NULL and A.created_after or '-inf'
 local hi = A.created_before ~= NULL and '(' .. A.created_before or '+inf'
 -- A keyset position (sorts by created_at only): start the walk at its creation time, skipping the jobs of that
--- same time up to and including its seq.
+-- same time up to and including its job id.
 local after_created = A.after_created ~= NULL and tonumber(A.after_created) or nil
-local after_seq = A.after_seq ~= NULL and tonumber(A.after_seq) or nil
+local after_id = A.after_id ~= NULL and A.after_id or nil
 if after_created then
     if A.descending then
         if A.created_before == NULL or after_created < tonumber(A.created_before) then hi = A.after_created end
@@ -36,7 +36,7 @@ local sort_field = A.sort == 'priority' and 'priority' or A.sort
 local matches, last_created = {}, nil
 
 local function consider(id)
-    local f = redis.call('HMGET', jkey(id), 'status', 'job_type', 'user_id', 'queue', 'idempotency_key', 'seq',
+    local f = redis.call('HMGET', jkey(id), 'status', 'job_type', 'user_id', 'queue', 'idempotency_key',
                          'created_at', sort_field, 'aged')
     if not f[1] then return end
     if #A.statuses > 0 and not wanted[f[1]] then return end
@@ -44,22 +44,21 @@ local function consider(id)
     if A.user_id ~= NULL and f[3] ~= A.user_id then return end
     if A.queue ~= NULL and f[4] ~= A.queue then return end
     if A.idempotency_key ~= NULL and f[5] ~= A.idempotency_key then return end
-    local created = tonumber(f[7])
+    local created = tonumber(f[6])
     if A.created_after ~= NULL and created < tonumber(A.created_after) then return end
     if A.created_before ~= NULL and created >= tonumber(A.created_before) then return end
     if search and id:sub(1, #search) ~= search:lower() and f[3]:sub(1, #search) ~= search then return end
     if after_created then
-        local seq = tonumber(f[6])
         if A.descending then
-            if created > after_created or (created == after_created and seq >= after_seq) then return end
-        elseif created < after_created or (created == after_created and seq <= after_seq) then
+            if created > after_created or (created == after_created and id >= after_id) then return end
+        elseif created < after_created or (created == after_created and id <= after_id) then
             return
         end
     end
-    local key = f[8]
+    local key = f[7]
     if key and sort_field ~= 'status' then key = tonumber(key) end
-    if key and sort_field == 'priority' then key = key + tonumber(f[9]) end
-    matches[#matches + 1] = {id, key, tonumber(f[6])}
+    if key and sort_field == 'priority' then key = key + tonumber(f[8]) end
+    matches[#matches + 1] = {id, key}
     last_created = created
 end
 
@@ -125,13 +124,13 @@ else
     end
 end
 
-local function before(a, b) -- ascending by (key, seq), a missing key first
+local function before(a, b) -- ascending by (key, job id), a missing key first
     if a[2] ~= b[2] then
         if not a[2] then return true end
         if not b[2] then return false end
         return a[2] < b[2]
     end
-    return a[3] < b[3]
+    return a[1] < b[1]
 end
 if A.descending then
     table.sort(matches, function(a, b) return before(b, a) end)
