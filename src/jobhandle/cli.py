@@ -53,7 +53,7 @@ from .errors import (
     JobTimeoutError,
     StoreURLError,
 )
-from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id
+from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id, parse_key_value
 from .queue import JobQueue
 from .registry import default_registry
 from .stores import masked_url, open_store
@@ -208,18 +208,6 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(name)
 
 
-def parse_param(item: str) -> tuple[str, Any]:
-    """``KEY=VALUE``; the value is JSON when it parses as JSON (``3``, ``true``, ``["a"]``), else a string."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise InvalidParameterError(f"--param expects KEY=VALUE, not {item!r}")
-    try:  # NaN/Infinity are not JSON: they stay strings
-        return key, json.loads(raw, parse_constant=_reject_constant)
-    except ValueError:
-        return key, raw
-
-
 def build_parameters(params: Sequence[str], params_json: str | None) -> dict[str, Any]:
     """``--params-json`` (an object) first, then each ``--param`` on top of it."""
     parameters: dict[str, Any] = {}
@@ -230,7 +218,7 @@ def build_parameters(params: Sequence[str], params_json: str | None) -> dict[str
             raise InvalidParameterError(f"--params-json is not valid JSON: {exc}") from None
         if not isinstance(parameters, dict):
             raise InvalidParameterError(f"--params-json must be a JSON object, not {type(parameters).__name__}")
-    parameters.update(parse_param(item) for item in params)
+    parameters.update(parse_key_value(item, "--param") for item in params)
     return parameters
 
 

@@ -255,6 +255,23 @@ dumps_json = _strict_encoder()
 _JSON_SCALARS = (str, int, bool, type(None))
 
 
+def parse_key_value(item: str, what: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (``what`` names it in errors); the value is JSON when it parses as JSON (``3``, ``true``,
+    ``["a"]``), else a string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InvalidParameterError(f"{what} expects KEY=VALUE, not {item!r}")
+    try:  # NaN/Infinity are not JSON: they stay strings
+        return key, json.loads(raw, parse_constant=_no_constant)
+    except ValueError:
+        return key, raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
 def check_json(value: Any, what: str) -> Any:
     """Reject anything that is not plain JSON (no pickling, ever), including object keys that are not
     strings: JSON would turn them into strings and the handler would get other data than was submitted."""

@@ -237,10 +237,13 @@ class JobQueue:
              job_type: str | None = None, user_id: str | None = None, queue: str | None = None,
              search: str | None = None, created_after: datetime | str | None = None,
              created_before: datetime | str | None = None, sort: str = "-created_at", limit: int = 100,
-             offset: int = 0, after: JobPosition | None = None) -> builtins.list[Job]:
+             offset: int = 0, after: JobPosition | None = None, error_contains: str | None = None,
+             parameters: Mapping[str, Any] | None = None) -> builtins.list[Job]:
         """Jobs, newest first by default. ``sort`` is one of JobQuery.SORTABLE, ``-`` for descending.
         ``search`` is the start of a job id or of a user id. ``after`` (sorts by created_at only): the jobs
-        after that position, as the next page of a keyset walk."""
+        after that position, as the next page of a keyset walk. ``error_contains`` (text in the error, any
+        case) and ``parameters`` (top-level parameters equal to these values) are checked on at most 50,000
+        of the jobs the other filters select (see JobQuery)."""
         statuses = None
         if status is not None:
             items = [status] if isinstance(status, (str, JobStatus)) else list(status)
@@ -255,7 +258,8 @@ class JobQueue:
         return self.store.list_jobs(JobQuery(
             statuses=statuses, job_type=job_type, user_id=user_id, queue=queue, search=search or None,
             created_after=as_utc(created_after), created_before=as_utc(created_before), sort=sort,
-            limit=limit, offset=offset, after=after))
+            limit=limit, offset=offset, after=after, error_contains=error_contains or None,
+            parameters=dict(parameters) if parameters else None))
 
     def stats(self) -> dict[str, Any]:
         """The queue statistics, from counters, plus breakdowns by status, queue and type."""

@@ -327,3 +327,35 @@ def test_a_forged_keyset_position_is_400(api: TestClient) -> None:
         forged = base64.urlsafe_b64encode(json.dumps({**data, "a": bad}).encode()).decode().rstrip("=")
         response = api.get("/api/v1/jobs", params={"limit": 1, "cursor": forged})
         assert response.status_code == 400 and response.json()["error"] == "InvalidParameterError", bad
+
+
+def test_lists_filter_by_error_text_and_parameter_values(api: TestClient, api_queue: JobQueue,
+                                                         registry: HandlerRegistry) -> None:
+    def fail(ctx: object, reason: str = "", **others: object) -> None:
+        raise RuntimeError(reason)
+
+    registry.register("fail", fail)
+    wanted = api.post("/api/v1/jobs", json={"job_type": "fail", "parameters": {"reason": "Quota exceeded",
+                                                                             "customer": 42}}).json()["job_id"]
+    other = api.post("/api/v1/jobs", json={"job_type": "fail", "parameters": {"reason": "no route",
+                                                                            "customer": 7}}).json()["job_id"]
+    with api_queue.worker(concurrency=1):
+        for job_id in (wanted, other):
+            api_queue.wait(job_id, timeout=10)
+
+    def ids(**params: object) -> list[str]:
+        response = api.get("/api/v1/jobs", params=params)
+        assert response.status_code == 200, response.text
+        return [j["job_id"] for j in response.json()["jobs"]]
+
+    assert ids(error="QUOTA") == [wanted]
+    assert ids(param="customer=42") == [wanted]
+    assert ids(param=["customer=42", "reason=no route"]) == []
+    assert ids(param="customer=7", error="route") == [other]
+    bad = api.get("/api/v1/jobs", params={"param": "customer"})
+    assert bad.status_code == 400 and "KEY=VALUE" in bad.json()["message"]
+    page = api.get("/api/v1/jobs", params={"error": "o", "limit": 1}).json()
+    rest = api.get("/api/v1/jobs", params={"error": "o", "limit": 1, "cursor": page["next_cursor"]}).json()
+    assert {page["jobs"][0]["job_id"], rest["jobs"][0]["job_id"]} == {wanted, other}
+    moved = api.get("/api/v1/jobs", params={"error": "x", "limit": 1, "cursor": page["next_cursor"]})
+    assert moved.status_code == 400  # a cursor belongs to its filters

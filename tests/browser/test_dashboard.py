@@ -167,6 +167,20 @@ def test_filter_search_sort_and_page(make_dashboard: MakeDashboard, new_page: Ne
     assert page.locator("#jobs tbody tr[data-job]").first.get_attribute("data-job") == ids[57]
     page.goto(f"{d.url}/jobs?status=bogus")
     expect(page.locator(".alert.error")).to_contain_text("bogus")
+    page.goto(f"{d.url}/jobs")
+    page.locator("#search").fill("n=7")  # a parameter's value
+    page.locator("#search").press("Enter")
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(1)
+    assert page.locator("#jobs tbody tr[data-job]").first.get_attribute("data-job") == ids[7]
+    failed = submit(d, "boom", {"message": "Disk QUOTA exceeded on /srv"})
+    d.queue.start(concurrency=1)
+    d.queue.wait(failed, timeout=10)
+    page.goto(f"{d.url}/jobs")
+    page.locator('input[name="error"]').fill("quota exceeded")
+    page.locator('input[name="error"]').press("Enter")
+    expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(1)
+    assert page.locator("#jobs tbody tr[data-job]").first.get_attribute("data-job") == failed
+    assert "error=quota" in page.url
 
 
 def test_a_job_page_shows_a_live_progress_timeline_then_the_result(

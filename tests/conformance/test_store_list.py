@@ -189,3 +189,81 @@ def test_a_keyset_position_combines_with_filters(store: Store) -> None:
 def test_a_keyset_position_needs_a_sort_by_creation_time(store: Store) -> None:
     with pytest.raises(InvalidParameterError, match="sort by created_at"):
         store.list_jobs(JobQuery(sort="-progress", after=JobPosition(utcnow(), "00000000-0000-4000-8000-000000000000")))
+
+
+# -- filters no index serves: error text and parameter values ------------------------------------------------
+
+def failed_with(store: Store, now: datetime, error: str, **fields: Any) -> Job:
+    job = submit(store, now, **fields)
+    claim_one(store, now)
+    assert store.finish(AttemptKey(job.job_id, "w1", 1), Outcome(JobStatus.FAILED, error=error,
+                                                                 error_type="RuntimeError"), now)
+    return job
+
+
+def test_error_text_matches_anywhere_in_any_case(store: Store) -> None:
+    now = utcnow()
+    disk = failed_with(store, now, "Write failed: No space left on DEVICE /dev/sda1")
+    failed_with(store, later(now, 1), "connection refused")
+    submit(store, later(now, 2))  # no error at all
+    for needle in ("space left", "ON DEVICE", "/dev/sda"):
+        assert [j.job_id for j in store.list_jobs(JobQuery(error_contains=needle))] == [disk.job_id], needle
+    assert store.list_jobs(JobQuery(error_contains="timeout")) == []
+    both = store.list_jobs(JobQuery(error_contains="e", statuses=[JobStatus.FAILED], sort="created_at"))
+    assert len(both) == 2
+
+
+def test_parameter_values_match_by_json_value(store: Store) -> None:
+    now = utcnow()
+    a = submit(store, now, parameters={"customer": 42, "name": "report.pdf", "draft": True, "note": None})
+    b = submit(store, later(now, 1), parameters={"customer": "42", "name": "report.pdf", "draft": False})
+    c = submit(store, later(now, 2), parameters={"customer": 42.0, "nested": {"customer": 7}})
+
+    def ids(**params: Any) -> set[str]:
+        return {j.job_id for j in store.list_jobs(JobQuery(parameters=params))}
+
+    assert ids(customer=42) == {a.job_id, c.job_id}  # 42 and 42.0 are the same number; "42" is a string
+    assert ids(customer="42") == {b.job_id}
+    assert ids(name="report.pdf") == {a.job_id, b.job_id}
+    assert ids(name="report.pdf", draft=False) == {b.job_id}
+    assert ids(draft=True) == {a.job_id}
+    assert ids(note=None) == {a.job_id}  # present and null; absent is not null
+    assert ids(customer=7) == set()  # top-level only
+    assert ids(missing="x") == set()
+
+
+def test_scan_filters_combine_with_pages_and_positions(store: Store) -> None:
+    now = utcnow()
+    jobs = [submit(store, later(now, n), parameters={"batch": n % 2}) for n in range(9)]
+    odd = [j.job_id for j in reversed(jobs) if j.parameters["batch"] == 1]
+    first = store.list_jobs(JobQuery(parameters={"batch": 1}, limit=2))
+    assert [j.job_id for j in first] == odd[:2]
+    rest = store.list_jobs(JobQuery(parameters={"batch": 1}, limit=10,
+                                    after=JobPosition(first[-1].created_at, first[-1].job_id)))
+    assert [j.job_id for j in rest] == odd[2:]
+    offset = store.list_jobs(JobQuery(parameters={"batch": 1}, sort="-priority", limit=10, offset=1))
+    assert len(offset) == len(odd) - 1
+
+
+@pytest.mark.parametrize("bad", [{"": 1}, {'a"b': 1}, {"x": [1, 2]}, {"x": {"y": 1}}, {"x": float("nan")}])
+def test_unusable_parameter_filters_are_refused(store: Store, bad: dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameterError, match="parameter"):
+        store.list_jobs(JobQuery(parameters=bad))
+
+
+def test_a_scan_past_the_limit_without_a_full_page_is_refused(store: Store,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobhandle.stores.redis.store as redis_store
+    import jobhandle.stores.sqlite.store as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "SCAN_LIMIT", 5)
+    monkeypatch.setattr(redis_store, "SORT_SCAN_LIMIT", 5)
+    now = utcnow()
+    wanted = submit(store, now, parameters={"k": "needle"})
+    for n in range(12):
+        submit(store, later(now, n + 1), parameters={"k": "hay"})
+    with pytest.raises(InvalidParameterError, match="narrow"):
+        store.list_jobs(JobQuery(parameters={"k": "needle"}, limit=5))
+    found = store.list_jobs(JobQuery(parameters={"k": "needle"}, created_before=later(now, 1)))
+    assert [j.job_id for j in found] == [wanted.job_id]  # narrowed by time: found
+    assert len(store.list_jobs(JobQuery(parameters={"k": "hay"}, limit=3))) == 3  # a full page: fine

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -54,10 +54,19 @@ class JobPosition:
     job_id: str
 
 
+SCAN_LIMIT = 50_000
+"""Jobs a list checks at most for the filters no index serves (JobQuery) before it is refused."""
+
+
 @dataclass(slots=True)
 class JobQuery:
     """Filters for ``list_jobs``. ``sort`` is a field name, ``-`` in front for descending. ``after`` (sorts by
-    created_at only) starts the page right after that position, in sort order; ``offset`` skips rows."""
+    created_at only) starts the page right after that position, in sort order; ``offset`` skips rows.
+
+    ``error_contains`` (in the error message, any case) and ``parameters`` (top-level parameters equal to
+    these JSON values; 3 and 3.0 are equal) are served by no index: they are checked on the jobs the other
+    filters select, newest first, and a list that would check more than ``SCAN_LIMIT`` of them without
+    filling its page is refused (InvalidParameterError saying how to narrow it)."""
 
     statuses: Sequence[JobStatus] | None = None
     job_type: str | None = None
@@ -71,8 +80,24 @@ class JobQuery:
     limit: int = 100
     offset: int = 0
     after: JobPosition | None = None
+    error_contains: str | None = None
+    parameters: Mapping[str, Any] | None = None
 
     SORTABLE = ("created_at", "status", "progress", "priority", "completed_at", "started_at")
+
+    def check_scan(self) -> None:
+        """Text and parameter filters: plain JSON scalars under string keys (InvalidParameterError otherwise)."""
+        for key, value in (self.parameters or {}).items():
+            if not isinstance(key, str) or not key or '"' in key:
+                raise InvalidParameterError(f"a parameter filter needs a name without double quotes, not {key!r}")
+            if not isinstance(value, (str, int, float, bool, type(None))) or value != value:
+                raise InvalidParameterError(f"parameter {key}: filter by a string, number, true, false or null, "
+                                            f"not {value!r}")
+
+    @property
+    def scans(self) -> bool:
+        """Whether a filter no index serves is set (see the class docstring)."""
+        return bool(self.error_contains) or bool(self.parameters)
 
     def check_after(self) -> None:
         """A keyset position only makes sense in creation order (InvalidParameterError otherwise)."""

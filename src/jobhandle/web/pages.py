@@ -17,7 +17,7 @@ from ..analytics import WINDOWS, window_named
 from ..api.routes.jobs import JobFilter, list_page, parse_statuses
 from ..api.state import utc
 from ..errors import InvalidParameterError, JobHandleError, JobNotFoundError
-from ..models import CANCELLABLE, RESTARTABLE, Dependency, Job, JobPriority, JobStatus
+from ..models import CANCELLABLE, RESTARTABLE, Dependency, Job, JobPriority, JobStatus, parse_key_value
 from .failures import SCAN_LIMIT, failed_jobs, group_failures
 from .guard import PagePrincipal, check_csrf, current_session, sessions_of, state_of
 from .render import page, set_session_cookie
@@ -25,7 +25,7 @@ from .render import page, set_session_cookie
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZES = (25, 50, 100, 200)
-TEXT_FILTERS = ("job_type", "queue", "user_id", "q", "created_after", "created_before")
+TEXT_FILTERS = ("job_type", "queue", "user_id", "q", "error", "created_after", "created_before")
 """The jobs page's filters given as text (status and sort are parsed on their own)."""
 PLACEHOLDER = Job(job_type="", job_id="00000000-0000-4000-8000-000000000000", user_id="")
 """The row the page's script clones for a job that arrives live (it fills every field in)."""
@@ -41,8 +41,12 @@ def filter_from(params: QueryParams) -> tuple[JobFilter, dict[str, str]]:
     if sort not in SORTS:
         raise InvalidParameterError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
     text = {name: (params.get(name) or "").strip() for name in TEXT_FILTERS}
+    words = text["q"].split()  # KEY=VALUE words filter by a parameter; the rest is an id or user id start
+    pairs = dict(parse_key_value(w, "a parameter filter") for w in words if "=" in w)
+    prefix = " ".join(w for w in words if "=" not in w)
     f = JobFilter(statuses=statuses, job_type=text["job_type"] or None, queue=text["queue"] or None,
-                  user_id=text["user_id"] or None, q=text["q"] or None,
+                  user_id=text["user_id"] or None, q=prefix or None, error=text["error"] or None,
+                  parameters=pairs or None,
                   created_after=utc(text["created_after"] or None, "created_after"),
                   created_before=utc(text["created_before"] or None, "created_before"), sort=sort)
     return f, {**text, "sort": sort, "status": ",".join(statuses or [])}

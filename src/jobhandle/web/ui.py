@@ -117,7 +117,8 @@ def bulk(request: Request, principal: UiPrincipal, body: BulkRequest) -> dict[st
     def page(limit: int, offset: int = 0) -> list[str]:
         return [j.job_id for j in state.queue.list(
             statuses, job_type=f.job_type, user_id=owner, queue=f.queue, search=f.q, created_after=f.created_after,
-            created_before=f.created_before, sort="created_at", limit=limit, offset=offset)]
+            created_before=f.created_before, sort="created_at", limit=limit, offset=offset,
+            error_contains=f.error, parameters=f.parameters)]
 
     if body.dry_run:
         matched = len(page(BULK_LIMIT))

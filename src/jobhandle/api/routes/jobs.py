@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import InvalidParameterError, JobHandleError
-from ...models import CANCELLABLE, Job, JobPriority, JobStatus, parse_job_id, utcnow
+from ...models import CANCELLABLE, Job, JobPriority, JobStatus, parse_job_id, parse_key_value, utcnow
 from ...queue import JobQueue
 from ...stores.base import JobPosition
 from .. import pagination, sse
@@ -139,6 +139,10 @@ def list_jobs(
     user_id: Annotated[str | None, Query(description="Admins only; a user key always lists its own")] = None,
     queue: str | None = None,
     q: Annotated[str | None, Query(description="The start of a job id or of a user id")] = None,
+    error: Annotated[str | None, Query(description="Text in the job's error message (any case)")] = None,
+    param: Annotated[list[str] | None, Query(
+        description="Repeatable KEY=VALUE: a top-level parameter equal to VALUE (JSON when it parses, else a "
+                    "string: customer=42, name=report.pdf)")] = None,
     created_after: DateTimeIn | None = None,
     created_before: DateTimeIn | None = None,
     sort: Annotated[str, Query(description="created_at, status, progress, priority, started_at or "
@@ -146,9 +150,12 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Document:
-    """Jobs matching every filter given, newest first by default, a page at a time (``next_cursor``)."""
+    """Jobs matching every filter given, newest first by default, a page at a time (``next_cursor``).
+    ``error`` and ``param`` are served by no index: they are checked on at most 50,000 of the jobs the other
+    filters select, and a list that would check more without filling its page is a 400 saying how to narrow."""
     jobs, next_cursor = list_page(state, principal, JobFilter(
         statuses=parse_statuses(status), job_type=job_type, user_id=user_id, queue=queue, q=q,
+        error=error or None, parameters=dict(parse_key_value(p, "param") for p in param or ()) or None,
         created_after=utc(created_after, "created_after"), created_before=utc(created_before, "created_before"),
         sort=sort), limit, cursor)
     return Document({"jobs": [job.to_dict() for job in jobs], "next_cursor": next_cursor})
@@ -166,6 +173,8 @@ class JobFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     sort: str = "-created_at"
+    error: str | None = None
+    parameters: dict[str, Any] | None = None
 
 
 def list_page(state: ApiState, principal: Principal, f: JobFilter, limit: int,
@@ -174,14 +183,17 @@ def list_page(state: ApiState, principal: Principal, f: JobFilter, limit: int,
     if not principal.admin and f.user_id not in (None, principal.user_id):
         return [], None
     owner = principal.scope(f.user_id)
-    filters = {"status": f.statuses, "job_type": f.job_type, "user_id": owner, "queue": f.queue, "q": f.q,
-               "created_after": f.created_after, "created_before": f.created_before, "sort": f.sort}
+    filters: dict[str, Any] = {
+        "status": f.statuses, "job_type": f.job_type, "user_id": owner, "queue": f.queue, "q": f.q,
+        "created_after": f.created_after, "created_before": f.created_before, "sort": f.sort}
+    filters.update({k: v for k, v in (("error", f.error), ("parameters", f.parameters)) if v})
     page = pagination.decode(cursor, filters) if cursor else pagination.Cursor(0, utcnow())
     bound = page.as_of if f.created_before is None else min(f.created_before, page.as_of)
     keyset = f.sort.removeprefix("-") == "created_at"
     jobs = state.queue.list(f.statuses, job_type=f.job_type, user_id=owner, queue=f.queue, search=f.q,
                             created_after=f.created_after, created_before=bound, sort=f.sort, limit=limit + 1,
-                            offset=0 if keyset else page.offset, after=page.after if keyset else None)
+                            offset=0 if keyset else page.offset, after=page.after if keyset else None,
+                            error_contains=f.error, parameters=f.parameters)
     next_cursor = None
     if len(jobs) > limit:
         jobs = jobs[:limit]

@@ -49,6 +49,7 @@ from ...models import (
 from ...supervise import LoopHealth, Supervised
 from ..base import (
     NO_LIMIT,
+    SCAN_LIMIT,
     TURN_MEMORY_SECONDS,
     AttemptKey,
     ChangeSignal,
@@ -87,9 +88,10 @@ AGING_BATCH = 200
 """Jobs one priority-aging script raises at most."""
 AGING_LIMIT = 1000
 """Jobs one age_pending call raises at most (the maintenance task calls again at its next tick)."""
-SORT_SCAN_LIMIT = 50_000
+SORT_SCAN_LIMIT = SCAN_LIMIT
 """Jobs a list sorted by another field than created_at may read (they are all read to be sorted); also the
-deepest offset a list may ask for. Past it the list is refused: the script would hold Redis meanwhile."""
+deepest offset a list may ask for, and how many jobs the filters no index serves may pass over. Past it the
+list is refused: the script would hold Redis meanwhile."""
 SEARCH_LIMIT = 10_000
 """Candidates a list search reads from each of its indexes at most (job ids, then the jobs of matching users)."""
 CLEANUP_BATCH = 1000
@@ -186,8 +188,11 @@ class RedisStore(RedisSchedules, Store):
             "search_end": prefix_end(query.search) if query.search else None,
             "search_id_end": prefix_end(query.search.lower()) if query.search else None,
             "search_limit": SEARCH_LIMIT, "scan_limit": SORT_SCAN_LIMIT,
+            "error_contains": query.error_contains.lower() if query.error_contains else None,
+            "params": dict(query.parameters) if query.parameters else None,
         }
         query.check_after()
+        query.check_scan()
         if args["sort"] not in JobQuery.SORTABLE:
             raise InvalidParameterError(f"cannot sort by {query.sort!r}")
         found = self._call("list", args)

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from ...analytics import TIERS, RollupRow
 from ...errors import (
+    InvalidParameterError,
     InvalidTransitionError,
     JobAlreadyCompletedError,
     JobNotFoundError,
@@ -33,6 +34,7 @@ from ...errors import (
 from ...models import TERMINAL_STATUSES, Job, JobStatus, Schedule, at_ts, dumps_json, from_ts, take_token, to_ts
 from ...supervise import LoopHealth, Supervised
 from ..base import (
+    SCAN_LIMIT,
     TURN_MEMORY_SECONDS,
     AttemptKey,
     ChangeSignal,
@@ -80,6 +82,12 @@ def _age_batch(tx: Tx, params: Mapping[str, float]) -> int:
         tx.pend(queue, priority, user_id, -1)
         tx.pend(queue, priority - aged + boost, user_id, 1)
     return len(rows)
+
+
+def _too_many(query: JobQuery) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"the error text and parameter filters would check more than {SCAN_LIMIT:,} jobs: narrow the list with a "
+        f"status, a job type, a user or a time range")
 
 
 class SQLiteStore(Store):
@@ -203,16 +211,50 @@ class SQLiteStore(Store):
         column = _SORT_COLUMNS[query.sort.removeprefix("-")]
         direction = "DESC" if descending else "ASC"
         query.check_after()
+        query.check_scan()
         if query.after is not None:  # keyset: the (created_at, job_id) index finds the page's first row
             where.append(f"(created_at, job_id) {'<' if descending else '>'} (:after_ts, :after_id)")
             params.update(after_ts=to_ts(query.after.created_at), after_id=query.after.job_id)
-        sql = "SELECT * FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {column} {direction}, job_id {direction} LIMIT :limit OFFSET :offset"
+        selected = "jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        order = f" ORDER BY {column} {direction}, job_id {direction} LIMIT :limit OFFSET :offset"
         params.update(limit=query.limit, offset=query.offset)
+        if not query.scans:
+            with self._read() as conn:
+                return [row_to_job(r) for r in conn.execute("SELECT * FROM " + selected + order, params)]
+        return self._scan(query, selected, order, params, direction)
+
+    def _scan(self, query: JobQuery, selected: str, order: str, params: dict[str, object],
+              direction: str) -> list[Job]:
+        """A list with filters no index serves: checked on at most SCAN_LIMIT of the jobs the others select
+        (newest first when sorted by creation; all of them, or a refusal, when sorted otherwise)."""
+        checks = []
+        if query.error_contains:
+            checks.append("instr(lower(coalesce(error, '')), :error_needle) > 0")
+            params["error_needle"] = query.error_contains.lower()
+        for i, (key, value) in enumerate((query.parameters or {}).items()):
+            params[f"p{i}"] = f'$."{key}"'
+            if isinstance(value, bool) or value is None:
+                checks.append(f"json_type(parameters, :p{i}) = :t{i}")
+                params[f"t{i}"] = "null" if value is None else "true" if value else "false"
+            elif isinstance(value, str):
+                checks.append(f"json_type(parameters, :p{i}) = 'text' AND json_extract(parameters, :p{i}) = :v{i}")
+                params[f"v{i}"] = value
+            else:
+                checks.append(f"json_type(parameters, :p{i}) IN ('integer', 'real') "
+                              f"AND json_extract(parameters, :p{i}) = :v{i}")
+                params[f"v{i}"] = value
+        by_created = query.sort.removeprefix("-") == "created_at"
+        params["scan"] = SCAN_LIMIT + query.offset + query.limit
         with self._read() as conn:
-            return [row_to_job(r) for r in conn.execute(sql, params)]
+            candidates = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {selected} LIMIT :scan + 1)",
+                                      params).fetchone()[0]
+            if candidates > params["scan"] and not by_created:
+                raise _too_many(query)
+            inner = f"SELECT * FROM {selected} ORDER BY created_at {direction}, job_id {direction} LIMIT :scan"
+            rows = conn.execute(f"SELECT * FROM ({inner}) WHERE {' AND '.join(checks)}{order}", params).fetchall()
+        if len(rows) < query.limit and candidates > params["scan"]:
+            raise _too_many(query)
+        return [row_to_job(r) for r in rows]
 
     def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
         now_ts = now.timestamp()

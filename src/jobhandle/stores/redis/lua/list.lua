@@ -1,6 +1,6 @@
 -- Store.list_jobs: A = {statuses, job_type, user_id, queue, idempotency_key, search, created_after,
 -- created_before, sort, descending, limit, offset, after_created, after_id, search_end, search_id_end,
--- search_limit, scan_limit}. A search reads at most search_limit candidates of each of its two indexes;
+-- search_limit, scan_limit, error_contains (lower case), params (name -> JSON value)}. A search reads at most search_limit candidates of each of its two indexes;
 -- a sort by another field than created_at or an offset past scan_limit is refused (returns {'too many', n}). Candidates come from the narrowest index at hand, in
 -- creation order; sorted by creation, the walk stops once the page is complete, otherwise every candidate
 -- is read and sorted (ties by job id, nulls first ascending, as SQL does).
@@ -48,6 +48,18 @@ local function consider(id)
     if A.created_after ~= NULL and created < tonumber(A.created_after) then return end
     if A.created_before ~= NULL and created >= tonumber(A.created_before) then return end
     if search and id:sub(1, #search) ~= search:lower() and f[3]:sub(1, #search) ~= search then return end
+    if A.error_contains ~= NULL or A.params ~= NULL then -- filters no index serves: read only now
+        local more = redis.call('HMGET', jkey(id), 'error', 'parameters')
+        if A.error_contains ~= NULL and not string.find(string.lower(more[1] or ''), A.error_contains, 1, true) then
+            return
+        end
+        if A.params ~= NULL then
+            local given = cjson.decode(more[2] or '{}')
+            for name, value in pairs(A.params) do
+                if type(given) ~= 'table' or given[name] == nil or given[name] ~= value then return end
+            end
+        end
+    end
     if after_created then
         if A.descending then
             if created > after_created or (created == after_created and id >= after_id) then return end
