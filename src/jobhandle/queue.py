@@ -308,6 +308,13 @@ class JobQueue:
             "by_type": counts.by_type,
         }
 
+    def dependants(self, job_id: str, limit: int = 100) -> tuple[builtins.list[Job], int]:
+        """The jobs that depend on ``job_id`` (up to ``limit``, by job id; removed ones left out) and how many
+        depend on it in all."""
+        ids, total = self.store.dependants(parse_job_id(job_id), limit)
+        jobs = [self.store.get(i) for i in ids]
+        return [j for j in jobs if j is not None], total
+
     def analytics(self, window: str = "24h", *, now: datetime | None = None) -> Analytics:
         """Throughput, success rate, wait and run time percentiles per job type and failures by error type
         over the last ``window`` (1h, 24h or 7d), from the store's rollups (analytics.py): a few hundred rows

@@ -132,3 +132,13 @@ def test_unknown_and_malformed_job_pages_are_404(api: TestClient) -> None:
     assert api.get("/jobs/not-a-uuid").status_code == 404
     assert api.get("/jobs/00000000-0000-4000-8000-000000000000").status_code == 404
     assert api.get("/jobs?sort=evil").status_code == 400
+
+
+def test_a_jobs_page_links_its_dependencies_both_ways(api: TestClient, api_queue: JobQueue) -> None:
+    parent = api_queue.submit("echo")
+    child = api_queue.submit("echo", depends_on=[parent.job_id])
+    up = api.get(f"/jobs/{child.job_id}").text
+    down = api.get(f"/jobs/{parent.job_id}").text
+    assert "Depends on" in up and f'href="/jobs/{parent.job_id}"' in up
+    assert "Needed by" in down and f'href="/jobs/{child.job_id}"' in down
+    assert "Needed by" not in up

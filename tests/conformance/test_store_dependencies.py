@@ -211,3 +211,23 @@ def test_one_batch_of_finishes_releases_the_dependants_of_each(store: Store) -> 
     assert by_parent == {claimed[0].job_id: JobStatus.PENDING, claimed[1].job_id: JobStatus.PENDING,
                          claimed[2].job_id: JobStatus.CANCELLED}
     assert get(store, both.job_id).status is JobStatus.PENDING
+
+
+def test_dependants_are_listed_both_ways_whatever_their_status(store: Store) -> None:
+    now = utcnow()
+    parent = submit(store, now)
+    done = submit(store, now)
+    claim_one(store, now)  # the older of the two: parent
+    store.finish(AttemptKey(parent.job_id, "w1", 1), Outcome(JobStatus.COMPLETED), now)
+    waiting = store.submit([new_job("echo", depends_on=[Dependency(done.job_id)])], now)[0]
+    ready = store.submit([new_job("echo", depends_on=[Dependency(parent.job_id)])], now)[0]  # parent done: pending
+    both = store.submit([new_job("echo", depends_on=[Dependency(parent.job_id), Dependency(done.job_id)])], now)[0]
+    assert ready.status is JobStatus.PENDING and waiting.status is JobStatus.WAITING
+    ids, total = store.dependants(parent.job_id)
+    assert ids == sorted([ready.job_id, both.job_id]) and total == 2
+    ids, total = store.dependants(done.job_id, limit=1)
+    assert ids == sorted([waiting.job_id, both.job_id])[:1] and total == 2
+    assert store.dependants(ready.job_id) == ([], 0)
+    store.cancel(ready.job_id, now)
+    store.cleanup({JobStatus.CANCELLED: later(now, 1)}, later(now, 1))
+    assert store.dependants(parent.job_id) == ([both.job_id], 1)  # a removed dependant is gone from the list

@@ -306,6 +306,11 @@ class Reading(Protocol):
         """The earliest ``run_at`` among SCHEDULED/RETRYING jobs (when a sleeping worker must look again)."""
 
     @abstractmethod
+    def dependants(self, job_id: str, limit: int = 100) -> tuple[list[str], int]:
+        """The jobs that named ``job_id`` in their ``depends_on`` (the first ``limit`` by job id), and how many
+        there are in all; kept until either job is removed."""
+
+    @abstractmethod
     def rollups(self, step: int, since: datetime, until: datetime) -> list[RollupRow]:
         """The analytics rollups of tier ``step`` (analytics.TIERS) whose slots start in [since, until]: kept by
         every primitive that starts or ends an attempt, or ends a job, in its own transaction (or script)."""

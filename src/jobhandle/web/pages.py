@@ -108,8 +108,11 @@ def job_detail(request: Request, principal: PagePrincipal, job_id: str) -> Respo
             parents.append((dep, state.visible_job(principal, dep.job_id)))
         except JobHandleError:
             parents.append((dep, None))  # removed by retention
+    children, dependant_count = state.queue.dependants(job.job_id, 50)
     return page(request, principal, "job.html", {
         "section": "jobs", "job": job, "parents": parents,
+        "children": [c for c in children if principal.may_see(c.user_id)],
+        "dependant_count": dependant_count if principal.admin else 0,  # others' jobs are not even counted
         "can_cancel": job.status in CANCELLABLE, "can_restart": job.status in RESTARTABLE})
 
 

@@ -30,8 +30,8 @@ P:leases                       zset      running job id -> lease_expires_at
 P:wjobs:<worker>               set       the job ids running under a worker
 P:workers                      zset      worker id -> last_seen;  P:worker:<id> hash: its registration
 P:idem                         hash      <len(user)>:<user>:<idempotency key> -> job id
-P:deps:<id>                    hash      a waiting job's parents -> condition
-P:dependants:<id>              set       the waiting jobs that depend on a job
+P:deps:<id>                    hash      a job's parents -> condition
+P:dependants:<id>              set       the jobs that depend on a job (whatever their status)
 P:schedules                    zset      schedule id -> created_at;  P:schedule:<id> hash: its fields
 P:schedules_due                zset      active schedule id -> next_fire_at
 P:bucket:<key>                 hash      a token bucket (tokens, updated_at)

@@ -92,6 +92,8 @@ SORT_SCAN_LIMIT = SCAN_LIMIT
 """Jobs a list sorted by another field than created_at may read (they are all read to be sorted); also the
 deepest offset a list may ask for, and how many jobs the filters no index serves may pass over. Past it the
 list is refused: the script would hold Redis meanwhile."""
+DEPENDANTS_SORTED = 10_000
+"""A job's dependants are listed in job id order up to this many of them; past it, a random sample."""
 SEARCH_LIMIT = 10_000
 """Candidates a list search reads from each of its indexes at most (job ids, then the jobs of matching users)."""
 CLEANUP_BATCH = 1000
@@ -409,6 +411,14 @@ class RedisStore(RedisSchedules, Store):
     @reachable
     def last_seq(self) -> int:
         return int(self._redis.get(self._key("seq")) or 0)
+
+    @reachable
+    def dependants(self, job_id: str, limit: int = 100) -> tuple[list[str], int]:
+        key = self._key("dependants", job_id)
+        total = int(self._redis.scard(key))
+        if total <= DEPENDANTS_SORTED:  # a set has no order: read it whole and sort, or take a sample
+            return sorted(self._redis.smembers(key))[:limit], total
+        return sorted(self._redis.srandmember(key, limit)), total
 
     @reachable
     def rollups(self, step: int, since: datetime, until: datetime) -> list[RollupRow]:

@@ -28,6 +28,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 -- name: insert_dependency
 INSERT INTO dependencies (parent_id, job_id, condition) VALUES (?, ?, ?);
 
+-- name: dependants
+SELECT job_id FROM dependencies WHERE parent_id = :parent_id ORDER BY job_id LIMIT :limit;
+
+-- name: dependants_count
+SELECT count(*) FROM dependencies WHERE parent_id = :parent_id;
+
 -- name: waiting_dependants
 SELECT d.job_id FROM dependencies d JOIN jobs j ON j.job_id = d.job_id
 WHERE d.parent_id = :parent_id AND j.status = 'waiting';

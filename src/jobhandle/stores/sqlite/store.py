@@ -180,6 +180,11 @@ class SQLiteStore(Store):
             row = conn.execute(Q["get_job"], {"job_id": job_id}).fetchone()
         return None if row is None else row_to_job(row)
 
+    def dependants(self, job_id: str, limit: int = 100) -> tuple[list[str], int]:
+        with self._read() as conn:
+            ids = [r[0] for r in conn.execute(Q["dependants"], {"parent_id": job_id, "limit": limit})]
+            return ids, int(conn.execute(Q["dependants_count"], {"parent_id": job_id}).fetchone()[0])
+
     def rollups(self, step: int, since: datetime, until: datetime) -> list[RollupRow]:
         with self._read() as conn:
             rows = conn.execute(Q["rollups_read"], {"step": step, "since": since.timestamp(),

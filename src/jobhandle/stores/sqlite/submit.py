@@ -46,8 +46,7 @@ def insert(tx: Tx, jobs: Sequence[Job], now: datetime) -> list[Job]:
         depends_on = "[]"
         if job.depends_on:
             apply_dependencies(tx, job, in_batch, now)
-            if job.status is JobStatus.WAITING:
-                dependency_rows += [(d.job_id, job.job_id, d.condition) for d in job.depends_on]
+            dependency_rows += [(d.job_id, job.job_id, d.condition) for d in job.depends_on]  # both ways
             depends_on = dumps_json([{"job_id": d.job_id, "condition": d.condition} for d in job.depends_on])
         if job.status not in INITIAL_STATUSES:
             raise RuntimeError(f"a new job cannot be {job.status.value}")

@@ -347,11 +347,9 @@ local function insert(specs, now)
             if spec.idempotency_key ~= NULL then
                 redis.call('HSET', P .. ':idem', idem_field(j.user_id, spec.idempotency_key), id)
             end
-            if status == 'waiting' then
-                for _, dep in ipairs(spec.depends_on) do
-                    redis.call('HSET', P .. ':deps:' .. id, dep.job_id, dep.condition)
-                    redis.call('SADD', P .. ':dependants:' .. dep.job_id, id)
-                end
+            for _, dep in ipairs(spec.depends_on) do -- both ways, whatever the new job's status
+                redis.call('HSET', P .. ':deps:' .. id, dep.job_id, dep.condition)
+                redis.call('SADD', P .. ':dependants:' .. dep.job_id, id)
             end
         end
     end
