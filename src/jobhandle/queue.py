@@ -373,6 +373,12 @@ class JobQueue:
         """Remove terminal jobs past their retention (settings: retention_*_hours); return how many."""
         return self.maintenance.cleanup()
 
+    def cleanup_candidates(self, days_old: float = 7) -> int:
+        """How many completed, failed and cancelled jobs were created more than ``days_old`` days ago: what
+        ``cleanup_old_jobs(days_old)`` looks at (it keeps those of them that finished since). Index counts."""
+        days = _number(days_old, "days_old", minimum=0)
+        return self.store.count_created_before(sorted(TERMINAL_STATUSES), utcnow() - timedelta(days=days))
+
     def cleanup_old_jobs(self, days_old: float = 7) -> int:
         """Remove completed, failed and cancelled jobs finished more than ``days_old`` days ago."""
         days = _number(days_old, "days_old", minimum=0)

@@ -142,3 +142,21 @@ def test_a_jobs_page_links_its_dependencies_both_ways(api: TestClient, api_queue
     assert "Depends on" in up and f'href="/jobs/{parent.job_id}"' in up
     assert "Needed by" in down and f'href="/jobs/{child.job_id}"' in down
     assert "Needed by" not in up
+
+
+def test_cleanup_counts_first_then_removes_and_is_for_admins(make_api: ApiFactory, api_queue: JobQueue) -> None:
+    api = make_api()
+    token = csrf_of(api.get("/").text)
+    job = api_queue.submit("echo")
+    api_queue.cancel(job.job_id)
+    headers = {"X-CSRF-Token": token}
+    assert api.post("/ui/cleanup", json={"days": 0, "dry_run": True}, headers=headers).json()["candidates"] == 1
+    assert api_queue.get(job.job_id).status is JobStatus.CANCELLED  # a dry run removes nothing
+    assert api.post("/ui/cleanup", json={"days": 0}, headers=headers).json()["removed"] == 1
+    assert api.post("/ui/cleanup", json={"days": -1}, headers=headers).status_code == 422
+    assert api.post("/ui/cleanup", json={"days": 0}).status_code == 403  # no CSRF token
+    users = make_api(api_keys=KEYS)
+    sign_in(users, ALICE_KEY)
+    refused = users.post("/ui/cleanup", json={"days": 0, "dry_run": True},
+                         headers={"X-CSRF-Token": csrf_of(users.get("/").text)})
+    assert refused.status_code == 403 and "admin" in refused.json()["message"]

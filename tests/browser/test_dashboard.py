@@ -460,3 +460,27 @@ def test_analytics_are_for_keys_that_see_every_user(make_dashboard: MakeDashboar
     expect(viewer.locator(".chart canvas")).to_have_count(4)
     api = httpx.get(f"{d.url}/api/v1/jobs/analytics", headers={"Authorization": "Bearer bob-key-0123456789"})
     assert api.status_code == 403 and api.json()["error"] == "PermissionDeniedError"
+
+
+def test_cleanup_from_the_overview_shows_the_count_then_removes(make_dashboard: MakeDashboard,
+                                                                new_page: NewPage) -> None:
+    d = make_dashboard(worker=False)
+    finished = [submit(d, "echo") for _ in range(3)]
+    for job_id in finished:
+        d.queue.cancel(job_id)
+    kept = submit(d, "echo")  # pending: never touched
+    page = new_page()
+    page.goto(f"{d.url}/")
+    page.locator('#cleanup input[name="days"]').fill("0")
+    page.get_by_role("button", name="Clean up…").click()
+    dialog = page.locator("#confirm")
+    expect(dialog).to_contain_text("3 completed, failed or cancelled jobs")
+    dialog.get_by_role("button", name="Keep as is").click()
+    assert all(d.queue.store.get(j) is not None for j in finished), "declining removed nothing"
+    page.get_by_role("button", name="Clean up…").click()
+    dialog.get_by_role("button", name="Remove them").click()
+    expect(page.locator(".toast")).to_contain_text("3 finished jobs removed")
+    assert all(d.queue.store.get(j) is None for j in finished)
+    assert d.queue.get(kept).status is JobStatus.PENDING
+    expect(page.locator('[data-stat="last_cleanup_removed"]')).to_have_text("3")
+    assert page.console_errors == []

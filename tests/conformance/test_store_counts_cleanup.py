@@ -201,3 +201,17 @@ def test_counters_stay_exact_through_cascades_and_schedules(store: Store) -> Non
     store.resume_schedule(schedule.schedule_id, later(now, 2))
     store.delete_schedule(schedule.schedule_id, later(now, 3))
     assert_counts_exact(store)
+
+
+def test_cleanup_candidates_are_counted_from_the_status_indexes(store: Store) -> None:
+    now = utcnow()
+    old = [submit(store, later(now, -100 + n)) for n in range(3)]
+    for job in old[:2]:
+        store.cancel(job.job_id, later(now, -50))
+    store.cancel(submit(store, later(now, -10)).job_id, later(now, -5))  # created after the cutoff
+    terminal = [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
+    assert store.count_created_before(terminal, later(now, -20)) == 2
+    assert store.count_created_before([JobStatus.PENDING], later(now, -20)) == 1
+    assert store.count_created_before(terminal, later(now, -100)) == 0  # strictly before
+    assert store.cleanup({s: later(now, -20) for s in terminal}, now) == 2
+    assert store.count_created_before(terminal, later(now, -20)) == 0

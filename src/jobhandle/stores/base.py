@@ -306,6 +306,11 @@ class Reading(Protocol):
         """The earliest ``run_at`` among SCHEDULED/RETRYING jobs (when a sleeping worker must look again)."""
 
     @abstractmethod
+    def count_created_before(self, statuses: Sequence[JobStatus], before: datetime) -> int:
+        """Jobs in ``statuses`` created before ``before``, from the status indexes (what a cleanup with that
+        cutoff looks at: it removes those of them that also finished before it)."""
+
+    @abstractmethod
     def dependants(self, job_id: str, limit: int = 100) -> tuple[list[str], int]:
         """The jobs that named ``job_id`` in their ``depends_on`` (the first ``limit`` by job id), and how many
         there are in all; kept until either job is removed."""

@@ -82,6 +82,22 @@ def act(request: Request, principal: UiPrincipal, job_id: str, action: Action) -
     return changed.to_dict()
 
 
+class CleanupRequest(BaseModel):
+    days: float = Field(ge=0, le=36500, description="Remove finished jobs older than this many days")
+    dry_run: bool = False
+
+
+@router.post("/cleanup")
+def cleanup(request: Request, principal: UiPrincipal, body: CleanupRequest) -> dict[str, Any]:
+    """Remove completed, failed and cancelled jobs that finished more than ``days`` days ago (every user's:
+    admins only). ``dry_run``: only count the candidates, for the confirmation dialog."""
+    principal.require_admin("removing every user's finished jobs")
+    queue = state_of(request).queue
+    if body.dry_run:
+        return {"candidates": queue.cleanup_candidates(body.days), "days": body.days}
+    return {"removed": queue.cleanup_old_jobs(body.days), "days": body.days}
+
+
 class BulkRequest(BaseModel):
     action: Action
     job_ids: list[str] | None = Field(None, max_length=BULK_LIMIT)

@@ -413,6 +413,13 @@ class RedisStore(RedisSchedules, Store):
         return int(self._redis.get(self._key("seq")) or 0)
 
     @reachable
+    def count_created_before(self, statuses: Sequence[JobStatus], before: datetime) -> int:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for status in statuses:
+                pipe.zcount(self._key("status", JobStatus(status).value), "-inf", f"({before.timestamp()!r}")
+            return sum(int(n) for n in pipe.execute())
+
+    @reachable
     def dependants(self, job_id: str, limit: int = 100) -> tuple[list[str], int]:
         key = self._key("dependants", job_id)
         total = int(self._redis.scard(key))

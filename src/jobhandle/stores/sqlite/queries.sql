@@ -28,6 +28,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 -- name: insert_dependency
 INSERT INTO dependencies (parent_id, job_id, condition) VALUES (?, ?, ?);
 
+-- name: count_created_before
+SELECT count(*) FROM jobs WHERE status = :status AND created_at < :before;  -- jobs_status_created
+
 -- name: dependants
 SELECT job_id FROM dependencies WHERE parent_id = :parent_id ORDER BY job_id LIMIT :limit;
 

@@ -180,6 +180,12 @@ class SQLiteStore(Store):
             row = conn.execute(Q["get_job"], {"job_id": job_id}).fetchone()
         return None if row is None else row_to_job(row)
 
+    def count_created_before(self, statuses: Sequence[JobStatus], before: datetime) -> int:
+        with self._read() as conn:
+            return sum(int(conn.execute(Q["count_created_before"], {"status": JobStatus(s).value,
+                                                                    "before": before.timestamp()}).fetchone()[0])
+                       for s in statuses)
+
     def dependants(self, job_id: str, limit: int = 100) -> tuple[list[str], int]:
         with self._read() as conn:
             ids = [r[0] for r in conn.execute(Q["dependants"], {"parent_id": job_id, "limit": limit})]

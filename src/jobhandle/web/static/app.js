@@ -295,6 +295,31 @@ document.addEventListener("change", (event) => {
   if (event.target.matches("#jobs input.select, #select-page")) refreshSelection();
 });
 
+// -- cleanup of finished jobs from the overview: the count first, then the removal --------------------------------
+
+async function cleanUp(form) {
+  const days = Number(form.elements.days.value);
+  try {
+    const count = await call("POST", "/ui/cleanup", { days, dry_run: true });
+    if (count.candidates === 0) { toast(`no finished job was created more than ${days} days ago`); return; }
+    const ok = await confirmDialog(`Remove finished jobs older than ${days} days?`,
+      `${count.candidates} completed, failed or cancelled jobs were created more than ${days} days ago: those of them that finished more than ${days} days ago will be removed for good, with their results and errors (the analytics keep their figures). Running and waiting jobs are not touched.`,
+      `Remove them`);
+    if (!ok) return;
+    const result = await call("POST", "/ui/cleanup", { days });
+    toast(`${result.removed} finished jobs removed`, "completed");
+    refreshOverview();
+  } catch (e) {
+    toast(`cleanup failed: ${e.message}`, "failed");
+  }
+}
+
+document.addEventListener("submit", (event) => {
+  if (event.target.id !== "cleanup") return;
+  event.preventDefault();
+  cleanUp(event.target);
+});
+
 // -- the submit form: submit, then watch the job in place until it ends ------------------------------------------
 
 function parametersOf(text) {
