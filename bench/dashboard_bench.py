@@ -111,13 +111,13 @@ def position_at(store_url: str, depth: int) -> JobPosition:
         location = parse_redis_url(store_url)
         client = redis.Redis.from_url(location.url, decode_responses=True)
         [(job_id, _)] = client.zrevrange(f"{location.prefix}:created", depth - 1, depth - 1, withscores=True)
-        created, seq = client.hmget(f"{location.prefix}:job:{job_id}", "created_at", "seq")
+        created = client.hget(f"{location.prefix}:job:{job_id}", "created_at")
         client.close()
-        return JobPosition(datetime.fromtimestamp(float(created), timezone.utc), int(seq))
+        return JobPosition(datetime.fromtimestamp(float(created), timezone.utc), job_id)
     queue = JobQueue(store_url, settings=Settings(store=store_url))
     [last] = queue.list(offset=depth - 1, limit=1)  # SQLite: an index-only walk
     queue.close()
-    return JobPosition(last.created_at, last.seq)
+    return JobPosition(last.created_at, last.job_id)
 
 
 def deep_cursor(store_url: str, depth: int) -> str:

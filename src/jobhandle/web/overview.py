@@ -45,6 +45,12 @@ class Overview:
         self.reads = 0
         """Snapshots computed from the store (tests and benchmarks count them)."""
 
+    def forget(self) -> None:
+        """Drop the cached snapshots: the next read computes afresh (after a change no event reports, such as
+        a cleanup, which removes jobs)."""
+        with self._lock:
+            self._cache.clear()
+
     def snapshot(self, principal: Principal) -> dict[str, Any]:
         scope = None if principal.admin else principal.user_id
         with self._lock:  # one computation at a time; the others then find it fresh

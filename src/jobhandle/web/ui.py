@@ -95,7 +95,9 @@ def cleanup(request: Request, principal: UiPrincipal, body: CleanupRequest) -> d
     queue = state_of(request).queue
     if body.dry_run:
         return {"candidates": queue.cleanup_candidates(body.days), "days": body.days}
-    return {"removed": queue.cleanup_old_jobs(body.days), "days": body.days}
+    removed = queue.cleanup_old_jobs(body.days)
+    request.app.state.jobhandle_overview.forget()  # the page reloads its figures next: show the removal
+    return {"removed": removed, "days": body.days}
 
 
 class BulkRequest(BaseModel):
