@@ -52,6 +52,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_http(url: str, what: str, seconds: float = 30.0) -> None:
+    """Return once ``url`` answers 200 (a server started in a child process); RuntimeError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
 class Server:
     """``jobhandle serve`` in a child process."""
 
@@ -64,16 +78,7 @@ class Server:
              "--store", store],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         self.ps = psutil.Process(self.proc.pid)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/api/v1/jobs/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
+        wait_for_http(f"{self.url}/api/v1/jobs/health", "the server")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -31,20 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import rq  # noqa: E402
+from api_bench import Server, delete_keys, free_port, wait_for_http  # noqa: E402
+from dashboard_bench import deep_cursor, time_get  # noqa: E402
 
 from bench import _rq_app  # noqa: E402
-from dashboard_bench import deep_cursor, time_get  # noqa: E402
-from api_bench import Server, delete_keys  # noqa: E402
 from jobhandle import JobQueue, Settings  # noqa: E402
 
 RQ_DB = 13
 PER_PAGE = 50
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fill_rq(url: str, n: int) -> float:
@@ -67,17 +60,8 @@ def rq_dashboard(url: str, n: int) -> dict[str, Any]:
     proc = subprocess.Popen([sys.executable, "-m", "rq_dashboard", "-u", url, "-p", str(port), "-b", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_for_http(f"http://127.0.0.1:{port}/0/data/queues.json", "rq-dashboard")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if client.get("/0/data/queues.json").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("rq-dashboard did not start")
-                time.sleep(0.1)
             middle = n // PER_PAGE // 2
             return {
                 "queue first page (50 jobs)": time_get(client, f"/0/data/jobs/default/queued/{PER_PAGE}/asc/1.json",

@@ -53,7 +53,7 @@ from .errors import (
     JobTimeoutError,
     StoreURLError,
 )
-from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id, parse_key_value
+from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id, parse_key_value, reject_json_constant
 from .queue import JobQueue
 from .registry import default_registry
 from .stores import masked_url, open_store
@@ -204,16 +204,12 @@ def resolve_job_id(q: JobQueue, text: str) -> str:
     return matches[0]
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(name)
-
-
 def build_parameters(params: Sequence[str], params_json: str | None) -> dict[str, Any]:
     """``--params-json`` (an object) first, then each ``--param`` on top of it."""
     parameters: dict[str, Any] = {}
     if params_json is not None:
         try:
-            parameters = json.loads(params_json, parse_constant=_reject_constant)
+            parameters = json.loads(params_json, parse_constant=reject_json_constant)
         except ValueError as exc:
             raise InvalidParameterError(f"--params-json is not valid JSON: {exc}") from None
         if not isinstance(parameters, dict):

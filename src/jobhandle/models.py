@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from enum import Enum, IntEnum
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import InvalidParameterError
 
@@ -263,12 +263,13 @@ def parse_key_value(item: str, what: str) -> tuple[str, Any]:
     if not sep or not key:
         raise InvalidParameterError(f"{what} expects KEY=VALUE, not {item!r}")
     try:  # NaN/Infinity are not JSON: they stay strings
-        return key, json.loads(raw, parse_constant=_no_constant)
+        return key, json.loads(raw, parse_constant=reject_json_constant)
     except ValueError:
         return key, raw
 
 
-def _no_constant(name: str) -> Any:
+def reject_json_constant(name: str) -> NoReturn:
+    """``parse_constant`` for ``json.loads``: NaN and Infinity are not JSON, so they are refused."""
     raise ValueError(name)
 
 
