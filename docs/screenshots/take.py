@@ -81,6 +81,7 @@ def main() -> None:
         time.sleep(3)
         running = [queue.submit("document_processing", {"document": f"big-{n}.pdf", "pages": 400, "hold": True},
                                 user_id="alice") for n in range(2)]
+        queue.submit("extraction", {"document": "big-0.pdf"}, user_id="alice", depends_on=[running[0].job_id])
         for n in range(5):
             queue.submit("document_processing", {"document": f"later-{n}.pdf"}, delay_seconds=3600, queue="batch")
         time.sleep(2)
