@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +40,23 @@ class WorkerProcess:
     def signal(self, sig: int) -> None:
         os.kill(self.proc.pid, sig)
 
+    def freeze(self, db_url: str, timeout: float = 20) -> None:
+        """SIGSTOP the worker at a moment it holds no SQLite write lock.
+
+        SQLite has one writer lock per file: a process frozen inside a write transaction holds every other
+        writer up until it resumes or dies (a SIGKILL releases it), which no lease can work around. A test of
+        lease loss freezes the worker between transactions, as a paused VM or a long GC pause mostly would.
+        """
+        path = db_url.removeprefix("sqlite:///") if db_url.startswith("sqlite:///") else None
+        deadline = time.monotonic() + timeout
+        while True:
+            self.signal(signal.SIGSTOP)
+            if path is None or _write_lock_free(path):
+                return
+            self.signal(signal.SIGCONT)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker held the SQLite write lock at every try for {timeout}s")
+
     def terminate_and_wait(self, timeout: float = 20) -> int:
         self.signal(signal.SIGTERM)
         try:
@@ -49,6 +68,18 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 pass
             raise AssertionError(f"worker did not stop within {timeout}s; its log:\n{self.log.read_text()}") from None
+
+
+def _write_lock_free(path: str) -> bool:
+    conn = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

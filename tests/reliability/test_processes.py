@@ -78,12 +78,13 @@ def test_sigkilled_process_mode_worker_takes_its_job_process_with_it(queue: JobQ
     assert rescuer.terminate_and_wait() == 0
 
 
-def test_revived_worker_cannot_finish_a_job_it_lost(queue: JobQueue, spawn_worker, tmp_path: Path) -> None:
+def test_revived_worker_cannot_finish_a_job_it_lost(queue: JobQueue, spawn_worker, db_url: str,
+                                                    tmp_path: Path) -> None:
     """SIGSTOP a worker past its lease; another worker completes the job; the revived one's result is refused."""
     sleeper = spawn_worker(concurrency=1)
     job = queue.submit("block", {"started": str(tmp_path / "started"), "release": str(tmp_path / "release")})
     wait_until(lambda: (tmp_path / "started.1").exists(), timeout=20, message="first attempt started")
-    sleeper.signal(signal.SIGSTOP)
+    sleeper.freeze(db_url)
     try:
         rescuer = spawn_worker(concurrency=1)  # its maintenance recovers the job once the lease expires
         wait_until(lambda: (tmp_path / "started.2").exists(), timeout=20,
