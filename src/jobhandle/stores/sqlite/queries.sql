@@ -39,12 +39,12 @@ SELECT count(*) FROM dependencies WHERE parent_id = :parent_id;
 
 -- name: waiting_dependants
 SELECT d.job_id FROM dependencies d JOIN jobs j ON j.job_id = d.job_id
-WHERE d.parent_id = :parent_id AND j.status = 'waiting';
+WHERE d.parent_id = :parent_id AND +j.status = 'waiting';  -- through the edges, never every waiting job
 
 -- name: parents_with_waiting_dependants
 -- Which of the jobs in :ids (a JSON array) have dependants still waiting.
 SELECT DISTINCT d.parent_id FROM dependencies d JOIN jobs j ON j.job_id = d.job_id
-WHERE d.parent_id IN (SELECT value FROM json_each(:ids)) AND j.status = 'waiting';
+WHERE d.parent_id IN (SELECT value FROM json_each(:ids)) AND +j.status = 'waiting';
 
 -- name: dependencies_of
 SELECT d.parent_id, d.condition, p.status FROM dependencies d LEFT JOIN jobs p ON p.job_id = d.parent_id
@@ -91,14 +91,15 @@ SELECT * FROM jobs WHERE user_id = :user_id AND idempotency_key = :key;
 SELECT * FROM jobs WHERE job_id = :job_id;
 
 -- name: due_jobs
-SELECT job_id, queue, job_type, status, user_id, priority FROM jobs WHERE status IN ({promote_from}) AND run_at <= :now
+SELECT job_id, queue, job_type, status, user_id, priority FROM jobs INDEXED BY jobs_due
+WHERE status IN ({promote_from}) AND run_at <= :now
 ORDER BY run_at LIMIT 1000;
 
 -- name: make_pending
 UPDATE jobs SET status = 'pending', seq = :seq WHERE job_id = :job_id AND status IN ({promote_from});
 
 -- name: next_due
-SELECT min(run_at) FROM jobs WHERE status IN ({promote_from});
+SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE status IN ({promote_from});
 
 -- name: start_job
 -- The start time is the claim's until the handler's own is written (report_progress, finish_job); never before
@@ -120,11 +121,11 @@ ON CONFLICT (worker_id) DO UPDATE SET last_seen = excluded.last_seen, state = ex
                                       concurrency = excluded.concurrency;
 
 -- name: extend_leases
-UPDATE jobs SET lease_expires_at = :lease WHERE worker_id = :worker_id AND status = 'running'
+UPDATE jobs INDEXED BY jobs_leases SET lease_expires_at = :lease WHERE worker_id = :worker_id AND status = 'running'
 RETURNING job_id;
 
 -- name: owned_jobs
-SELECT job_id FROM jobs WHERE worker_id = :worker_id AND status = 'running';
+SELECT job_id FROM jobs INDEXED BY jobs_leases WHERE worker_id = :worker_id AND status = 'running';
 
 -- name: report_progress
 -- Fenced: only the (worker, attempt) that runs the job may write. History keeps its newest :limit entries.
@@ -197,7 +198,7 @@ RETURNING *;
 SELECT status FROM jobs WHERE job_id = :job_id;
 
 -- name: expired_leases
-SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < :now LIMIT 1000;
+SELECT * FROM jobs INDEXED BY jobs_leases WHERE status = 'running' AND lease_expires_at < :now LIMIT 1000;
 
 -- name: reap_workers
 DELETE FROM workers WHERE last_seen < :silent_since RETURNING worker_id;
@@ -206,7 +207,7 @@ DELETE FROM workers WHERE last_seen < :silent_since RETURNING worker_id;
 DELETE FROM workers WHERE worker_id = :worker_id;
 
 -- name: list_workers
-SELECT w.*, (SELECT json_group_array(j.job_id) FROM jobs j
+SELECT w.*, (SELECT json_group_array(j.job_id) FROM jobs j INDEXED BY jobs_leases
              WHERE j.worker_id = w.worker_id AND j.status = 'running') AS current_jobs
 FROM workers w ORDER BY w.started_at;
 
@@ -289,23 +290,23 @@ DELETE FROM ready_users WHERE served_at < :before AND (waiting = 0 OR NOT EXISTS
 SELECT coalesce(sum(n), 0) FROM counters WHERE status = 'running';
 
 -- name: running_per_user
-SELECT user_id, count(*) FROM jobs WHERE status = 'running' GROUP BY user_id;
+SELECT user_id, count(*) FROM jobs INDEXED BY jobs_leases WHERE status = 'running' GROUP BY user_id;
 
 -- name: claim_lookout
 -- A claim's read-only first look: when the next scheduled or retrying job is due, and whether :q has work.
-SELECT (SELECT min(run_at) FROM jobs WHERE status IN ({promote_from})),
-       EXISTS (SELECT 1 FROM jobs WHERE status = 'pending' AND queue = :q);
+SELECT (SELECT min(run_at) FROM jobs INDEXED BY jobs_due WHERE status IN ({promote_from})),
+       EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_ready_users WHERE status = 'pending' AND queue = :q);
 
 -- name: first_pending
 -- Up to two of a queue's pending jobs, in no particular order: the claim's question "is there only one?".
-SELECT job_id, user_id, priority FROM jobs WHERE status = 'pending' AND queue = :q LIMIT 2;
+SELECT job_id, user_id, priority FROM jobs INDEXED BY jobs_ready_users WHERE status = 'pending' AND queue = :q LIMIT 2;
 
 -- name: any_pending
-SELECT 1 FROM jobs WHERE status = 'pending' AND queue = :q LIMIT 1;
+SELECT 1 FROM jobs INDEXED BY jobs_ready_users WHERE status = 'pending' AND queue = :q LIMIT 1;
 
 -- name: top_priority
 -- The highest priority below :below among a queue's pending jobs.
-SELECT max(priority) FROM jobs WHERE status = 'pending' AND queue = :q AND priority < :below;
+SELECT max(priority) FROM jobs INDEXED BY jobs_ready_users WHERE status = 'pending' AND queue = :q AND priority < :below;
 
 -- name: ready_users_after
 -- The users waiting at one level of one queue in turn order, after (:turn, :u): one seek, then the next :n.
@@ -334,7 +335,7 @@ AND NOT EXISTS (SELECT 1 FROM jobs WHERE status = 'pending' AND queue = ?1 AND p
 UPDATE ready_users SET turn = :turn, served_at = :now WHERE user_id = :u;
 
 -- name: next_of_user
-SELECT job_id, seq FROM jobs
+SELECT job_id, seq FROM jobs INDEXED BY jobs_ready_users
 WHERE status = 'pending' AND queue = :q AND priority = :p AND user_id = :u AND seq > :after
 ORDER BY seq LIMIT :n;
 
