@@ -52,6 +52,7 @@ ALLOWED_TEMP_BTREE = {
     "parents_with_waiting_dependants",  # DISTINCT over the parents of one batch
     "running_per_user",  # GROUP BY over the running jobs: as many as worker slots
     "list_workers",  # ORDER BY over the workers table
+    "changed_by_kind",  # GROUP BY over the jobs one transaction changed
 }
 
 
