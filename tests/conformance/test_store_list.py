@@ -149,8 +149,9 @@ def test_queue_list_translates_its_arguments(queue: JobQueue, data: Dataset) -> 
 @pytest.mark.parametrize("sort", ["-created_at", "created_at"])
 def test_keyset_pages_walk_every_job_once_even_with_equal_creation_times(store: Store, sort: str) -> None:
     """A page after a position (the last row's created_at and job id) starts right after that row: 25 jobs of
-    one bulk submit share their creation time, and pages of 10 still see each exactly once, in job id order,
-    even when jobs change between pages (a change does not move a job in the list)."""
+    one bulk submit share their creation time, and pages of 10 still see each exactly once, in the order the
+    store keeps them in (the unpaged list's), even when jobs change between pages (a change does not move a
+    job in the list)."""
     from helpers import new_job
 
     now = utcnow()
@@ -158,8 +159,10 @@ def test_keyset_pages_walk_every_job_once_even_with_equal_creation_times(store: 
     batch = store.submit([new_job("echo") for _ in range(25)], now)
     newer = submit(store, later(now, 5))
     descending = sort.startswith("-")
-    ties = sorted(batch, key=lambda j: j.job_id, reverse=descending)
-    expected = [newer, *ties, older] if descending else [older, *ties, newer]
+    unpaged = [j.job_id for j in store.list_jobs(JobQuery(sort=sort, limit=100))]
+    assert set(unpaged[1:-1]) == {j.job_id for j in batch}
+    assert unpaged == [j.job_id for j in store.list_jobs(JobQuery(sort=sort, limit=100))], "one order, kept"
+    expected = [(newer if descending else older).job_id, *unpaged[1:-1], (older if descending else newer).job_id]
     seen: list[str] = []
     after: JobPosition | None = None
     while True:
@@ -171,7 +174,33 @@ def test_keyset_pages_walk_every_job_once_even_with_equal_creation_times(store: 
             store.report_progress(AttemptKey(job.job_id, "nobody", 1), ProgressUpdate(0.5))  # fenced: no-op
         assert store.claim(ClaimRequest("w1", ("default",), 2, 30.0), now)  # these do change
         after = JobPosition(page[-1].created_at, page[-1].job_id)
-    assert seen == [j.job_id for j in expected]
+    assert seen == expected
+
+
+@pytest.mark.parametrize("sort", ["-created_at", "created_at"])
+def test_a_page_after_a_deleted_job_skips_nothing(store: Store, sort: str) -> None:
+    """The job a position names is deleted before the next page is read: that page still holds every job
+    after it (a store may repeat jobs created in the same instant, and skips none)."""
+    from helpers import new_job
+
+    now = utcnow()
+    older = submit(store, later(now, -5))
+    store.submit([new_job("echo") for _ in range(12)], now)
+    newer = submit(store, later(now, 5))
+    walk = [j.job_id for j in store.list_jobs(JobQuery(sort=sort, limit=100))]
+    assert len(walk) == 14 and {walk[0], walk[-1]} == {older.job_id, newer.job_id}
+    for cut in (3, 7, 12):  # the page ends inside the batch, or at its last job
+        first = store.list_jobs(JobQuery(sort=sort, limit=cut))
+        anchor = first[-1]
+        store.cancel(anchor.job_id, now)  # the only cancelled job: cleanup removes it alone
+        assert store.cleanup({JobStatus.CANCELLED: later(now, 60)}, later(now, 60)) == 1
+        rest = [j.job_id for j in store.list_jobs(JobQuery(sort=sort, limit=100,
+                                                           after=JobPosition(anchor.created_at, anchor.job_id)))]
+        remaining = [j for j in walk if j != anchor.job_id]
+        after_anchor = walk[walk.index(anchor.job_id) + 1:]
+        assert rest[-len(after_anchor):] == after_anchor, f"cut {cut}: a job after the deleted one was skipped"
+        assert set(rest) <= set(remaining) and len(set(rest)) == len(rest)
+        walk = remaining
 
 
 def test_a_keyset_position_combines_with_filters(store: Store) -> None:

@@ -48,7 +48,12 @@ def prefix_end(prefix: str) -> str:
 class JobPosition:
     """A place in a list sorted by creation time: the last job of a page (its created_at and job_id, which
     never change, so a job keeps its place however often it changes). The next page starts right after it,
-    found through the creation-time index whatever the depth (keyset paging)."""
+    found through the creation-time index whatever the depth (keyset paging).
+
+    Jobs created in the same instant (one bulk submit) are in an order each store keeps for good: Redis and
+    memory by job id, SQLite by insertion (its rowid). Should the position's job be deleted before the next
+    page is read, SQLite starts that page with the first job of the position's instant: jobs of that instant
+    may be listed twice, none is skipped."""
 
     created_at: datetime
     job_id: str

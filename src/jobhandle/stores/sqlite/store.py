@@ -67,6 +67,11 @@ CHECKPOINT_INTERVAL = 0.25
 WAL_AUTOCHECKPOINT_CAP_PAGES = 20000
 """SQLite checkpoints inside a commit only past this many WAL pages (~80 MB): normally never."""
 _SORT_COLUMNS = {name: name for name in JobQuery.SORTABLE}
+_ANCHOR_ROWID = "coalesce((SELECT rowid FROM jobs WHERE job_id = :after_id AND created_at = :after_ts), :no_anchor)"
+"""The rowid of a page position's job. When that job is gone, the page starts with the first job created at
+the position's time (``no_anchor``): jobs created in the same instant may be listed again, none is skipped."""
+_NO_ANCHOR_DESC = 2**63 - 1
+_NO_ANCHOR_ASC = 0
 AGING_BATCH = 200
 """Jobs one priority-aging transaction raises at most."""
 AGING_LIMIT = 1000
@@ -223,18 +228,19 @@ class SQLiteStore(Store):
         direction = "DESC" if descending else "ASC"
         query.check_after()
         query.check_scan()
-        if query.after is not None:  # keyset: the (created_at, job_id) index finds the page's first row
-            where.append(f"(created_at, job_id) {'<' if descending else '>'} (:after_ts, :after_id)")
-            params.update(after_ts=to_ts(query.after.created_at), after_id=query.after.job_id)
+        if query.after is not None:  # keyset: the creation-time index finds the page's first row
+            where.append(f"(created_at, rowid) {'<' if descending else '>'} (:after_ts, {_ANCHOR_ROWID})")
+            params.update(after_ts=to_ts(query.after.created_at), after_id=query.after.job_id,
+                          no_anchor=_NO_ANCHOR_DESC if descending else _NO_ANCHOR_ASC)
         selected = "jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        order = f" ORDER BY {column} {direction}, job_id {direction} LIMIT :limit OFFSET :offset"
         params.update(limit=query.limit, offset=query.offset)
         if not query.scans:
+            order = f" ORDER BY {column} {direction}, rowid {direction} LIMIT :limit OFFSET :offset"
             with self._read() as conn:
                 return [row_to_job(r) for r in conn.execute("SELECT * FROM " + selected + order, params)]
-        return self._scan(query, selected, order, params, direction)
+        return self._scan(query, selected, column, params, direction)
 
-    def _scan(self, query: JobQuery, selected: str, order: str, params: dict[str, object],
+    def _scan(self, query: JobQuery, selected: str, column: str, params: dict[str, object],
               direction: str) -> list[Job]:
         """A list with filters no index serves: checked on at most SCAN_LIMIT of the jobs the others select
         (newest first when sorted by creation; all of them, or a refusal, when sorted otherwise)."""
@@ -261,11 +267,14 @@ class SQLiteStore(Store):
                                       params).fetchone()[0]
             if candidates > params["scan"] and not by_created:
                 raise _too_many(query)
-            inner = f"SELECT * FROM {selected} ORDER BY created_at {direction}, job_id {direction} LIMIT :scan"
-            rows = conn.execute(f"SELECT * FROM ({inner}) WHERE {' AND '.join(checks)}{order}", params).fetchall()
+            inner = (f"SELECT *, rowid AS tie FROM {selected} ORDER BY created_at {direction}, rowid {direction} "
+                     "LIMIT :scan")
+            rows = conn.execute(f"SELECT * FROM ({inner}) WHERE {' AND '.join(checks)} "
+                                f"ORDER BY {column} {direction}, tie {direction} LIMIT :limit OFFSET :offset",
+                                params).fetchall()
         if len(rows) < query.limit and candidates > params["scan"]:
             raise _too_many(query)
-        return [row_to_job(r) for r in rows]
+        return [row_to_job(r[:-1]) for r in rows]  # without the tie
 
     def claim(self, request: ClaimRequest, now: datetime) -> list[Job]:
         now_ts = now.timestamp()
