@@ -41,7 +41,7 @@ PLANS = {
     # Change feed, the jobs one transaction wrote, retention, aging.
     "changes_since": {"jobs_seq"},
     "jobs_by_seq": {"jobs_seq"},
-    "changed_by_kind": {"jobs_seq"},
+    "ended_by_seq": {"jobs_seq"},
     "job_by_idempotency_key": {"jobs_idempotency"},
     "cancel_upcoming": {"jobs_idempotency"},
     "expired_terminal": {"jobs_created"},
@@ -52,7 +52,6 @@ ALLOWED_TEMP_BTREE = {
     "parents_with_waiting_dependants",  # DISTINCT over the parents of one batch
     "running_per_user",  # GROUP BY over the running jobs: as many as worker slots
     "list_workers",  # ORDER BY over the workers table
-    "changed_by_kind",  # GROUP BY over the jobs one transaction changed
 }
 
 

@@ -22,6 +22,7 @@ from .commit import Tx
 from .deps import resolve_dependants
 from .sql import Q
 
+RUNNING, COMPLETED = JobStatus.RUNNING.value, JobStatus.COMPLETED.value
 Attempt = tuple[str, str, int, Outcome]
 """(job_id, worker_id, attempt, how it ended)."""
 
@@ -46,7 +47,10 @@ def finish_all(tx: Tx, attempts: Sequence[Attempt], now_ts: float) -> list[bool]
     owned = [_finish(tx, job_id, worker_id, attempt, outcome, now_ts, seq)
              for (job_id, worker_id, attempt, outcome), seq in zip(attempts, seqs, strict=True)]
     if any(owned):
-        tx.count_moved(JobStatus.RUNNING, seqs[0], seqs[-1], now_ts)
+        ended = tx.conn.execute(Q["ended_by_seq"], {"first": seqs[0], "last": seqs[-1]}).fetchall()
+        tx.count([(queue, job_type, RUNNING, status, 1) for queue, job_type, status, _, _ in ended], now_ts)
+        for _, job_type, status, ran, error_type in ended:
+            tx.tally.ended(job_type, ran, error_type, status != COMPLETED, now_ts)
     resolve_dependants(tx, [a[0] for a, ok in zip(attempts, owned, strict=True)
                             if ok and a[3].status in TERMINAL_STATUSES], now_ts)
     return owned
@@ -71,12 +75,7 @@ def _finish(tx: Tx, job_id: str, worker_id: str, attempt: int, outcome: Outcome,
         "cpu_seconds": outcome.cpu_seconds, "peak_memory_mb": outcome.peak_memory_mb,
         "seq": seq, "job_id": job_id, "worker_id": worker_id, "attempt": attempt,
     })
-    row = cur.fetchone()
-    if row is None:
-        return False
-    tx.tally.ended(row[0], outcome.execution_time_seconds, outcome.error_type,
-                   outcome.status is not JobStatus.COMPLETED, now_ts)
-    return True
+    return cur.rowcount == 1
 
 
 def release(tx: Tx, key: AttemptKey, now_ts: float) -> Job | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ...analytics import Tally
-from ...models import JobStatus, check_move
+from ...models import check_move
 from .sql import Q
 
 log = logging.getLogger("jobhandle.store")
@@ -75,11 +75,6 @@ class Tx:
                 delta[queue, job_type, old] = delta.get((queue, job_type, old), 0) - n
                 self.tally.moved(job_type, old, new, n, now_ts)
         self.conn.executemany(Q["count_add"], [(q, t, s, n) for (q, t, s), n in delta.items() if n])
-
-    def count_moved(self, old: JobStatus, first: int, last: int, now_ts: float) -> None:
-        """Every job whose last change has a seq in [first, last] just left ``old``: move it in the counters."""
-        self.count(((queue, job_type, old.value, status, n) for queue, job_type, status, n in
-                    self.conn.execute(Q["changed_by_kind"], {"first": first, "last": last})), now_ts)
 
     # -- the index of waiting users ----------------------------------------------------------------------
 

@@ -64,9 +64,10 @@ RETURNING queue, job_type, status;
 -- name: delete_dependencies
 DELETE FROM dependencies WHERE job_id = :job_id OR parent_id = :job_id;
 
--- name: changed_by_kind
--- The jobs whose last change has a seq in [:first, :last], by queue, type and (new) status.
-SELECT queue, job_type, status, count(*) FROM jobs WHERE seq BETWEEN :first AND :last GROUP BY 1, 2, 3;
+-- name: ended_by_seq
+-- The attempts a finish just ended (the jobs whose last change has a seq in [:first, :last]), for the counters
+-- and the rollups: one read of rows the transaction holds, cheaper than RETURNING on each UPDATE.
+SELECT queue, job_type, status, execution_time, error_type FROM jobs WHERE seq BETWEEN :first AND :last;
 
 -- name: rollup_add
 -- Analytics rollups (migration 5): :n more of (step, slot, job_type, metric, key).
@@ -169,8 +170,7 @@ UPDATE jobs SET
     cpu_seconds = coalesce(:cpu_seconds, cpu_seconds),
     peak_memory_mb = coalesce(:peak_memory_mb, peak_memory_mb),
     seq = :seq
-WHERE job_id = :job_id AND status IN ({finish_from}) AND worker_id = :worker_id AND attempts = :attempt
-RETURNING job_type;
+WHERE job_id = :job_id AND status IN ({finish_from}) AND worker_id = :worker_id AND attempts = :attempt;
 
 -- name: release_job
 UPDATE jobs SET status = 'pending', attempts = attempts - 1, worker_id = NULL, started_at = NULL,
