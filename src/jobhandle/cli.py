@@ -45,6 +45,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from . import health
 from .config import Settings
 from .errors import (
     InvalidParameterError,
@@ -547,10 +548,11 @@ def _stop_interruptibly(worker: Worker, grace: float) -> None:
 
 
 @contextmanager
-def queue_waiting_for_store(store: str | None, wait_for_store: float | None) -> Iterator[JobQueue]:
+def queue_waiting_for_store(store: str | None, wait_for_store: float | None,
+                            settings: Settings | None = None) -> Iterator[JobQueue]:
     """A JobQueue on ``store`` (default: the settings'), opened once the store answers (see ``--wait-for-store``);
     the queue and then the store are closed on exit."""
-    settings = Settings()
+    settings = settings or Settings()
     opened = open_store(store or settings.store, sqlite_poll_interval=settings.sqlite_poll_interval,
                         wait_seconds=settings.wait_for_store if wait_for_store is None else wait_for_store)
     with closing(opened), JobQueue(opened, settings=settings) as q:
@@ -584,6 +586,10 @@ def worker_command(
         help="Seconds running jobs may still finish after SIGTERM/SIGINT; the rest are handed back "
              "(default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")] = None,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
+    heartbeat_file: Annotated[Path | None, typer.Option(
+        metavar="PATH", show_default=False,
+        help="Write each heartbeat here (JSON), for `jobhandle health --heartbeat-file` probes that do not reach "
+             "the store (default: $JOBHANDLE_HEARTBEAT_FILE, else none).")] = None,
     wait_for_store: WaitForStoreOption = None,
     store: StoreOption = None,
 ) -> None:
@@ -600,7 +606,8 @@ def worker_command(
         typer.echo("warning: no handlers registered (load them with --app MODULE_OR_FILE); "
                    "jobs this worker claims will fail with UnknownHandlerError", err=True)
     # The store is opened before the stop handler is installed: a signal while waiting for it ends the process.
-    with queue_waiting_for_store(store, wait_for_store) as q:
+    settings = Settings() if heartbeat_file is None else Settings(heartbeat_file=heartbeat_file)
+    with queue_waiting_for_store(store, wait_for_store, settings) as q:
         request = StopRequest()
         request.install()
         try:
@@ -766,6 +773,47 @@ def workers_command(as_json: JsonOption = False, store: StoreOption = None) -> N
         typer.echo("no workers")
     else:
         _console().print(workers_table(workers))
+
+
+@command("health")
+def health_command(
+    worker: Annotated[str | None, typer.Option(
+        metavar="NAME_OR_ID", show_default=False,
+        help="Check one worker instead: registered, with a heartbeat within $JOBHANDLE_WORKER_TIMEOUT.")] = None,
+    heartbeat_file: Annotated[Path | None, typer.Option(
+        metavar="PATH", show_default=False,
+        help="Check a worker's heartbeat file instead (`jobhandle worker --heartbeat-file`), without reaching "
+             "the store.")] = None,
+    max_age: Annotated[float | None, typer.Option(
+        min=0, show_default=False,
+        help="With --heartbeat-file: the oldest heartbeat that counts (default: 3 heartbeat intervals).")] = None,
+    need_store: Annotated[bool, typer.Option(
+        "--need-store", help="With --heartbeat-file: also fail when the last heartbeat did not reach the store.")
+    ] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 when degraded too (default: only when unhealthy).")] = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Health of the store and its workers: healthy, degraded (with the issues) or unhealthy (the store does not
+    answer); exit 1 when unhealthy. Fast enough for a container HEALTHCHECK.
+
+    Examples: jobhandle health --strict; jobhandle health --worker w1;
+    jobhandle health --heartbeat-file /run/jobhandle/worker.json
+    """
+    if heartbeat_file is not None:
+        settings = Settings()
+        report = health.heartbeat_file_report(heartbeat_file, 3 * settings.heartbeat_interval if max_age is None
+                                              else max_age, need_store=need_store)
+    else:
+        with JobQueue(store) as q:
+            report = health.store_report(q) if worker is None else health.worker_report(q, worker)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        typer.echo(report.status + "".join(f"\n- {issue}" for issue in report.issues))
+    if not report.ok and (strict or report.status in ("unhealthy", "dead")):
+        raise typer.Exit(EXIT_FAILED)
 
 
 @command("cleanup")

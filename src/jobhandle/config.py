@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     sqlite_poll_interval: float = Field(
         0.1, gt=0, description="Fallback: how often a SQLite waiter checks for commits it was not woken for")
     retry_backoff_cap: float = Field(3600.0, ge=0, description="Longest automatic retry delay, seconds")
+    health_max_wait_seconds: float = Field(
+        600.0, ge=0, description="Health reports an issue when the oldest pending job has waited longer; 0: off")
+    health_max_failure_rate: float = Field(
+        0.5, ge=0, le=1, description="Health reports an issue when more of the last hour's finished jobs failed "
+                                     "(judged from 20 finished jobs on)")
+    heartbeat_file: Path | None = Field(
+        None, description="A worker writes its heartbeat here (JSON) for probes that do not reach the store")
     priority_aging_seconds: float = Field(
         60.0, ge=0, description="A pending job gains one priority level per this many seconds waited; 0: off")
     priority_aging_max: int = Field(10, ge=0, description="Most priority levels a job gains by waiting")

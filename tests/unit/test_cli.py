@@ -204,7 +204,7 @@ def start_worker(tmp_path: Path, db_url: str) -> Iterator[Callable[..., WorkerPr
 
 # -- help, parameters, submit ------------------------------------------------------------------------------
 
-COMMANDS = ["worker", "submit", "status", "list", "cancel", "restart", "stats", "workers", "cleanup", "demo"]
+COMMANDS = ["worker", "submit", "status", "list", "cancel", "restart", "stats", "workers", "health", "cleanup", "demo"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]], ids=["jobhandle", *COMMANDS])
@@ -553,3 +553,36 @@ def test_python_dash_m_runs_the_cli() -> None:
     result = subprocess.run([sys.executable, "-m", "jobhandle", "--version"], capture_output=True, text=True,
                             timeout=PROCESS_TIMEOUT)
     assert result.returncode == 0 and result.stdout.startswith("jobhandle ")
+
+
+# -- health ------------------------------------------------------------------------------------------------
+
+def test_health_is_degraded_without_workers_exit_0_and_1_with_strict(q: JobQueue, db_url: str) -> None:
+    result = cli("health", "--store", db_url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["degraded", "- no workers registered: jobs wait until one starts"]
+    assert cli("health", "--strict", "--store", db_url).exit_code == 1
+    body = json.loads(cli("health", "--json", "--store", db_url).stdout)
+    assert body["status"] == "degraded" and body["store"]["reachable"] is True
+
+
+def test_health_of_one_worker_and_of_its_heartbeat_file(start_worker: Callable[..., WorkerProcess], db_url: str,
+                                                        tmp_path: Path) -> None:
+    beat = tmp_path / "beat.json"
+    missing = cli("health", "--heartbeat-file", str(beat))
+    assert missing.exit_code == 1 and missing.stdout.startswith("dead\n- no heartbeat file")
+    worker = start_worker("--name", "w-probe", "--heartbeat-file", str(beat))
+    wait_until(beat.exists, PROCESS_TIMEOUT, "the worker's heartbeat file")
+    alive = run_jobhandle("health", "--heartbeat-file", str(beat), "--need-store")
+    assert alive.returncode == 0 and alive.stdout == "alive\n", alive.stderr
+    assert cli("health", "--worker", "w-probe", "--store", db_url).exit_code == 0
+    unknown = cli("health", "--worker", "w-nobody", "--store", db_url)
+    assert unknown.exit_code == 1 and "no worker 'w-nobody' is registered" in unknown.stdout
+    worker.proc.send_signal(signal.SIGSTOP)  # frozen: its file stops being written
+    try:
+        stale = wait_until(lambda: (r := run_jobhandle("health", "--heartbeat-file", str(beat), "--max-age",
+                                                       "0.5")).returncode == 1 and r, PROCESS_TIMEOUT,
+                           "the probe to see the heartbeat go stale")
+        assert "last heartbeat" in stale.stdout
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)

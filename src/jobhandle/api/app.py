@@ -99,6 +99,7 @@ def create_app(queue: JobQueue | None = None, settings: Settings | None = None) 
     for module in (jobs, system, schedules, extraction):
         app.include_router(module.router)
     app.include_router(system.metrics_router)
+    app.include_router(system.probes_router)
     web.install(app, state)  # the dashboard at / and /docs with local assets
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

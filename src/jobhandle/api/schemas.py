@@ -280,7 +280,18 @@ class HealthOut(BaseModel):
     events: dict[str, Any] = Field(description="The change hub: {running, last_seq, subscribers, error}")
     background: list[dict[str, Any]] = Field(
         default_factory=list, description="This server's background threads: {name, alive, failures, error}")
+    pending_jobs: int | None = None
+    oldest_pending_wait_seconds: float | None = Field(
+        None, description="How long the pending job created first has waited since it was due")
+    failure_rate_1h: float | None = Field(None, description="Failed / finished over the last hour")
     issues: list[str]
+
+
+class ProbeOut(BaseModel):
+    status: Literal["alive", "dead", "ready", "not_ready"]
+    issues: list[str]
+    loops: list[dict[str, Any]] | None = Field(None, description="Liveness: {name, alive, failures, error} each")
+    store: str | None = Field(None, description="Readiness: the store's kind")
 
 
 class TimesOut(BaseModel):

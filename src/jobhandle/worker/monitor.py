@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import TimeLimitExceeded
+from ..health import write_heartbeat_file
 from ..models import utcnow
 from ..retry import outcome_for_error
 from ..stores.base import AttemptKey
@@ -65,9 +66,26 @@ class Monitor:
         w.info.state = w.state()
         self._next_heartbeat = time.monotonic() + w.settings.heartbeat_interval
         running = w.running.now()
-        owned = w.store.heartbeat(w.info, w.lease, utcnow())
+        try:
+            owned = w.store.heartbeat(w.info, w.lease, utcnow())
+        except Exception as exc:
+            self.write_heartbeat_file(f"{type(exc).__name__}: {exc}")
+            raise
+        self.write_heartbeat_file(None)
         mark_lost(running, owned)
         self.reconcile(owned)
+
+    def write_heartbeat_file(self, store_error: str | None) -> None:
+        """Settings.heartbeat_file, for probes that do not reach the store (health.heartbeat_file_report). A
+        file that cannot be written is logged, and never stops the heartbeats."""
+        w = self.worker
+        path = w.settings.heartbeat_file
+        if path is None:
+            return
+        try:
+            write_heartbeat_file(path, w.worker_id, w.info.state, store_error)
+        except OSError as exc:
+            log.warning("worker %s: cannot write its heartbeat file %s: %s", w.worker_id, path, exc)
 
     def reconcile(self, owned: set[str]) -> None:
         """Hand back the jobs the store has running under this worker while the worker has no trace of them:

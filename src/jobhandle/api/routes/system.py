@@ -8,13 +8,16 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ... import health
 from ...supervise import LoopHealth
 from ..auth import authenticate
-from ..schemas import ERROR_RESPONSES, AnalyticsOut, HealthOut, WorkerOut
+from ..schemas import ERROR_RESPONSES, AnalyticsOut, HealthOut, ProbeOut, WorkerOut
 from ..state import ApiState, Caller, State
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["system"], responses=ERROR_RESPONSES)
 metrics_router = APIRouter(tags=["system"], responses=ERROR_RESPONSES, dependencies=[Depends(authenticate)])
+probes_router = APIRouter(tags=["system"])
+"""Health at the root, for orchestrators and seed 003: no API key."""
 
 
 @router.get("/workers", response_model=list[WorkerOut], summary="Registered workers",
@@ -39,52 +42,59 @@ def analytics(state: State, principal: Caller,
     return state.queue.analytics(window).to_dict()
 
 
+def _loops(state: ApiState) -> list[LoopHealth]:
+    """This server's background loops: the change hub's, the store's (checkpointer, wake-up listener)."""
+    return [h for h in [state.hub.health(), *state.queue.store.health()] if h is not None]
+
+
 def health_report(state: ApiState) -> tuple[dict[str, Any], int]:
     """(report, HTTP status): 503 when the store cannot be read, else 200 (``degraded`` lists the issues)."""
     hub = state.hub
     hub_health = hub.health()
-    events = {"running": hub.running, "last_seq": hub.last_seq, "subscribers": hub.subscriber_count,
-              "error": hub_health.last_error if hub_health is not None else None}
-    background = [h for h in [hub_health, *state.queue.store.health()] if h is not None]
-    try:
-        stats = state.queue.stats()
-    except Exception as exc:  # whatever the store raises, the answer is "unreachable", not a 500
-        return {"status": "unhealthy", "store": {"reachable": False, "kind": state.queue.store.kind,
-                                                 "error": repr(exc)},
-                "workers": {}, "resource_alerts": [], "last_cleanup": None, "events": events,
-                "background": [_loop(h) for h in background],
-                "issues": [f"store unreachable: {exc!r}"]}, 503
-    issues = list(stats["resource_alerts"])
-    if stats["worker_health_status"] == "no_workers":
-        issues.append("no workers registered: jobs wait until one starts")
-    elif stats["worker_health_status"] != "healthy":
-        issues.append(f"workers {stats['worker_health_status']}")
-    issues += [f"worker {w['worker_id']} {w['state']}" for w in stats["degraded_workers"]]
-    if not hub.running or (hub_health is not None and not hub_health.healthy):
-        issues.append("the change feed is not followed: SSE and long-poll get no updates")
-    issues += [f"background thread {h.describe()}" for h in background if h is not hub_health and not h.healthy]
-    report = {
-        "status": "degraded" if issues else "healthy",
-        "store": {"reachable": True, "kind": stats["queue_type"], "error": None},
-        "workers": {"active": stats["active_workers"], "paused": stats["paused_workers"],
-                    "health": stats["worker_health_status"]},
-        "resource_alerts": stats["resource_alerts"], "last_cleanup": stats["last_cleanup"], "events": events,
-        "background": [_loop(h) for h in background],
-        "issues": issues,
-    }
-    return report, 200
-
-
-def _loop(health: LoopHealth) -> dict[str, Any]:
-    return {"name": health.name, "alive": health.alive, "failures": health.failures, "error": health.last_error}
+    report = health.store_report(state.queue, _loops(state))
+    if report.status != "unhealthy" and (not hub.running or (hub_health is not None and not hub_health.healthy)):
+        report.issues.insert(0, "the change feed is not followed: SSE and long-poll get no updates")
+        report.status = "degraded"
+    report.details["events"] = {"running": hub.running, "last_seq": hub.last_seq,
+                                "subscribers": hub.subscriber_count,
+                                "error": hub_health.last_error if hub_health is not None else None}
+    return report.to_dict(), 503 if report.status == "unhealthy" else 200
 
 
 @router.get("/health", response_model=HealthOut, summary="Health", responses={503: {"model": HealthOut}})
-def health(state: State) -> JSONResponse:
-    """Store reachability, worker health, resource alerts, last cleanup. 200 when the store answers (status
-    ``healthy`` or ``degraded`` with issues), 503 when it does not. Needs no API key."""
+def health_route(state: State) -> JSONResponse:
+    """Store reachability, workers, the oldest pending job's wait, the last hour's failure rate, resource
+    alerts, background threads, last cleanup. 200 when the store answers (status ``healthy``, or
+    ``degraded`` with its issues), 503 when it does not. Needs no API key. Also at ``/health``."""
     report, code = health_report(state)
     return JSONResponse(HealthOut.model_validate(report).model_dump(mode="json"), status_code=code)
+
+
+@probes_router.get("/health", response_model=HealthOut, summary="Health (seed 003's status and issues)",
+                   responses={503: {"model": HealthOut}})
+def health_root(state: State) -> JSONResponse:
+    """The same report as ``/api/v1/jobs/health``."""
+    return health_route(state)
+
+
+@probes_router.get("/health/live", response_model=ProbeOut, summary="Liveness probe",
+                   responses={503: {"model": ProbeOut}})
+async def live(state: State) -> JSONResponse:
+    """``alive`` while this server's background loops run (a loop that fails and retries is alive); 503 when
+    one has stopped. Makes no store call, so a store outage does not get every server restarted."""
+    report = health.loops_report(_loops(state))
+    return JSONResponse(report.to_dict(), status_code=200 if report.ok else 503)
+
+
+@probes_router.get("/health/ready", response_model=ProbeOut, summary="Readiness probe",
+                   responses={503: {"model": ProbeOut}})
+def ready(state: State) -> JSONResponse:
+    """``ready`` when the store answers a read and the change feed is followed; 503 otherwise."""
+    report = health.ready_report(state.queue)
+    if report.ok and not state.hub.running:
+        report = health.Report("not_ready", ["the change feed is not followed: SSE and long-poll get no updates"],
+                               report.details)
+    return JSONResponse(report.to_dict(), status_code=200 if report.ok else 503)
 
 
 @metrics_router.get("/metrics", summary="Prometheus metrics", response_class=Response,
