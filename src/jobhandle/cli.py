@@ -55,6 +55,7 @@ from .errors import (
     StoreURLError,
 )
 from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id, parse_key_value, reject_json_constant
+from .pool import Pool, PoolConfig, ScalingPolicy
 from .queue import JobQueue
 from .registry import default_registry
 from .stores import masked_url, open_store
@@ -620,6 +621,61 @@ def worker_command(
             _serve_until_stopped(worker, request, q.settings.shutdown_grace if grace is None else grace)
         finally:
             request.restore()
+
+
+@command("pool")
+def pool_command(
+    apps: Annotated[list[str] | None, typer.Option(
+        "--app", "-a", metavar="MODULE_OR_FILE", help="Passed to each worker; repeatable.")] = None,
+    queues: Annotated[list[str] | None, typer.Option(
+        "--queue", "-q", help="Queue the workers take jobs from; repeatable (default: default).")] = None,
+    min_workers: Annotated[int | None, typer.Option(
+        "--min", min=0, show_default=False, help="Fewest workers (default: $JOB_QUEUE_WORKERS_MIN, else 2).")] = None,
+    max_workers: Annotated[int | None, typer.Option(
+        "--max", min=1, show_default=False, help="Most workers (default: $JOB_QUEUE_WORKERS_MAX, else 10).")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Slots of each worker (default: $JOBHANDLE_WORKER_CONCURRENCY, else 4).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="The pool's name; its workers are NAME-1, NAME-2...")] = "pool",
+    grace: Annotated[float | None, typer.Option(
+        min=0, show_default=False,
+        help="Seconds a worker leaving the pool (scaled down, or the pool stopping) lets its running jobs "
+             "finish (default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")] = None,
+    up_wait: Annotated[float, typer.Option(
+        min=0, help="Grow only once the oldest pending job has waited this long (seconds).")] = 2.0,
+    up_cooldown: Annotated[float, typer.Option(min=0, help="Seconds after a change before growing again.")] = 10.0,
+    down_idle: Annotated[float, typer.Option(
+        min=0, help="Shrink by one worker once a worker's worth of slots has been spare this long.")] = 60.0,
+    down_cooldown: Annotated[float, typer.Option(
+        min=0, help="Seconds after a change before shrinking again.")] = 30.0,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at the queues.")] = 1.0,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
+    store: StoreOption = None,
+) -> None:
+    """Run a pool of worker processes that grows with the backlog and shrinks when idle, until SIGTERM.
+
+    It grows when more jobs wait (pending, plus claimed and running) than its workers have slots and the oldest
+    has waited --up-wait seconds; it shrinks one worker at a time, draining it (no job is killed); a worker
+    that dies is replaced alone, with backoff. Example: jobhandle pool --app tasks.py --min 1 --max 8
+    """
+    logging.basicConfig(level=log_level.value, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    policy = ScalingPolicy(
+        min_workers=settings.workers_min if min_workers is None else min_workers,
+        max_workers=settings.workers_max if max_workers is None else max_workers,
+        up_wait=up_wait, up_cooldown=up_cooldown, down_idle=down_idle, down_cooldown=down_cooldown,
+        cpu_threshold=settings.cpu_threshold, memory_threshold=settings.memory_threshold,
+        max_running=settings.global_max_concurrent_jobs)
+    config = PoolConfig(store=store or settings.store, apps=[str(Path(a).resolve()) if a.endswith(".py") else a
+                                                             for a in apps or []],
+                        queues=queues or ["default"],
+                        concurrency=settings.worker_concurrency if concurrency is None else concurrency,
+                        name=name, grace=settings.shutdown_grace if grace is None else grace,
+                        interval=interval, policy=policy)
+    with queue_waiting_for_store(config.store, None, settings) as q:
+        code = Pool(config, queue=q).run()
+    raise typer.Exit(code)
 
 
 @command("submit")

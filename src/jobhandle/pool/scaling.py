@@ -1,0 +1,98 @@
+"""When a worker pool grows or shrinks: a pure decision from what the store says, so it can be tested alone.
+
+The signals (``Load``) count the work a pool's queues hold *including* what is already claimed and running:
+KEDA's list-length scaler and Celery's reserved-only autoscaler miss one or the other (a backlog hoarded by
+prefetch looks like no backlog; a full pool with an empty list looks idle). Growth needs both a backlog beyond
+the slots there are *and* a wait: jobs that drain within ``up_wait`` seconds do not need another process, however
+many there are. Shrinking needs the pool to have had a whole worker's slots to spare for ``down_idle`` seconds,
+and goes one worker at a time, one per ``down_cooldown`` while it stays so. Each direction has its own
+cooldown, counted from the last change in either direction (Celery keys its scale-down timer to the last
+scale-up only, and shrinks while work still arrives).
+Nothing grows while the machine's CPU or memory is above its threshold, nor past the slots the store's global
+concurrency limit lets run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import InvalidParameterError
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    min_workers: int = 2
+    max_workers: int = 10
+    up_wait: float = 2.0  # seconds the oldest pending job must have waited before the pool grows
+    up_cooldown: float = 10.0  # seconds after any change before the pool grows again
+    down_idle: float = 60.0  # seconds a whole worker's slots must have been spare before one goes
+    down_cooldown: float = 30.0  # seconds after any change before the pool shrinks again
+    cpu_threshold: float = 80.0  # percent: no growth above
+    memory_threshold: float = 85.0
+    max_running: int = 0  # the store's limit on jobs running at once in all (0: none): slots past it would idle
+
+    def __post_init__(self) -> None:
+        if self.min_workers < 0 or self.max_workers < 1 or self.min_workers > self.max_workers:
+            raise InvalidParameterError(f"a pool needs 0 <= min <= max and max >= 1, not min {self.min_workers}, "
+                                        f"max {self.max_workers}")
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What the pool's queues hold now."""
+
+    pending: int  # jobs due and waiting for a worker
+    running: int  # jobs claimed: running, or buffered by a worker
+    oldest_wait: float | None  # seconds the oldest pending job has waited since it was due
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    target: int
+    reason: str
+
+
+class Scaler:
+    """Keeps the times a decision depends on (last change, since when the pool has had spare slots)."""
+
+    def __init__(self, policy: ScalingPolicy, concurrency: int) -> None:
+        self.policy = policy
+        self.concurrency = concurrency
+        self.last_change = -math.inf
+        self.spare_since: float | None = None
+
+    def decide(self, workers: int, load: Load, now: float) -> Decision | None:
+        """A new size for a pool of ``workers`` at time ``now`` (monotonic seconds), or None to stay."""
+        p = self.policy
+        if workers < p.min_workers:
+            return self._to(p.min_workers, f"below the minimum of {p.min_workers}", now)
+        if workers > p.max_workers:
+            return self._to(p.max_workers, f"above the maximum of {p.max_workers}", now)
+        slots = workers * self.concurrency
+        work = load.pending + load.running
+        runnable = min(work, p.max_running) if p.max_running else work
+        needed = min(p.max_workers, max(p.min_workers, math.ceil(runnable / self.concurrency)))
+        spare = slots - work
+        self.spare_since = (self.spare_since if self.spare_since is not None else now) \
+            if spare >= self.concurrency and load.pending == 0 else None
+        waited = load.oldest_wait or 0.0
+        if needed > workers and load.pending and waited >= p.up_wait:
+            if now - self.last_change < p.up_cooldown:
+                return None
+            if load.cpu_percent > p.cpu_threshold or load.memory_percent > p.memory_threshold:
+                return None  # the machine is busy: more processes would only compete for it
+            return self._to(needed, f"{work} jobs for {slots} slots, the oldest waiting {waited:.1f}s", now)
+        if self.spare_since is not None and workers > needed and now - self.spare_since >= p.down_idle \
+                and now - self.last_change >= p.down_cooldown:
+            reason = f"{spare} of {slots} slots spare for {now - self.spare_since:.0f}s"
+            self.last_change = now  # the idle period goes on: the next worker goes one cooldown later
+            return Decision(workers - 1, reason)
+        return None
+
+    def _to(self, target: int, reason: str, now: float) -> Decision:
+        self.last_change = now
+        self.spare_since = None
+        return Decision(target, reason)

@@ -1,0 +1,166 @@
+"""`jobhandle pool` with real worker processes on a shared store: it grows with a backlog and shrinks when idle
+with every job run exactly once, replaces a killed worker alone, drains on SIGTERM, and exits 1 when its workers
+die in a loop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import wait_until
+
+from jobhandle import JobQueue, JobStatus, Settings
+from jobhandle.pool import Pool, PoolConfig, ScalingPolicy
+
+APP = '''
+import os, time
+from pathlib import Path
+from jobhandle import handler
+
+@handler("work")
+def work(ctx, seconds: float, ledger: str):
+    with open(ledger, "a") as f:
+        f.write(f"{ctx.job_id} {os.getpid()}\\n")
+    time.sleep(seconds)
+    return os.getpid()
+'''
+FAST = {"JOBHANDLE_HEARTBEAT_INTERVAL": "0.2", "JOBHANDLE_WORKER_TIMEOUT": "1.5", "JOB_RETRY_DELAY": "0",
+        "JOBHANDLE_GLOBAL_MAX_CONCURRENT_JOBS": "0", "JOBHANDLE_PER_USER_MAX_CONCURRENT_JOBS": "0"}
+DEADLINE = 60
+
+
+class PoolProcess:
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        with log.open("w") as stderr:
+            self.proc = subprocess.Popen([sys.executable, "-m", "jobhandle", "pool", *args], stdout=subprocess.DEVNULL,
+                                         stderr=stderr, env={**os.environ, **FAST})
+
+    def workers(self) -> list[psutil.Process]:
+        """Its worker processes that are alive."""
+        try:
+            return [c for c in psutil.Process(self.proc.pid).children() if c.is_running()
+                    and c.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, timeout: float = DEADLINE) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"the pool did not stop; its log:\n{self.log.read_text()}") from None
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[str, Path, JobQueue]]:
+    (tmp_path / "pool_app.py").write_text(APP)
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    queue = JobQueue(url, settings=Settings(heartbeat_interval=0.2, worker_timeout=1.5))
+    yield url, tmp_path, queue
+    queue.close()
+
+
+def start_pool(url: str, folder: Path, *args: str) -> PoolProcess:
+    return PoolProcess(["--app", str(folder / "pool_app.py"), "--store", url, "--concurrency", "2",
+                        "--interval", "0.2", *args], folder / "pool.log")
+
+
+def registered(queue: JobQueue) -> int:
+    return sum(1 for w in queue.workers() if w["healthy"])
+
+
+def test_a_backlog_grows_the_pool_idle_shrinks_it_and_every_job_runs_once(setup: tuple[str, Path, JobQueue]) -> None:
+    url, folder, queue = setup
+    pool = start_pool(url, folder, "--min", "1", "--max", "3", "--up-wait", "0.3", "--up-cooldown", "0.5",
+                      "--down-idle", "1", "--down-cooldown", "0.5", "--grace", "10")
+    try:
+        wait_until(lambda: registered(queue) == 1, DEADLINE, "the pool's first worker")
+        ledger = folder / "ledger"
+        jobs = queue.submit_many([{"job_type": "work", "parameters": {"seconds": 0.3, "ledger": str(ledger)}}] * 60)
+        wait_until(lambda: len(pool.workers()) == 3, DEADLINE, "the pool to grow to its maximum")
+        wait_until(lambda: queue.store.counts().by_status.get("completed", 0) == len(jobs), DEADLINE,
+                   "every job to complete")
+        wait_until(lambda: len(pool.workers()) == 1, DEADLINE, "the idle pool to shrink to its minimum")
+        runs = Counter(line.split()[0] for line in ledger.read_text().splitlines())
+        assert set(runs) == {j.job_id for j in jobs} and set(runs.values()) == {1}, "each job ran once"
+        assert all(queue.get(j.job_id).status is JobStatus.COMPLETED for j in jobs)
+        log = pool.log.read_text()
+        assert "scale: 1 -> 3" in log and "scale: 3 -> 2" in log and "scale: 2 -> 1" in log
+        remaining = pool.workers()
+    finally:
+        code = pool.stop()
+    assert code == 0
+    psutil.wait_procs(remaining, timeout=10)
+    assert not [p for p in remaining if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_killed_worker_is_replaced_alone(setup: tuple[str, Path, JobQueue]) -> None:
+    url, folder, queue = setup
+    pool = start_pool(url, folder, "--min", "2", "--max", "2")
+    try:
+        first = wait_until(lambda: w if len(w := pool.workers()) == 2 else None, DEADLINE, "two workers")
+        victim, survivor = first
+        victim.kill()
+        wait_until(lambda: len(pool.workers()) == 2 and victim.pid not in {p.pid for p in pool.workers()},
+                   DEADLINE, "a replacement for the killed worker")
+        assert survivor.pid in {p.pid for p in pool.workers()}, "the other worker was left alone"
+        assert "replace: started pool-3 for a worker that died" in pool.log.read_text()
+    finally:
+        assert pool.stop() == 0
+
+
+def test_sigterm_lets_running_jobs_finish(setup: tuple[str, Path, JobQueue]) -> None:
+    url, folder, queue = setup
+    pool = start_pool(url, folder, "--min", "1", "--max", "1", "--grace", "20")
+    try:
+        wait_until(lambda: registered(queue) == 1, DEADLINE, "the pool's worker")
+        job = queue.submit("work", {"seconds": 1.5, "ledger": str(folder / "ledger")})
+        wait_until(lambda: queue.get(job.job_id).status is JobStatus.RUNNING, DEADLINE, "the job to start")
+    finally:
+        code = pool.stop()
+    assert code == 0
+    done = queue.get(job.job_id)
+    assert done.status is JobStatus.COMPLETED and done.attempts == 1
+
+
+def test_workers_that_keep_dying_make_the_pool_exit_1(tmp_path: Path) -> None:
+    """Every worker exits at once (its app cannot be imported): after five deaths within a minute the pool
+    stops replacing them and, below its minimum, exits 1 instead of looping, or of exiting 0 as Dramatiq's does."""
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    config = PoolConfig(store=url, apps=["no_such_module_anywhere"], concurrency=1, interval=0.05,
+                        policy=ScalingPolicy(min_workers=2, max_workers=2), first_restart_pause=0.05,
+                        log_dir=tmp_path)
+    with JobQueue(url) as queue:
+        pool = Pool(config, queue=queue)
+        result: list[int] = []
+        runner = threading.Thread(target=lambda: result.append(pool.run()))
+        runner.start()
+        runner.join(DEADLINE)
+        if runner.is_alive():
+            pool.stop()
+            runner.join(10)
+            raise AssertionError("the pool kept replacing workers that die at once")
+    assert result == [1]
+    assert [e.kind for e in pool.events if e.kind != "replace"] == ["crash_loop", "stop"]
+    assert "cannot import 'no_such_module_anywhere'" in (tmp_path / "pool-1.log").read_text()
+
+
+def test_workers_do_not_outlive_a_pool_killed_with_sigkill(setup: tuple[str, Path, JobQueue]) -> None:
+    url, folder, queue = setup
+    pool = start_pool(url, folder, "--min", "1", "--max", "1")
+    [worker] = wait_until(lambda: w if len(w := pool.workers()) == 1 else None, DEADLINE, "the pool's worker")
+    pool.proc.kill()
+    pool.proc.wait(10)
+    gone, alive = psutil.wait_procs([worker], timeout=20)
+    assert not alive, "the worker kept running without its pool"
+    assert queue.workers() == [], "it got SIGTERM and stopped cleanly (a killed worker stays registered)"
