@@ -592,6 +592,8 @@ def worker_command(
         help="Write each heartbeat here (JSON), for `jobhandle health --heartbeat-file` probes that do not reach "
              "the store (default: $JOBHANDLE_HEARTBEAT_FILE, else none).")] = None,
     wait_for_store: WaitForStoreOption = None,
+    redis: Annotated[str | None, typer.Option(
+        "--redis", metavar="URL", show_default=False, help="Seed 003's name for --store.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Run a worker in the foreground until SIGTERM or SIGINT (Ctrl-C).
@@ -606,6 +608,9 @@ def worker_command(
     if not handlers:
         typer.echo("warning: no handlers registered (load them with --app MODULE_OR_FILE); "
                    "jobs this worker claims will fail with UnknownHandlerError", err=True)
+    if redis is not None and store is not None and redis != store:
+        raise InvalidParameterError("--redis is another name for --store: give one of them")
+    store = store or redis
     # The store is opened before the stop handler is installed: a signal while waiting for it ends the process.
     settings = Settings() if heartbeat_file is None else Settings(heartbeat_file=heartbeat_file)
     with queue_waiting_for_store(store, wait_for_store, settings) as q:

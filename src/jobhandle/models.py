@@ -526,3 +526,15 @@ def take_token(tokens: float, updated_at: float, now: float, per_second: float, 
         return tokens - 1.0, 0.0
     return tokens, (1.0 - tokens) / per_second
 
+
+_SEED003_MODELS = ("EnhancedExtractionJob", "JobType", "JobDependency", "JobSchedule", "ResourceLimits")
+
+
+def __getattr__(name: str) -> Any:
+    """Seed 003's model names (``from jobhandle.models import ResourceLimits, JobSchedule``), defined in
+    seed003.py, which builds on this module; loaded when first asked for."""
+    if name in _SEED003_MODELS:
+        from . import seed003
+
+        return getattr(seed003, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

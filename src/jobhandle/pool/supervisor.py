@@ -268,7 +268,8 @@ class Pool:
 
 def _stop_with_parent() -> None:
     """In the child, before exec (Linux): SIGTERM when the pool dies, even by SIGKILL, so that no worker
-    outlives its supervisor unwatched. It then drains as on any SIGTERM."""
+    outlives its supervisor unwatched. It then drains as on any SIGTERM. (Linux sends it when the *thread* that
+    started the child ends: children are started from the pool's loop, whose thread lives as long as the pool.)"""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
