@@ -204,7 +204,8 @@ def start_worker(tmp_path: Path, db_url: str) -> Iterator[Callable[..., WorkerPr
 
 # -- help, parameters, submit ------------------------------------------------------------------------------
 
-COMMANDS = ["worker", "pool", "submit", "status", "list", "cancel", "restart", "stats", "workers", "health", "cleanup", "demo"]
+COMMANDS = ["worker", "pool", "submit", "status", "list", "cancel", "restart", "stats", "workers", "health",
+            "cleanup", "demo"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]], ids=["jobhandle", *COMMANDS])
