@@ -50,15 +50,25 @@ def test_no_growth_while_the_machine_is_busy() -> None:
     assert scaler().decide(1, Load(10, 4, 3.0, memory_percent=90), now=0) is None
 
 
-def test_spare_slots_shrink_the_pool_one_worker_at_a_time_after_a_while() -> None:
+def test_spare_slots_shrink_the_pool_after_a_while_to_what_the_work_needed() -> None:
     s = scaler()
     idle = Load(pending=0, running=1, oldest_wait=None)
     assert s.decide(4, idle, now=0) is None  # spare since 0
     assert s.decide(4, idle, now=59) is None
     decision = s.decide(4, idle, now=60)
-    assert decision is not None and (decision.target, decision.reason) == (3, "15 of 16 slots spare for 60s")
-    assert s.decide(3, idle, now=89) is None  # its cooldown
-    assert s.decide(3, idle, now=90).target == 2  # type: ignore[union-attr]
+    assert decision is not None
+    assert (decision.target, decision.reason) == (1, "15 of 16 slots spare for 60s, 1 needed at most")
+
+
+def test_the_most_the_work_needed_during_the_idle_window_stays() -> None:
+    s = scaler()
+    s.decide(5, Load(0, 1, None), now=0)
+    s.decide(5, Load(0, 9, None), now=30)  # 9 running: 3 workers needed, 8 slots still spare
+    decision = s.decide(5, Load(0, 1, None), now=60)
+    assert decision is not None and decision.target == 3
+    assert s.decide(3, Load(0, 1, None), now=89) is None  # a new window (and the down cooldown)
+    decision = s.decide(3, Load(0, 1, None), now=120)
+    assert decision is not None and decision.target == 1
 
 
 def test_work_arriving_resets_the_idle_period() -> None:

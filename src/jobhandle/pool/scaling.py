@@ -4,10 +4,11 @@ The signals (``Load``) count the work a pool's queues hold *including* what is a
 KEDA's list-length scaler and Celery's reserved-only autoscaler miss one or the other (a backlog hoarded by
 prefetch looks like no backlog; a full pool with an empty list looks idle). Growth needs both a backlog beyond
 the slots there are *and* a wait: jobs that drain within ``up_wait`` seconds do not need another process, however
-many there are. Shrinking needs the pool to have had a whole worker's slots to spare for ``down_idle`` seconds,
-and goes one worker at a time, one per ``down_cooldown`` while it stays so. Each direction has its own
-cooldown, counted from the last change in either direction (Celery keys its scale-down timer to the last
-scale-up only, and shrinks while work still arrives).
+many there are. Shrinking needs the pool to have had a whole worker's slots to spare, with nothing pending,
+for ``down_idle`` seconds; it then goes down to the most workers the work needed at any look during that
+time (a stabilization window, as Kubernetes' autoscaler keeps), never below the minimum. Each direction has
+its own cooldown, counted from the last change in either direction (Celery keys its scale-down timer to the
+last scale-up only, and shrinks while work still arrives).
 Nothing grows while the machine's CPU or memory is above its threshold, nor past the slots the store's global
 concurrency limit lets run.
 """
@@ -62,7 +63,8 @@ class Scaler:
         self.policy = policy
         self.concurrency = concurrency
         self.last_change = -math.inf
-        self.spare_since: float | None = None
+        self.spare_since: float | None = None  # since when a worker's worth of slots has been spare
+        self.window_peak = 0  # the most workers the work needed since then
 
     def decide(self, workers: int, load: Load, now: float) -> Decision | None:
         """A new size for a pool of ``workers`` at time ``now`` (monotonic seconds), or None to stay."""
@@ -76,8 +78,12 @@ class Scaler:
         runnable = min(work, p.max_running) if p.max_running else work
         needed = min(p.max_workers, max(p.min_workers, math.ceil(runnable / self.concurrency)))
         spare = slots - work
-        self.spare_since = (self.spare_since if self.spare_since is not None else now) \
-            if spare >= self.concurrency and load.pending == 0 else None
+        if spare >= self.concurrency and load.pending == 0:
+            if self.spare_since is None:
+                self.spare_since, self.window_peak = now, needed
+            self.window_peak = max(self.window_peak, needed)
+        else:
+            self.spare_since = None
         waited = load.oldest_wait or 0.0
         if needed > workers and load.pending and waited >= p.up_wait:
             if now - self.last_change < p.up_cooldown:
@@ -85,11 +91,13 @@ class Scaler:
             if load.cpu_percent > p.cpu_threshold or load.memory_percent > p.memory_threshold:
                 return None  # the machine is busy: more processes would only compete for it
             return self._to(needed, f"{work} jobs for {slots} slots, the oldest waiting {waited:.1f}s", now)
-        if self.spare_since is not None and workers > needed and now - self.spare_since >= p.down_idle \
+        if self.spare_since is not None and workers > self.window_peak and now - self.spare_since >= p.down_idle \
                 and now - self.last_change >= p.down_cooldown:
-            reason = f"{spare} of {slots} slots spare for {now - self.spare_since:.0f}s"
-            self.last_change = now  # the idle period goes on: the next worker goes one cooldown later
-            return Decision(workers - 1, reason)
+            target = max(p.min_workers, self.window_peak)
+            reason = f"{spare} of {slots} slots spare for {now - self.spare_since:.0f}s, {target} needed at most"
+            self.last_change = now
+            self.spare_since, self.window_peak = now, needed  # a new window for the next step down
+            return Decision(target, reason)
         return None
 
     def _to(self, target: int, reason: str, now: float) -> Decision:
