@@ -114,7 +114,8 @@ def test_a_killed_worker_is_replaced_alone(setup: tuple[str, Path, JobQueue]) ->
         wait_until(lambda: len(pool.workers()) == 2 and victim.pid not in {p.pid for p in pool.workers()},
                    DEADLINE, "a replacement for the killed worker")
         assert survivor.pid in {p.pid for p in pool.workers()}, "the other worker was left alone"
-        assert "replace: started pool-3 for a worker that died" in pool.log.read_text()
+        wait_until(lambda: "replace: started pool-3 for a worker that died" in pool.log.read_text(), DEADLINE,
+                   "the pool to log the replacement (just after starting it)")
     finally:
         assert pool.stop() == 0
 

@@ -5,8 +5,9 @@ KEDA's list-length scaler and Celery's reserved-only autoscaler miss one or the 
 prefetch looks like no backlog; a full pool with an empty list looks idle). Growth needs both a backlog beyond
 the slots there are *and* a wait: jobs that drain within ``up_wait`` seconds do not need another process, however
 many there are. Shrinking needs the pool to have had a whole worker's slots to spare, with nothing pending,
-for ``down_idle`` seconds; it then goes down to the most workers the work needed at any look during that
-time (a stabilization window, as Kubernetes' autoscaler keeps), never below the minimum. Each direction has
+for ``down_idle`` seconds; it then goes down to the most workers the work needed at any look in the last
+``down_idle`` seconds (a sliding stabilization window, as Kubernetes' autoscaler keeps), never below the
+minimum, and on from there once per ``down_cooldown`` as the window slides. Each direction has
 its own cooldown, counted from the last change in either direction (Celery keys its scale-down timer to the
 last scale-up only, and shrinks while work still arrives).
 Nothing grows while the machine's CPU or memory is above its threshold, nor past the slots the store's global
@@ -16,6 +17,7 @@ concurrency limit lets run.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from ..errors import InvalidParameterError
@@ -64,7 +66,7 @@ class Scaler:
         self.concurrency = concurrency
         self.last_change = -math.inf
         self.spare_since: float | None = None  # since when a worker's worth of slots has been spare
-        self.window_peak = 0  # the most workers the work needed since then
+        self.needs: deque[tuple[float, int]] = deque()  # (when, workers the work needed) over down_idle seconds
 
     def decide(self, workers: int, load: Load, now: float) -> Decision | None:
         """A new size for a pool of ``workers`` at time ``now`` (monotonic seconds), or None to stay."""
@@ -78,10 +80,11 @@ class Scaler:
         runnable = min(work, p.max_running) if p.max_running else work
         needed = min(p.max_workers, max(p.min_workers, math.ceil(runnable / self.concurrency)))
         spare = slots - work
+        self.needs.append((now, needed))
+        while self.needs and self.needs[0][0] < now - p.down_idle:
+            self.needs.popleft()
         if spare >= self.concurrency and load.pending == 0:
-            if self.spare_since is None:
-                self.spare_since, self.window_peak = now, needed
-            self.window_peak = max(self.window_peak, needed)
+            self.spare_since = now if self.spare_since is None else self.spare_since
         else:
             self.spare_since = None
         waited = load.oldest_wait or 0.0
@@ -91,13 +94,12 @@ class Scaler:
             if load.cpu_percent > p.cpu_threshold or load.memory_percent > p.memory_threshold:
                 return None  # the machine is busy: more processes would only compete for it
             return self._to(needed, f"{work} jobs for {slots} slots, the oldest waiting {waited:.1f}s", now)
-        if self.spare_since is not None and workers > self.window_peak and now - self.spare_since >= p.down_idle \
+        peak = max(n for _, n in self.needs)  # the most workers needed over the last down_idle seconds
+        if self.spare_since is not None and workers > peak and now - self.spare_since >= p.down_idle \
                 and now - self.last_change >= p.down_cooldown:
-            target = max(p.min_workers, self.window_peak)
-            reason = f"{spare} of {slots} slots spare for {now - self.spare_since:.0f}s, {target} needed at most"
             self.last_change = now
-            self.spare_since, self.window_peak = now, needed  # a new window for the next step down
-            return Decision(target, reason)
+            return Decision(peak, f"{spare} of {slots} slots spare for {now - self.spare_since:.0f}s, "
+                                  f"{peak} needed at most in the last {p.down_idle:g}s")
         return None
 
     def _to(self, target: int, reason: str, now: float) -> Decision:
