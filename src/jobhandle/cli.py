@@ -654,6 +654,10 @@ def pool_command(
     down_cooldown: Annotated[float, typer.Option(
         min=0, help="Seconds after a change before shrinking again.")] = 30.0,
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at the queues.")] = 1.0,
+    heartbeat_file: Annotated[Path | None, typer.Option(
+        metavar="PATH", show_default=False,
+        help="Write the pool's state here (JSON) every round, for `jobhandle health --heartbeat-file` probes.")
+    ] = None,
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
     store: StoreOption = None,
 ) -> None:
@@ -677,7 +681,7 @@ def pool_command(
                         queues=queues or ["default"],
                         concurrency=settings.worker_concurrency if concurrency is None else concurrency,
                         name=name, grace=settings.shutdown_grace if grace is None else grace,
-                        interval=interval, policy=policy)
+                        interval=interval, policy=policy, heartbeat_file=heartbeat_file)
     with queue_waiting_for_store(config.store, None, settings) as q:
         code = Pool(config, queue=q).run()
     raise typer.Exit(code)

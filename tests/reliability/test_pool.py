@@ -4,6 +4,7 @@ die in a loop."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -165,3 +166,19 @@ def test_workers_do_not_outlive_a_pool_killed_with_sigkill(setup: tuple[str, Pat
     gone, alive = psutil.wait_procs([worker], timeout=20)
     assert not alive, "the worker kept running without its pool"
     assert queue.workers() == [], "it got SIGTERM and stopped cleanly (a killed worker stays registered)"
+
+
+def test_the_pool_writes_its_heartbeat_file_for_probes(setup: tuple[str, Path, JobQueue]) -> None:
+    url, folder, queue = setup
+    beat = folder / "pool.json"
+    pool = start_pool(url, folder, "--min", "1", "--max", "1", "--name", "probe", "--heartbeat-file", str(beat))
+    try:
+        wait_until(lambda: beat.exists() and json.loads(beat.read_text())["state"] == "1 workers, 0 draining",
+                   DEADLINE, "the pool's heartbeat file with its worker")
+        body = json.loads(beat.read_text())
+        assert (body["worker_id"], body["pid"], body["store"]) == ("probe", pool.proc.pid, "ok")
+        probe = subprocess.run([sys.executable, "-m", "jobhandle", "health", "--heartbeat-file", str(beat),
+                                "--need-store"], capture_output=True, text=True, timeout=60)
+        assert (probe.returncode, probe.stdout) == (0, "alive\n"), probe.stderr
+    finally:
+        assert pool.stop() == 0

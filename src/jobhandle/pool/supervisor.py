@@ -33,6 +33,7 @@ from types import FrameType
 
 import psutil
 
+from ..health import write_heartbeat_file
 from ..models import JobStatus, utcnow
 from ..queue import JobQueue
 from ..stores.base import JobQuery
@@ -80,6 +81,7 @@ class PoolConfig:
     worker_args: Sequence[str] = ()  # more `jobhandle worker` options, passed as they are
     log_dir: Path | None = None  # each child's stderr to <log_dir>/<name>.log; None: the pool's own stderr
     first_restart_pause: float = FIRST_RESTART_PAUSE  # before replacing a dead child; doubles while they die
+    heartbeat_file: Path | None = None  # written each round, for `jobhandle health --heartbeat-file` probes
 
 
 class Pool:
@@ -137,7 +139,9 @@ class Pool:
             load = self.load()
         except Exception as exc:  # noqa: BLE001 - the store is down: keep the workers, decide later
             log.warning("pool %s: cannot read the store's load: %s", self.config.name, exc)
+            self._beat(f"{type(exc).__name__}: {exc}")
             return 0
+        self._beat(None)
         if self._owed:
             return 0  # replacements first, after their pause: growing now would skip the backoff
         decision = self.scaler.decide(len(self.children), load, now)
@@ -161,6 +165,15 @@ class Pool:
                     due = job.run_at if job.run_at is not None and job.run_at > job.created_at else job.created_at
                     oldest = max(oldest or 0.0, (now - due).total_seconds())
         return Load(pending, running, oldest, psutil.cpu_percent(interval=None), psutil.virtual_memory().percent)
+
+    def _beat(self, store_error: str | None) -> None:
+        if self.config.heartbeat_file is None:
+            return
+        try:
+            write_heartbeat_file(self.config.heartbeat_file, self.config.name,
+                                 f"{len(self.children)} workers, {len(self.draining)} draining", store_error)
+        except OSError as exc:
+            log.warning("pool %s: cannot write its heartbeat file: %s", self.config.name, exc)
 
     # -- children ------------------------------------------------------------------------------------------
 
