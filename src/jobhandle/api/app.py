@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 from .. import web
 from ..config import Settings
 from ..queue import JobQueue
-from . import errors
+from . import errors, websockets
 from .auth import Authenticator, load_keys
 from .events import ChangeHub
 from .limits import BodyLimitMiddleware
@@ -100,6 +100,7 @@ def create_app(queue: JobQueue | None = None, settings: Settings | None = None) 
         app.include_router(module.router)
     app.include_router(system.metrics_router)
     app.include_router(system.probes_router)
+    app.include_router(websockets.router)
     web.install(app, state)  # the dashboard at / and /docs with local assets
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -74,16 +74,16 @@ class SubscribedStream(EventSourceResponse):
             self.hub.unsubscribe(self.sub)
 
 
-async def job_stream(sub: Subscription, first: Job, resume_after: int | None, read: Callable[[], Job],
-                     keepalive: float) -> AsyncIterator[bytes]:
-    """One job's changes until it ends. ``sub`` was subscribed before ``first`` was read."""
-    yield format_sse_event(retry=RETRY_MS)
+async def job_changes(sub: Subscription, first: Job, resume_after: int | None, read: Callable[[], Job],
+                      keepalive: float) -> AsyncIterator[Job | None]:
+    """One job's changes until it ends (None: ``keepalive`` seconds passed without one). ``sub`` was subscribed
+    before ``first`` was read. The SSE stream and the WebSocket both send these."""
     sent = -1 if resume_after is None else resume_after
     job: Job | None = first
     while True:
         if job is not None and job.seq > sent:
             sent = job.seq
-            yield job_event(job)
+            yield job
             if job.is_terminal:
                 return
         if sub.overflowed:
@@ -92,12 +92,13 @@ async def job_stream(sub: Subscription, first: Job, resume_after: int | None, re
             continue
         job = await next_change(sub, keepalive)
         if job is None:
-            yield KEEPALIVE
+            yield None
 
 
-async def feed_stream(hub: ChangeHub, sub: Subscription, store: Store, resume_after: int | None,
-                      keepalive: float) -> AsyncIterator[bytes]:
-    """Every change ``sub`` may see, for as long as the client stays; replays after ``resume_after`` first."""
+async def feed_changes(hub: ChangeHub, sub: Subscription, store: Store, resume_after: int | None,
+                       keepalive: float) -> AsyncIterator[Job | None]:
+    """Every change ``sub`` may see, for as long as the client stays; replays after ``resume_after`` first
+    (None: ``keepalive`` seconds passed without a change)."""
 
     async def replay(after: int) -> AsyncIterator[Job]:
         while True:
@@ -109,7 +110,6 @@ async def feed_stream(hub: ChangeHub, sub: Subscription, store: Store, resume_af
                 return
             after = batch[-1].seq
 
-    yield format_sse_event(retry=RETRY_MS)
     sent = hub.last_seq if resume_after is None else resume_after  # live changes from here on
     replay_from = resume_after
     while True:
@@ -119,15 +119,22 @@ async def feed_stream(hub: ChangeHub, sub: Subscription, store: Store, resume_af
         if replay_from is not None:
             async for old in replay(replay_from):
                 sent = old.seq
-                yield job_event(old)
+                yield old
             replay_from = None
             continue
         job = await next_change(sub, keepalive)
         if job is None:
-            yield KEEPALIVE
+            yield None
         elif job.seq > sent:
             sent = job.seq
-            yield job_event(job)
+            yield job
+
+
+async def as_sse(changes: AsyncIterator[Job | None]) -> AsyncIterator[bytes]:
+    """The SSE wire format of ``changes``: the retry hint, then an event per change, a comment per idle spell."""
+    yield format_sse_event(retry=RETRY_MS)
+    async for job in changes:
+        yield KEEPALIVE if job is None else job_event(job)
 
 
 async def poll(sub: Subscription, first: Job, current_status: JobStatus | None, timeout: float,

@@ -256,9 +256,9 @@ async def stream_status(job_id: JobId, state: State, principal: Caller,
     if job.is_terminal and resume_after is not None and job.seq <= resume_after:
         state.hub.unsubscribe(sub)
         return Response(status_code=204)
-    stream = sse.job_stream(sub, job, resume_after, lambda: state.visible_job(principal, job.job_id),
-                            state.settings.sse_keepalive_seconds)
-    return sse.SubscribedStream(stream, state.hub, sub)
+    changes = sse.job_changes(sub, job, resume_after, lambda: state.visible_job(principal, job.job_id),
+                              state.settings.sse_keepalive_seconds)
+    return sse.SubscribedStream(sse.as_sse(changes), state.hub, sub)
 
 
 @router.get("/events", response_class=Response, summary="Stream every job change you may see (SSE)",
@@ -270,8 +270,9 @@ async def events(state: State, principal: Caller,
     as the client stays. With ``Last-Event-ID`` the changes after that id are replayed first."""
     resume_after = sse.last_event_id(last_event_id)
     sub = state.hub.subscribe(user_id=None if principal.admin else principal.user_id)
-    stream = sse.feed_stream(state.hub, sub, state.queue.store, resume_after, state.settings.sse_keepalive_seconds)
-    return sse.SubscribedStream(stream, state.hub, sub)
+    changes = sse.feed_changes(state.hub, sub, state.queue.store, resume_after,
+                               state.settings.sse_keepalive_seconds)
+    return sse.SubscribedStream(sse.as_sse(changes), state.hub, sub)
 
 
 def user_stats(queue: JobQueue, user_id: str) -> dict[str, Any]:
