@@ -79,7 +79,7 @@ def store_report(queue: JobQueue, loops: Iterable[LoopHealth] = (), *, now: date
     now = now or utcnow()
     try:
         stats = queue.stats()
-        oldest = _oldest_wait(queue, now)
+        oldest = oldest_pending_wait(queue, now)
         hour = queue.analytics("1h", now=now)
     except Exception as exc:  # noqa: BLE001 - whatever the store raises, the answer is "unhealthy"
         return Report("unhealthy", [f"store unreachable: {exc!r}"], {
@@ -132,10 +132,12 @@ def worker_report(queue: JobQueue, name_or_id: str) -> Report:
     return Report("alive", [], {"workers": fresh})
 
 
-def _oldest_wait(queue: JobQueue, now: datetime) -> float | None:
-    """Seconds the pending job created first has waited since it was due (one seek in a creation-ordered
-    index; a later-created job due earlier may have waited longer, which this does not look for)."""
-    first = queue.store.list_jobs(JobQuery(statuses=[JobStatus.PENDING], sort="created_at", limit=1))
+def oldest_pending_wait(queue: JobQueue, now: datetime, queue_name: str | None = None) -> float | None:
+    """Seconds the pending job created first (in ``queue_name``, or in any queue) has waited since it was due:
+    one seek in a creation-ordered index. A later-created job due earlier may have waited longer; this does not
+    look for it."""
+    first = queue.store.list_jobs(JobQuery(statuses=[JobStatus.PENDING], queue=queue_name, sort="created_at",
+                                           limit=1))
     if not first:
         return None
     job = first[0]

@@ -12,7 +12,7 @@ from api_helpers import TestClient
 from helpers import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobhandle import HandlerRegistry, JobQueue
+from jobhandle import HandlerRegistry, Job, JobQueue
 
 # -- schedules ---------------------------------------------------------------------------------------------
 
@@ -101,14 +101,39 @@ def test_metrics_count_jobs_finished_by_this_process(api: TestClient, api_queue:
             api_queue.wait(job_id, 10)
 
     got = wait_until(lambda: (m := samples(api)).get(
-        ("jobhandle_jobs_finished_total", (("job_type", "bad"), ("status", "failed")))) and m, 5, "metrics")
+        ("jobhandle_jobs_finished_total", (("job_type", "bad"), ("queue", "default"), ("status", "failed"))))
+        and m, 5, "metrics")
 
-    assert got[("jobhandle_jobs_submitted_total", (("job_type", "ok"),))] == 2
-    assert got[("jobhandle_jobs_finished_total", (("job_type", "ok"), ("status", "completed")))] == 2
+    assert got[("jobhandle_jobs_submitted_total", (("job_type", "ok"), ("queue", "default")))] == 2
+    finished = ("jobhandle_jobs_finished_total", (("job_type", "ok"), ("queue", "default"), ("status", "completed")))
+    assert got[finished] == 2
     assert got[("jobhandle_job_duration_seconds_count", (("job_type", "ok"), ("status", "completed")))] == 2
     assert got[("jobhandle_queue_depth", (("status", "completed"),))] == 2
     assert got[("jobhandle_queue_depth", (("status", "failed"),))] == 1
     assert got[("jobhandle_jobs", (("job_type", "bad"), ("status", "failed")))] == 1
+    assert got[("jobhandle_queue_jobs", (("queue", "default"), ("status", "completed")))] == 2
+    assert got[("jobhandle_job_wait_seconds_count", (("job_type", "ok"), ("queue", "default")))] == 2
+    assert got[("jobhandle_oldest_pending_age_seconds", (("queue", "default"),))] == 0
+    assert got[("jobhandle_worker_slots_busy", ())] == 0
+
+
+def test_metrics_give_the_oldest_pending_jobs_age_and_count_retries(api: TestClient, api_queue: JobQueue,
+                                                                   registry: HandlerRegistry) -> None:
+    from datetime import timedelta
+
+    from jobhandle.models import utcnow
+
+    api_queue.store.submit([Job("slow", queue="reports")], utcnow() - timedelta(seconds=90))
+    got = samples(api)
+    assert 89 < got[("jobhandle_oldest_pending_age_seconds", (("queue", "reports"),))] < 120
+    assert got[("jobhandle_queue_jobs", (("queue", "reports"), ("status", "pending")))] == 1
+    registry.register("flaky", lambda ctx: 1 / 0)
+    job = api_queue.submit("flaky", max_retries=1, retry_delay=3600)
+    with api_queue.worker(concurrency=1):
+        wait_until(lambda: api_queue.get(job.job_id).status.value == "retrying", 10, "the first attempt to fail")
+    got = wait_until(lambda: (m := samples(api)).get(
+        ("jobhandle_jobs_retried_total", (("job_type", "flaky"), ("queue", "default")))) and m, 5, "the retry")
+    assert got[("jobhandle_jobs_retried_total", (("job_type", "flaky"), ("queue", "default")))] == 1
 
 
 def test_metrics_count_jobs_run_by_another_process(api: TestClient, api_queue: JobQueue) -> None:
@@ -121,8 +146,9 @@ def test_metrics_count_jobs_run_by_another_process(api: TestClient, api_queue: J
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
     got = wait_until(lambda: (m := samples(api)).get(
-        ("jobhandle_jobs_finished_total", (("job_type", "stepper"), ("status", "completed")))) and m, 5,
+        ("jobhandle_jobs_finished_total", (("job_type", "stepper"), ("queue", "default"), ("status", "completed"))))
+        and m, 5,
         "the other process's completion in the metrics")
 
-    assert got[("jobhandle_jobs_submitted_total", (("job_type", "stepper"),))] == 1
+    assert got[("jobhandle_jobs_submitted_total", (("job_type", "stepper"), ("queue", "default")))] == 1
     assert got[("jobhandle_active_workers", ())] == 0  # that worker unregistered when it stopped

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import wait_until
 from typer.testing import CliRunner
 
 from jobhandle.cli import app
@@ -57,7 +58,7 @@ def test_the_files_are_there_and_parse() -> None:
     assert {"Dockerfile", "docker-compose.yml", "systemd/jobhandle-api.service", "systemd/jobhandle-pool.service",
             "kubernetes/api.yaml", "kubernetes/workers.yaml"} <= names
     kinds = [doc.get("kind") for _, doc in yaml_documents() if isinstance(doc, dict) and "kind" in doc]
-    assert kinds == ["Deployment", "Service", "Deployment"]
+    assert kinds == ["Deployment", "Service", "ScaledObject", "Deployment"]
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {"redis", "api", "workers"}
 
@@ -90,8 +91,51 @@ def test_stop_timeouts_leave_room_for_the_drain() -> None:
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read_string((DEPLOY / "systemd/jobhandle-pool.service").read_text())
     assert float(unit["Service"]["TimeoutStopSec"]) > float(shlex.split(unit["Service"]["ExecStart"])[-1]) + 10
-    [pods] = [doc for _, doc in yaml_documents() if isinstance(doc, dict)
-              and doc.get("metadata", {}).get("name") == "jobhandle-workers"]
+    [pods] = [doc for _, doc in yaml_documents() if isinstance(doc, dict) and doc.get("kind") == "Deployment"
+              and doc["metadata"]["name"] == "jobhandle-workers"]
     spec = pods["spec"]["template"]["spec"]
     args = spec["containers"][0]["args"]
     assert spec["terminationGracePeriodSeconds"] > float(args[args.index("--grace") + 1]) + 10
+
+
+def test_the_grafana_dashboard_and_keda_query_name_metrics_the_api_serves(api_metric_names: set[str]) -> None:
+    dashboard = json.loads((DEPLOY / "grafana/jobhandle.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    keda = [doc for _, doc in yaml_documents() if isinstance(doc, dict) and doc.get("kind") == "ScaledObject"]
+    exprs += [t["metadata"]["query"] for t in keda[0]["spec"]["triggers"]]
+    used = {name for e in exprs for name in re.findall(r"jobhandle_[a-z_]+", e)}
+    assert used and used <= api_metric_names, used - api_metric_names
+
+
+@pytest.fixture
+def api_metric_names(tmp_path: Path) -> set[str]:
+    """Every sample name GET /metrics serves, with one job run so that the histograms have samples."""
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jobhandle import HandlerRegistry, JobQueue, Settings
+    from jobhandle.api import create_app
+
+    registry = HandlerRegistry()
+    runs: list[int] = []
+
+    def once_flaky(ctx: object) -> int:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("the first attempt fails")
+        return 1
+
+    registry.register("flaky", once_flaky)
+    with JobQueue(f"sqlite:///{tmp_path}/jobs.db", registry=registry, settings=Settings(heartbeat_interval=0.2)) \
+            as q, TestClient(create_app(q)) as api:
+        job = q.submit("flaky", max_retries=1, retry_delay=0)
+        with q.worker(concurrency=1):
+            q.wait(job.job_id, 10)
+
+        def served() -> set[str]:
+            text = api.get("/metrics").text
+            names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+            return names if {"jobhandle_job_wait_seconds_bucket", "jobhandle_jobs_finished_total",
+                             "jobhandle_jobs_retried_total"} <= names else set()
+
+        return wait_until(served, 10, "the metrics of the job (the hub hands changes over on its own thread)")

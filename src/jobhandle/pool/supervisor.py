@@ -33,10 +33,9 @@ from types import FrameType
 
 import psutil
 
-from ..health import write_heartbeat_file
-from ..models import JobStatus, utcnow
+from ..health import oldest_pending_wait, write_heartbeat_file
+from ..models import utcnow
 from ..queue import JobQueue
-from ..stores.base import JobQuery
 from .scaling import Decision, Load, Scaler, ScalingPolicy
 
 log = logging.getLogger("jobhandle.pool")
@@ -157,13 +156,8 @@ class Pool:
         oldest = None
         if pending:
             now = utcnow()
-            for q in self.config.queues:
-                first = self.queue.store.list_jobs(JobQuery(statuses=[JobStatus.PENDING], queue=q,
-                                                            sort="created_at", limit=1))
-                if first:
-                    job = first[0]
-                    due = job.run_at if job.run_at is not None and job.run_at > job.created_at else job.created_at
-                    oldest = max(oldest or 0.0, (now - due).total_seconds())
+            waits = [w for q in self.config.queues if (w := oldest_pending_wait(self.queue, now, q)) is not None]
+            oldest = max(waits, default=None)
         return Load(pending, running, oldest, psutil.cpu_percent(interval=None), psutil.virtual_memory().percent)
 
     def _beat(self, store_error: str | None) -> None:
