@@ -72,7 +72,7 @@ class JobSchedule:
 @dataclass(frozen=True, slots=True)
 class ResourceLimits:
     """Seed 003's resource limits: ``settings()`` gives Settings that hold them (JOB_MAX_CPU_PERCENT,
-    JOB_MAX_MEMORY_MB, JOB_MAX_API_CALLS_PER_MINUTE); memory is enforced per job in process mode."""
+    JOB_MAX_MEMORY_MB, JOB_MAX_API_CALLS_PER_MINUTE); memory and CPU are enforced per job in process mode."""
 
     max_cpu_percent: float = 80.0
     max_memory_mb: float = 1024.0

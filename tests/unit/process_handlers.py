@@ -87,3 +87,11 @@ def _until(condition: object) -> None:
     deadline = time.monotonic() + LONGEST
     while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
         time.sleep(0.01)
+
+
+def burn(ctx: JobContext, seconds: float) -> int:
+    """Keep one CPU busy for ``seconds`` of wall time; return how many rounds it managed."""
+    rounds, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        rounds += 1
+    return rounds

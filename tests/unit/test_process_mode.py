@@ -33,7 +33,7 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture(autouse=True)
 def handlers(registry: HandlerRegistry) -> Iterator[None]:
     for name in ("echo_pid", "async_echo", "report_then_wait", "spin", "linger", "crash", "permanent", "retry_once",
-                 "not_json", "rate_limited"):
+                 "not_json", "rate_limited", "burn"):
         registry.register(name, getattr(ph, name))
     yield
 
@@ -113,6 +113,19 @@ def test_a_job_over_the_memory_limit_is_killed_and_fails_naming_the_limit(queue:
     assert done.error_type == "ResourceLimitExceeded"
     assert f"limit of {MEMORY_LIMIT_MB} MB (JOB_MAX_MEMORY_MB)" in (done.error or "")
     assert done.metrics.peak_memory_mb is not None and done.metrics.peak_memory_mb > MEMORY_LIMIT_MB
+
+
+def test_a_job_over_its_cpu_share_is_paused_down_to_it_not_failed(queue: JobQueue) -> None:
+    """JOB_MAX_CPU_PERCENT is a share of the machine: here a third of one core. A job that would keep a core busy
+    for 3 s is paused (SIGSTOP/SIGCONT) so that its average stays near its share, and completes."""
+    cores = psutil.cpu_count() or 1
+    queue.settings.max_cpu_percent = 100 / cores / 3
+    job = queue.submit("burn", {"seconds": 3.0})
+    with queue.worker(1, mode="process"):
+        done = queue.wait(job.job_id, 30)
+    assert done.status is JobStatus.COMPLETED and done.result > 0
+    share = done.metrics.cpu_seconds / done.metrics.execution_time_seconds
+    assert 0.05 < share < 1 / 3 * 1.5, f"it used {share:.0%} of a core"
 
 
 def test_failures_in_the_child_follow_the_retry_policy(queue: JobQueue, registry: HandlerRegistry) -> None:

@@ -4,12 +4,14 @@ The child is spawned once per slot (not per job: starting Python and importing t
 a second) and replaced whenever it is killed. While a job runs, the slot thread relays the child's progress
 reports and rate-limit requests to the store, and every WATCH_SECONDS it checks two things: whether the job
 should stop (cancelled, its lease lost, its timeout passed, the worker handing it back) — then the child is
-terminated for real — and the memory the child and its own children use, against ``JOB_MAX_MEMORY_MB``.
+terminated for real — and the memory the child and its own children use, against ``JOB_MAX_MEMORY_MB``, and
+their share of the machine's CPUs, against ``JOB_MAX_CPU_PERCENT`` (paused while over it).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -17,6 +19,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -35,6 +38,8 @@ log = logging.getLogger("jobhandle.worker")
 
 WATCH_SECONDS = 0.05
 """How often a slot checks its running child for a stop request and for its memory use."""
+CPU_WINDOW_SECONDS = 2.0
+"""JOB_MAX_CPU_PERCENT is held over this many seconds of a job's run (see CpuThrottle)."""
 KILL_GRACE_SECONDS = 2.0
 """After SIGTERM (the handler sees JobCancelled and its ``finally`` blocks run), SIGKILL. The grace matters when
 the signal lands just before a blocking call (a sleep, a read): Python runs its handler only after that call."""
@@ -62,8 +67,9 @@ def _kill_left_over() -> None:
 class JobProcess:
     """One slot's child process. Not shared between threads, except ``close`` (the stopping worker's)."""
 
-    def __init__(self, memory_limit_mb: float, retry_backoff_cap: float) -> None:
+    def __init__(self, memory_limit_mb: float, retry_backoff_cap: float, cpu_limit_percent: float = 100.0) -> None:
         self.memory_limit_mb = memory_limit_mb
+        self.cpu_limit_percent = cpu_limit_percent
         self._cap = retry_backoff_cap
         self._mp = multiprocessing.get_context("spawn")  # fork would copy the worker's threads and locks
         self._lock = threading.Lock()
@@ -115,6 +121,7 @@ class JobProcess:
         except OSError:
             return self._died(job, ctx)
         next_watch = time.monotonic() + WATCH_SECONDS
+        throttle = CpuThrottle(ps, self.cpu_limit_percent)
         while True:
             if conn.poll(WATCH_SECONDS):
                 try:
@@ -127,6 +134,7 @@ class JobProcess:
                 elif kind == "token":
                     conn.send(ctx.take_token(message[1], message[2], message[3]))
                 else:
+                    throttle.release()
                     outcome = self._outcome(job, message)
                     outcome.cpu_seconds = _since(_cpu_seconds(ps), cpu_before)
                     outcome.peak_memory_mb = max(peak, message[-1] or 0.0) or None
@@ -135,12 +143,15 @@ class JobProcess:
                 continue
             next_watch = time.monotonic() + WATCH_SECONDS
             if ctx.cancelled:
+                throttle.release()
                 self.close()
                 return None
+            throttle.check()
             used = _resident_mb(ps)
             peak = max(peak, used or 0.0)
             if used is not None and used > self.memory_limit_mb:
                 cpu = _since(_cpu_seconds(ps), cpu_before)
+                throttle.release()
                 self.close(graceful=False)  # it may be allocating still: no time for clean-up
                 outcome = permanent_failure(ResourceLimitExceeded(
                     f"the job used {used:.0f} MB of memory, over its limit of {self.memory_limit_mb:g} MB "
@@ -154,9 +165,11 @@ class JobProcess:
         stopping worker may both close it, and neither may return while the child still runs."""
         with self._closing:
             with self._lock:
-                proc, conn = self._proc, self._conn
+                proc, conn, ps = self._proc, self._conn, self._ps
             if proc is None:
                 return
+            if ps is not None and proc.is_alive():  # paused by its CPU limit, it would not see SIGTERM
+                CpuThrottle(ps, 100).release_all()
             if proc.is_alive() and not graceful:
                 proc.kill()
             elif proc.is_alive():
@@ -194,6 +207,71 @@ class JobProcess:
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         exc = JobProcessDied(f"the job's process {how} before the job ended")
         return outcome_for_error(job, exc, utcnow(), self._cap)
+
+
+class CpuThrottle:
+    """JOB_MAX_CPU_PERCENT for one running job: the share of the machine's CPUs (100: all of them) its process
+    and the processes it started may use, averaged over the last CPU_WINDOW_SECONDS. Above it, the job is
+    paused (SIGSTOP to each of its processes) until its average is back under the limit, then resumed
+    (SIGCONT): it runs slower, it is not failed. A single-threaded job never reaches 80 % of a machine with
+    two cores or more."""
+
+    def __init__(self, ps: psutil.Process, limit_percent: float) -> None:
+        self.ps = ps
+        self.cores = psutil.cpu_count() or 1
+        self.limit = limit_percent
+        self.samples: deque[tuple[float, float]] = deque()
+        self.paused: list[psutil.Process] = []
+
+    def check(self) -> None:
+        if self.limit >= 100:
+            return
+        cpu = _cpu_seconds(self.ps)
+        if cpu is None:
+            return
+        now = time.monotonic()
+        self.samples.append((now, cpu + self._children_cpu()))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= CPU_WINDOW_SECONDS:
+            self.samples.popleft()
+        (t0, c0), (t1, c1) = self.samples[0], self.samples[-1]
+        if t1 - t0 < WATCH_SECONDS:
+            return
+        percent = 100 * (c1 - c0) / (t1 - t0) / self.cores
+        if percent > self.limit and not self.paused:
+            self.paused = self._tree()
+            for proc in self.paused:
+                with contextlib.suppress(psutil.Error):
+                    proc.suspend()
+        elif percent <= self.limit and self.paused:
+            self.release()
+
+    def release(self) -> None:
+        """Resume whatever is paused (before the job is stopped, killed or its result read)."""
+        paused, self.paused = self.paused, []
+        for proc in paused:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
+
+    def release_all(self) -> None:
+        """Resume the job's processes whoever paused them."""
+        self.paused = self._tree()
+        self.release()
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return [self.ps]
+
+    def _children_cpu(self) -> float:
+        """CPU of the job's running children (cpu_times counts only those that ended and were waited for)."""
+        total = 0.0
+        with contextlib.suppress(psutil.Error):
+            for sub in self.ps.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    t = sub.cpu_times()
+                    total += t.user + t.system
+        return total
 
 
 def _ready(conn: Connection) -> bool:

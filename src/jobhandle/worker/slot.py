@@ -65,7 +65,8 @@ class Slot:
         w = self.worker
         try:
             if w.mode == "process" and self.process is None:
-                self.process = JobProcess(w.settings.max_memory_mb, w.settings.retry_backoff_cap)
+                self.process = JobProcess(w.settings.max_memory_mb, w.settings.retry_backoff_cap,
+                                          w.settings.max_cpu_percent)
                 w.processes.append(self.process)
                 self.process.start()  # before the first claim: a claimed job should not wait for Python to start
             self._loop()
