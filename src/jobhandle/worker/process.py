@@ -2,7 +2,7 @@
 
 The child is spawned once per slot (not per job: starting Python and importing the handlers costs about half
 a second) and replaced whenever it is killed. While a job runs, the slot thread relays the child's progress
-reports and rate-limit requests to the store, and every WATCH_SECONDS it checks two things: whether the job
+reports and rate-limit requests to the store, and every WATCH_SECONDS it checks: whether the job
 should stop (cancelled, its lease lost, its timeout passed, the worker handing it back) — then the child is
 terminated for real — and the memory the child and its own children use, against ``JOB_MAX_MEMORY_MB``, and
 their share of the machine's CPUs, against ``JOB_MAX_CPU_PERCENT`` (paused while over it).
