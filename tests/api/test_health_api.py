@@ -3,9 +3,14 @@ no API key, in-process and over real HTTP."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from api_helpers import LiveServer
 from fastapi.testclient import TestClient
 from helpers import wait_until
+from store_urls import private_redis_server
 
 from jobhandle import JobQueue
 from jobhandle.api import create_app
@@ -22,14 +27,33 @@ def test_live_lists_the_servers_loops(api: TestClient) -> None:
     assert body["loops"] and all(loop["alive"] for loop in body["loops"]), body["loops"]
 
 
-def test_live_answers_while_the_store_does_not_and_ready_says_so(api: TestClient, api_queue: JobQueue) -> None:
+def test_ready_and_full_health_fail_when_the_store_is_gone(api: TestClient, api_queue: JobQueue) -> None:
     api_queue.store.close()
-    assert api.get("/health/live").status_code == 200
     ready = api.get("/health/ready")
     assert ready.status_code == 503
     assert ready.json()["status"] == "not_ready" and ready.json()["issues"][0].startswith("store unreachable")
     full = api.get("/health")
     assert full.status_code == 503 and full.json()["status"] == "unhealthy"
+
+
+def test_live_stays_alive_through_a_store_outage_that_ready_reports(tmp_path: Path) -> None:
+    """Redis stops under a running server: its loops keep retrying (alive), the store does not answer (not
+    ready). An orchestrator then stops sending traffic instead of restarting every server."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    with private_redis_server(binary, tmp_path) as (url, _, server):
+        queue = JobQueue(url)
+        try:
+            with TestClient(create_app(queue)) as client:
+                assert client.get("/health/ready").status_code == 200
+                server.terminate()
+                server.wait(10)
+                assert client.get("/health/ready").status_code == 503
+                live = client.get("/health/live")
+                assert (live.status_code, live.json()["status"]) == (200, "alive"), live.json()
+        finally:
+            queue.close()
 
 
 def test_health_at_the_root_is_the_full_report(api: TestClient, api_queue: JobQueue) -> None:

@@ -89,3 +89,32 @@ def test_a_wake_up_that_fails_after_a_commit_does_not_fail_the_primitive(store: 
     claimed = store.claim(ClaimRequest("w1", ["default"], 1, 30), utcnow())
     assert [j.job_id for j in claimed] == [job.job_id]
     assert get(store, job.job_id).status is JobStatus.RUNNING
+
+
+def test_seed_004s_cleanup_sql_fails_loudly_and_deletes_nothing(store: SQLiteStore, tmp_path: Path) -> None:
+    """Seed 004 reads the table with the sqlite3 shell (fine) and deletes old jobs with its own SQL, whose
+    datetime() comparison can never match POSIX-second times: that DELETE now fails, naming the way."""
+    import sqlite3
+
+    from jobhandle import JobQueue
+
+    old = utcnow() - timedelta(days=30)
+    [job] = store.submit([new_job("echo")], old)
+    store.cancel(job.job_id, old)
+    conn = sqlite3.connect(tmp_path / "jobs.db")
+    try:
+        rows = conn.execute("SELECT job_id, job_type, status, progress FROM jobs ORDER BY created_at DESC "
+                            "LIMIT 10;").fetchall()
+        assert rows == [(job.job_id, "echo", "cancelled", 0.0)]
+        with pytest.raises(sqlite3.OperationalError, match="no such function: use_jobhandle_cleanup"):
+            conn.execute("""
+                DELETE FROM jobs
+                WHERE status IN ('completed', 'failed', 'cancelled')
+                AND datetime(completed_at) < datetime('now', '-7 days')
+            """)
+        with pytest.raises(sqlite3.OperationalError, match="use_jobhandle_cleanup"):
+            conn.execute("DELETE FROM jobs")
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+    finally:
+        conn.close()
+    assert JobQueue(store).cleanup_old_jobs(days_old=7) == 1, "jobhandle's own cleanup still deletes"

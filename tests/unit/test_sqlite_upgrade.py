@@ -53,7 +53,7 @@ def test_a_first_release_database_is_upgraded_in_place(tmp_path: Path) -> None:
         store.close()
     with sqlite3.connect(path) as conn:
         triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    assert triggers == {"counters_delete"}
+    assert triggers == {"counters_delete", "jobs_deleted_by_jobhandle_only"}
 
 
 def test_a_database_of_the_last_release_before_schema_versions_is_migrated(tmp_path: Path) -> None:

@@ -89,6 +89,10 @@ def _age_batch(tx: Tx, params: Mapping[str, float]) -> int:
     return len(rows)
 
 
+def _allowed() -> int:
+    return 1
+
+
 def _too_many(query: JobQuery) -> InvalidParameterError:
     return InvalidParameterError(
         f"the error text and parameter filters would check more than {SCAN_LIMIT:,} jobs: narrow the list with a "
@@ -127,6 +131,9 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        # Migration 8's guard: jobs may be deleted through jobhandle's connections only (cleanup keeps the
+        # counters and indexes in step); elsewhere the missing function stops the DELETE, naming the way.
+        conn.create_function("use_jobhandle_cleanup", 0, _allowed, deterministic=True)
         conn.row_factory = sqlite3.Row
         if not self._memory:
             conn.execute("PRAGMA journal_mode=WAL")
