@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ import psutil
 from ..health import oldest_pending_wait, write_heartbeat_file
 from ..models import utcnow
 from ..queue import JobQueue
+from ..stores import masked_url
 from .scaling import Decision, Load, Scaler, ScalingPolicy
 
 log = logging.getLogger("jobhandle.pool")
@@ -109,7 +111,7 @@ class Pool:
             if threading.current_thread() is threading.main_thread() else {}
         try:
             log.info("pool %s: store %s, queues %s, %d-%d workers of %d slots", self.config.name,
-                     self.config.store, ",".join(self.config.queues), self.config.policy.min_workers,
+                     masked_url(self.config.store), ",".join(self.config.queues), self.config.policy.min_workers,
                      self.config.policy.max_workers, self.config.concurrency)
             self._resize(self.config.policy.min_workers, "starting")
             code = 0
@@ -145,7 +147,7 @@ class Pool:
             return 0  # replacements first, after their pause: growing now would skip the backoff
         decision = self.scaler.decide(len(self.children), load, now)
         if decision is not None and not (self._given_up and decision.target > len(self.children)):
-            self._apply(decision, now)
+            self._apply(decision)
         return 0
 
     def load(self) -> Load:
@@ -171,7 +173,7 @@ class Pool:
 
     # -- children ------------------------------------------------------------------------------------------
 
-    def _apply(self, decision: Decision, now: float) -> None:
+    def _apply(self, decision: Decision) -> None:
         before = len(self.children)
         self._resize(decision.target, decision.reason)
         if len(self.children) != before:
@@ -188,7 +190,9 @@ class Pool:
     def _spawn(self) -> Child:
         self._serial += 1
         name = f"{self.config.name}-{self._serial}"
-        argv = [sys.executable, "-m", "jobhandle", "worker", "--store", self.config.store, "--name", name,
+        # The store goes in the environment, not the command line: a Redis URL may hold a password, and every
+        # user of the machine can read a process's arguments.
+        argv = [sys.executable, "-m", "jobhandle", "worker", "--name", name,
                 "--concurrency", str(self.config.concurrency), "--grace", str(self.config.grace)]
         for app in self.config.apps:
             argv += ["--app", app]
@@ -198,7 +202,8 @@ class Pool:
         stderr = None
         if self.config.log_dir is not None:
             stderr = (self.config.log_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=_stop_with_parent)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=_stop_with_parent,
+                                env={**os.environ, "JOBHANDLE_STORE": self.config.store})
         if stderr is not None:
             stderr.close()  # the child has its own copy
         child = Child(name, proc, time.monotonic())

@@ -105,7 +105,7 @@ class Slot:
                 if len(w.outcomes):
                     claimed = w.write_outcomes(claim_size)
                     ok()
-                    if not claimed:
+                    if not claimed or self._paused_meanwhile(claimed):
                         continue  # nothing more now: the next round claims, or waits for work
                 else:
                     if not w.idle_watch.mine():
@@ -119,6 +119,8 @@ class Slot:
                     if not claimed:
                         claim_size = 1
                         w.store.wait_for_change(seen, w.idle_timeout())
+                        continue
+                    if self._paused_meanwhile(claimed):
                         continue
                 job = claimed[0]  # a claimed job shows as running: it runs, even if a stop began meanwhile
                 w.buffer.add(claimed[1:])
@@ -134,6 +136,14 @@ class Slot:
             if held and (not short or held >= BATCH_LIMIT):
                 w.buffer.add(w.write_outcomes(0 if len(w.buffer) else claim_size))
                 ok()
+
+    def _paused_meanwhile(self, claimed: list[Job]) -> bool:
+        """Claiming paused (resources over their thresholds) while this claim was on its way: the jobs go back
+        unrun, so that nothing starts once the pause shows (the check before the claim alone leaves a gap)."""
+        if self.worker.claiming.is_set():
+            return False
+        self.worker.release(claimed)
+        return True
 
     def execute(self, job: Job) -> Finished | None:
         """Run one job; return how it ended (None: nothing to write, e.g. it was cancelled or handed back)."""
