@@ -3,26 +3,96 @@
 ``render_job_management(source)`` draws, in the current Streamlit page: counts by status, filters (status, job
 type, user), the matching jobs (newest first) as a table with progress, and each one's details with Cancel (a
 job not ended yet) and Restart (a failed or cancelled job) buttons. ``source`` is a ``JobQueue``, a
-``JobManager``, or a store URL (default: the configured store). Install Streamlit with ``pip install
-jobhandle[streamlit]``. ``streamlit run`` on this file shows the view on the configured store.
+``JobManager``, a store URL (default: the configured store), or a jobhandle server's URL (its REST API, with
+``api_key`` when it has keys, which then decide what the view sees and may do). Install Streamlit with ``pip
+install jobhandle[streamlit]``. ``streamlit run`` on this file shows the view on the configured store.
 
-It reads through the same ``JobQueue`` as everything else: counts from the store's counters, one page of the
-list; nothing scans the jobs.
+It reads counts from the store's counters and one page of the list, whatever the number of jobs.
 """
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .compat import JobManager
 from .errors import JobHandleError
-from .models import ALL_STATUSES, TERMINAL_STATUSES, Job, JobStatus
+from .models import ALL_STATUSES, TERMINAL_STATUSES, JobStatus
 from .queue import JobQueue
 
 if TYPE_CHECKING:
     from types import ModuleType
 
 RESTARTABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
+REQUEST_TIMEOUT = 10.0
+
+
+class _Local:
+    """The view's source on a store, through a JobQueue."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+
+    def by_status(self) -> dict[str, int]:
+        return dict(self.queue.stats()["by_status"])
+
+    def jobs(self, status: str | None, job_type: str | None, user: str | None, limit: int) -> list[dict[str, Any]]:
+        return [j.to_dict() for j in self.queue.list(status, job_type=job_type, user_id=user, limit=limit)]
+
+    def cancel(self, job_id: str) -> None:
+        self.queue.cancel(job_id, "cancelled from the Streamlit view")
+
+    def restart(self, job_id: str) -> None:
+        self.queue.restart(job_id)
+
+
+class RemoteError(JobHandleError):
+    """The jobhandle server answered with an error (its type and message), or did not answer."""
+
+
+class _Remote:
+    """The view's source on a jobhandle server (``jobhandle serve``), through its REST API."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+
+    def _call(self, method: str, path: str, query: dict[str, Any] | None = None) -> Any:
+        params = urllib.parse.urlencode({k: v for k, v in (query or {}).items() if v is not None})
+        request = urllib.request.Request(f"{self.url}{path}{'?' + params if params else ''}", method=method)
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:  # noqa: S310 - our URL
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                body = json.loads(exc.read())
+                raise RemoteError(f"{body['error']}: {body['message']}") from None
+            except (ValueError, KeyError, TypeError):
+                raise RemoteError(f"the server at {self.url} answered {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise RemoteError(f"the server at {self.url} does not answer: {exc}") from None
+
+    def by_status(self) -> dict[str, int]:
+        return dict(self._call("GET", "/api/v1/jobs/queue/stats")["by_status"])
+
+    def jobs(self, status: str | None, job_type: str | None, user: str | None, limit: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/jobs", {"status": status, "job_type": job_type, "user_id": user,
+                                                       "limit": limit})["jobs"])
+
+    def cancel(self, job_id: str) -> None:
+        self._call("POST", f"/api/v1/jobs/cancel/{urllib.parse.quote(job_id)}")
+
+    def restart(self, job_id: str) -> None:
+        self._call("POST", f"/api/v1/jobs/restart/{urllib.parse.quote(job_id)}")
+
+
+Source = JobQueue | JobManager | str | None
 
 
 def _streamlit() -> ModuleType:
@@ -33,33 +103,45 @@ def _streamlit() -> ModuleType:
     return streamlit
 
 
-def _queue(source: JobQueue | JobManager | str | None) -> JobQueue:
+def _source(source: Source, api_key: str | None) -> _Local | _Remote:
     if isinstance(source, JobQueue):
-        return source
+        return _Local(source)
     if isinstance(source, JobManager):
-        return source.queue
+        return _Local(source.queue)
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return _Remote(source, api_key)
     st = _streamlit()
 
     @st.cache_resource
     def opened(url: str | None) -> JobQueue:  # one per store for the whole Streamlit server
         return JobQueue(url)
 
-    return opened(source)
+    return _Local(opened(source))
 
 
-def _row(job: Job) -> dict[str, Any]:
-    return {"job": job.job_id[:8], "type": job.job_type, "status": job.status.value,
-            "progress": round(job.progress * 100), "user": job.user_id,
-            "created": job.created_at.strftime("%Y-%m-%d %H:%M:%S"), "error": job.error or ""}
+def _when(text: str | None) -> str:
+    return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S") if text else ""
 
 
-def render_job_management(source: JobQueue | JobManager | str | None = None, *, page_size: int = 50,
+def _row(job: dict[str, Any]) -> dict[str, Any]:
+    return {"job": job["job_id"][:8], "type": job["job_type"], "status": job["status"],
+            "progress": round(job["progress"] * 100), "user": job["user_id"], "created": _when(job["created_at"]),
+            "error": job.get("error") or ""}
+
+
+def render_job_management(source: Source = None, *, api_key: str | None = None, page_size: int = 50,
                           key: str = "jobhandle") -> None:
-    """Draw the view (see the module docstring); ``key`` keeps two views on one page apart."""
+    """Draw the view (see the module docstring). ``source``: a JobQueue, a JobManager, a store URL, or a
+    jobhandle server's URL (``http://host:8000``, with ``api_key`` when it has keys). ``key`` keeps two views
+    on one page apart."""
     st = _streamlit()
-    q = _queue(source)
+    jobs_of = _source(source, api_key)
     st.header("Jobs")
-    by_status = q.stats()["by_status"]
+    try:
+        by_status = jobs_of.by_status()
+    except JobHandleError as exc:
+        st.error(exc.message)
+        return
     columns = st.columns(6)
     columns[0].metric("Total", sum(by_status.values()))
     for column, status in zip(columns[1:], ("pending", "running", "completed", "failed", "cancelled"), strict=True):
@@ -69,7 +151,7 @@ def render_job_management(source: JobQueue | JobManager | str | None = None, *, 
     status = left.selectbox("Status", ["All", *(s.value for s in ALL_STATUSES)], key=f"{key}-status")
     job_type = middle.text_input("Job type", key=f"{key}-type").strip() or None
     user = right.text_input("User", key=f"{key}-user").strip() or None
-    jobs = q.list(None if status == "All" else status, job_type=job_type, user_id=user, limit=page_size)
+    jobs = jobs_of.jobs(None if status == "All" else status, job_type, user, page_size)
     if not jobs:
         st.info("No jobs match.")
         return
@@ -77,21 +159,22 @@ def render_job_management(source: JobQueue | JobManager | str | None = None, *, 
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0,
                                                                               max_value=100, format="%d%%")})
     for job in jobs:
-        with st.expander(f"{job.job_type} {job.job_id[:8]} ({job.status.value})"):
-            st.text(f"Job ID: {job.job_id}\nStatus: {job.status.value}   Priority: {job.priority}   "
-                    f"Attempts: {job.attempts}\nCreated: {job.created_at:%Y-%m-%d %H:%M:%S}")
-            if job.status is JobStatus.RUNNING:
-                st.progress(job.progress, text=job.progress_message or f"{job.progress:.0%}")
-            if job.parameters:
-                st.json(job.parameters)
-            if job.result is not None:
-                st.json(job.result)
-            if job.error:
-                st.error(job.error)
-            if job.status not in TERMINAL_STATUSES and st.button("Cancel", key=f"{key}-cancel-{job.job_id}"):
-                _act(st, lambda job_id=job.job_id: q.cancel(job_id, "cancelled from the Streamlit view"))
-            if job.status in RESTARTABLE and st.button("Restart", key=f"{key}-restart-{job.job_id}"):
-                _act(st, lambda job_id=job.job_id: q.restart(job_id))
+        job_id, state = job["job_id"], JobStatus(job["status"])
+        with st.expander(f"{job['job_type']} {job_id[:8]} ({state.value})"):
+            st.text(f"Job ID: {job_id}\nStatus: {state.value}   Priority: {job['priority']}   "
+                    f"Attempts: {job['attempts']}\nCreated: {_when(job['created_at'])}")
+            if state is JobStatus.RUNNING:
+                st.progress(job["progress"], text=job.get("progress_message") or f"{job['progress']:.0%}")
+            if job.get("parameters"):
+                st.json(job["parameters"])
+            if job.get("result") is not None:
+                st.json(job["result"])
+            if job.get("error"):
+                st.error(job["error"])
+            if state not in TERMINAL_STATUSES and st.button("Cancel", key=f"{key}-cancel-{job_id}"):
+                _act(st, lambda job_id=job_id: jobs_of.cancel(job_id))
+            if state in RESTARTABLE and st.button("Restart", key=f"{key}-restart-{job_id}"):
+                _act(st, lambda job_id=job_id: jobs_of.restart(job_id))
 
 
 def _act(st: ModuleType, action: Any) -> None:
@@ -106,12 +189,13 @@ def _act(st: ModuleType, action: Any) -> None:
 class JobManagementView:
     """Seed 003's name for the view: ``JobManagementView(source).render()``."""
 
-    def __init__(self, source: JobQueue | JobManager | str | None = None, *, page_size: int = 50) -> None:
+    def __init__(self, source: Source = None, *, api_key: str | None = None, page_size: int = 50) -> None:
         self.source = source
+        self.api_key = api_key
         self.page_size = page_size
 
     def render(self) -> None:
-        render_job_management(self.source, page_size=self.page_size)
+        render_job_management(self.source, api_key=self.api_key, page_size=self.page_size)
 
 
 if __name__ == "__main__":  # streamlit run .../jobhandle/job_management.py
