@@ -591,6 +591,13 @@ def worker_command(
         metavar="PATH", show_default=False,
         help="Write each heartbeat here (JSON), for `jobhandle health --heartbeat-file` probes that do not reach "
              "the store (default: $JOBHANDLE_HEARTBEAT_FILE, else none).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        min=1, max=65535, show_default=False,
+        help="Serve this worker's own metrics (store call latency and errors, slots) on "
+             "http://HOST:PORT/metrics.")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        help="The interface --metrics-port listens on (0.0.0.0 for a scraper outside the machine or "
+             "container).")] = "127.0.0.1",
     wait_for_store: WaitForStoreOption = None,
     redis: Annotated[str | None, typer.Option(
         "--redis", metavar="URL", show_default=False, help="Seed 003's name for --store.")] = None,
@@ -618,7 +625,10 @@ def worker_command(
         request.install()
         try:
             worker = q.worker(concurrency, queues=queues or ["default"], name=name,
-                              mode=mode.value if mode else None).start()
+                              mode=mode.value if mode else None)
+            if metrics_port is not None:
+                worker.metrics.serve(metrics_port, metrics_host)
+            worker.start()
             _print_flushed(f"worker {worker.worker_id} started: store {masked_url(store or q.settings.store)}, "
                            f"queues {','.join(worker.queues)}, concurrency {worker.concurrency}, "
                            f"mode {worker.mode}, "

@@ -29,6 +29,7 @@ from ..supervise import LoopHealth, Supervised
 from .buffer import ClaimBuffer, OutcomeBatch, RunningJobs
 from .guard import WorkerStore
 from .load import LoadSampler
+from .metrics import WorkerMetrics
 from .monitor import Monitor
 from .process import JobProcess, JobProcessStartError
 from .slot import IDLE_RECHECK_SECONDS, IdleWatch, Slot
@@ -64,7 +65,8 @@ class Worker:
         self.mode = settings.worker_mode if mode is None else mode
         if self.mode not in MODES:
             raise InvalidParameterError(f"worker mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        self.store = WorkerStore(store)
+        self.metrics = WorkerMetrics()  # served only when asked (jobhandle worker --metrics-port)
+        self.store = WorkerStore(store, self.metrics.observe)
         self.registry = registry
         self.settings = settings
         self.queues = list(dict.fromkeys(queues))
@@ -95,6 +97,7 @@ class Worker:
         self.idle_watch = IdleWatch()
         self.processes: list[JobProcess] = []
         self.loops: dict[str, Supervised] = {}
+        self.metrics.watch(self)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
