@@ -668,6 +668,10 @@ def pool_command(
         metavar="PATH", show_default=False,
         help="Write the pool's state here (JSON) every round, for `jobhandle health --heartbeat-file` probes.")
     ] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        min=1, max=65535, show_default=False,
+        help="Serve the pool's metrics (workers, draining, what it did) on http://HOST:PORT/metrics.")] = None,
+    metrics_host: Annotated[str, typer.Option(help="The interface --metrics-port listens on.")] = "127.0.0.1",
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
     store: StoreOption = None,
 ) -> None:
@@ -693,7 +697,10 @@ def pool_command(
                         name=name, grace=settings.shutdown_grace if grace is None else grace,
                         interval=interval, policy=policy, heartbeat_file=heartbeat_file)
     with queue_waiting_for_store(config.store, None, settings) as q:
-        code = Pool(config, queue=q).run()
+        pool = Pool(config, queue=q)
+        if metrics_port is not None:
+            pool.metrics.serve(metrics_port, metrics_host)
+        code = pool.run()
     raise typer.Exit(code)
 
 

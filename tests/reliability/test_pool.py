@@ -182,3 +182,30 @@ def test_the_pool_writes_its_heartbeat_file_for_probes(setup: tuple[str, Path, J
         assert (probe.returncode, probe.stdout) == (0, "alive\n"), probe.stderr
     finally:
         assert pool.stop() == 0
+
+
+def test_the_pool_serves_its_metrics(setup: tuple[str, Path, JobQueue]) -> None:
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url, folder, queue = setup
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pool = start_pool(url, folder, "--min", "2", "--max", "3", "--metrics-port", str(port))
+    try:
+        def served() -> dict[str, float]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                return {}
+            got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+            return got if got.get("jobhandle_pool_workers") == 2 else {}
+
+        got = wait_until(served, DEADLINE, "the pool's metrics with its two workers")
+        assert got["jobhandle_pool_max_workers"] == 3 and got["jobhandle_pool_draining"] == 0
+    finally:
+        assert pool.stop() == 0

@@ -26,13 +26,16 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
 import psutil
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ..health import oldest_pending_wait, write_heartbeat_file
 from ..models import utcnow
@@ -103,6 +106,7 @@ class Pool:
         self._given_up = False
         self._serial = 0
         self._stopping = threading.Event()
+        self.metrics = PoolMetrics(self)
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -275,6 +279,7 @@ class Pool:
 
     def _event(self, kind: str, detail: str) -> None:
         self.events.append(PoolEvent(utcnow(), kind, detail, len(self.children)))
+        self.metrics.events.labels(kind).inc()
         log.info("pool %s: %s: %s", self.config.name, kind, detail)
 
 
@@ -285,3 +290,27 @@ def _stop_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class PoolMetrics(Collector):
+    """The pool's Prometheus metrics (``jobhandle pool --metrics-port``): its workers, draining ones, its size
+    range, and what it did (``jobhandle_pool_events_total{kind}``: scale, replace, crash_loop, stop)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events = Counter("jobhandle_pool_events", "What the pool did", ["kind"], registry=self.registry)
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        p = self.pool
+        yield GaugeMetricFamily("jobhandle_pool_workers", "Worker processes running", value=len(p.children))
+        yield GaugeMetricFamily("jobhandle_pool_draining", "Worker processes finishing before they exit",
+                                value=len(p.draining))
+        yield GaugeMetricFamily("jobhandle_pool_min_workers", "The pool's fewest workers",
+                                value=p.config.policy.min_workers)
+        yield GaugeMetricFamily("jobhandle_pool_max_workers", "The pool's most workers",
+                                value=p.config.policy.max_workers)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)
