@@ -485,3 +485,38 @@ def test_cleanup_from_the_overview_shows_the_count_then_removes(make_dashboard: 
     assert d.queue.get(kept).status is JobStatus.PENDING
     expect(page.locator('[data-stat="last_cleanup_removed"]')).to_have_text("3")
     assert page.console_errors == []
+
+
+def test_a_batch_of_200_files_shows_its_progress_live(make_dashboard: MakeDashboard, new_page: NewPage,
+                                                      tmp_path: Any, monkeypatch: Any) -> None:
+    """The bundled process_batch over 200 documents: the job page, open before a worker starts, follows the
+    batch as it goes (the items count shows values between the first and the last file) without a reload,
+    then shows the result."""
+    from jobhandle.handlers.documents import process_batch
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for n in range(200):
+        (folder / f"doc-{n:03}.txt").write_text(f"Document {n}. " + "Some words to chunk, over and over. " * 1200)
+    monkeypatch.setenv("JOBHANDLE_DOCUMENTS_INPUT_ROOTS", str(tmp_path))
+    d = make_dashboard(worker=False, progress_interval=0.05)
+    d.queue.registry.register("process_batch", process_batch)
+    job_id = submit(d, "process_batch", {"input_dir": "docs", "chunk_size": 500, "chunk_overlap": 50})
+    page = new_page()
+    page.goto(f"{d.url}/jobs/{job_id}")
+    expect(page.locator("#live")).to_have_attribute("data-state", "open")
+    page.evaluate("""() => {
+        window.__items = new Set();
+        const node = document.querySelector('[data-f="items"]');
+        new MutationObserver(() => window.__items.add(node.textContent)).observe(
+            node, {childList: true, characterData: true, subtree: true});
+        window.__notReloaded = true;
+    }""")
+    with d.queue.worker(concurrency=1):
+        expect(page.locator('.job-head [data-f="status"]')).to_have_text("completed", timeout=60_000)
+    seen = page.evaluate("[...window.__items]")
+    midway = [text for text in seen if text.endswith(" of 200") and text not in ("0 of 200", "200 of 200")]
+    assert midway and "200 of 200" in seen, seen
+    assert page.evaluate("window.__notReloaded") is True
+    expect(page.locator('[data-f="result"]')).to_contain_text('"files": 200')
+    assert page.console_errors == []
