@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,16 @@ class Run:
     samples: list[tuple[float, int]] = field(default_factory=list)
 
 
-def processes(proc: psutil.Process, system: str) -> int:
+def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds (a start-up wait, bounded), else fail naming ``what``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} within {seconds:.0f}s")
+        time.sleep(0.1)
+
+
+def processes(proc: psutil.Process) -> int:
     """jobhandle: the pool's worker processes (its children); Celery: the pool processes of the main one."""
     try:
         children = [c for c in proc.children() if c.status() != psutil.STATUS_ZOMBIE]
@@ -67,7 +77,7 @@ def watch(run: Run, proc: psutil.Process, client: redis.Redis, done_key: str, st
     drained_at = None
     while True:
         now = time.monotonic()
-        count = processes(proc, run.system)
+        count = processes(proc)
         slots = count * per_process
         run.samples.append((round(now - start, 2), slots))
         if last_count is not None and count != last_count:
@@ -114,13 +124,8 @@ def run_jobhandle(jobs: int, redis_url: str, idle_wait: float, timeout: float) -
     pool = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
         proc = psutil.Process(pool.pid)
-        deadline = time.monotonic() + 60
-        while processes(proc, "jobhandle") < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
         with JobQueue(store) as q:
-            wait = time.monotonic() + 30
-            while not q.workers() and time.monotonic() < wait:
-                time.sleep(0.1)
+            wait_for(lambda: processes(proc) >= 1 and q.workers(), 60, "the pool's first worker did not register")
             start = time.monotonic()
             for _ in range(jobs):
                 q.submit("burst_sleep", {"seconds": 1.0})
@@ -149,14 +154,13 @@ def run_celery(jobs: int, redis_url: str, idle_wait: float, timeout: float) -> R
     redis.Redis.from_url(broker).flushdb()
     worker = subprocess.Popen(argv, env=env, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     os.environ["BENCH_CELERY_BROKER"] = broker
+    from bench._pool_app import celery_app
     from bench._pool_app import sleep as celery_sleep
 
     try:
         proc = psutil.Process(worker.pid)
-        deadline = time.monotonic() + 60
-        while processes(proc, "celery") < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(2)  # its consumer connects after the pool is up: no sleep to wait for work, a start-up margin
+        wait_for(lambda: processes(proc) >= 4 and celery_app.control.ping(timeout=0.5), 60,
+                 "the Celery worker did not answer a ping")
         start = time.monotonic()
         for _ in range(jobs):
             celery_sleep.delay(1.0)

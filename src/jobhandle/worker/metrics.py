@@ -4,7 +4,7 @@ say how this process meets its store, which only it can measure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -33,7 +33,7 @@ class WorkerMetrics:
             self.errors.labels(primitive).inc()
 
     def watch(self, worker: Worker) -> None:
-        self.registry.register(_SlotCollector(lambda: worker))
+        self.registry.register(_SlotCollector(worker))
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``host:port`` from a daemon thread (it ends with the process)."""
@@ -41,11 +41,11 @@ class WorkerMetrics:
 
 
 class _SlotCollector(Collector):
-    def __init__(self, worker: Callable[[], Worker]) -> None:
+    def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        w = self.worker()
+        w = self.worker
         yield GaugeMetricFamily("jobhandle_worker_slots", "This worker's slots", value=w.concurrency)
         yield GaugeMetricFamily("jobhandle_worker_slots_busy", "This worker's slots running a job now",
                                 value=len(w.running.ids()))

@@ -169,7 +169,7 @@ class JobProcess:
             if proc is None:
                 return
             if ps is not None and proc.is_alive():  # paused by its CPU limit, it would not see SIGTERM
-                CpuThrottle(ps, 100).release_all()
+                _resume(_tree(ps))
             if proc.is_alive() and not graceful:
                 proc.kill()
             elif proc.is_alive():
@@ -238,7 +238,7 @@ class CpuThrottle:
             return
         percent = 100 * (c1 - c0) / (t1 - t0) / self.cores
         if percent > self.limit and not self.paused:
-            self.paused = self._tree()
+            self.paused = _tree(self.ps)
             for proc in self.paused:
                 with contextlib.suppress(psutil.Error):
                     proc.suspend()
@@ -248,20 +248,7 @@ class CpuThrottle:
     def release(self) -> None:
         """Resume whatever is paused (before the job is stopped, killed or its result read)."""
         paused, self.paused = self.paused, []
-        for proc in paused:
-            with contextlib.suppress(psutil.Error):
-                proc.resume()
-
-    def release_all(self) -> None:
-        """Resume the job's processes whoever paused them."""
-        self.paused = self._tree()
-        self.release()
-
-    def _tree(self) -> list[psutil.Process]:
-        try:
-            return [self.ps, *self.ps.children(recursive=True)]
-        except psutil.Error:
-            return [self.ps]
+        _resume(paused)
 
     def _children_cpu(self) -> float:
         """CPU of the job's running children (cpu_times counts only those that ended and were waited for)."""
@@ -272,6 +259,20 @@ class CpuThrottle:
                     t = sub.cpu_times()
                     total += t.user + t.system
         return total
+
+
+def _tree(ps: psutil.Process) -> list[psutil.Process]:
+    """The job's process and every process it started."""
+    try:
+        return [ps, *ps.children(recursive=True)]
+    except psutil.Error:
+        return [ps]
+
+
+def _resume(processes: list[psutil.Process]) -> None:
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.resume()
 
 
 def _ready(conn: Connection) -> bool:
