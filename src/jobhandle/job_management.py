@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from .compat import JobManager
 from .errors import JobHandleError
-from .models import ALL_STATUSES, TERMINAL_STATUSES, JobStatus
+from .models import ALL_STATUSES, CANCELLABLE, RESTARTABLE, JobStatus
 from .queue import JobQueue
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-RESTARTABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
 REQUEST_TIMEOUT = 10.0
 
 
@@ -171,7 +170,7 @@ def render_job_management(source: Source = None, *, api_key: str | None = None, 
                 st.json(job["result"])
             if job.get("error"):
                 st.error(job["error"])
-            if state not in TERMINAL_STATUSES and st.button("Cancel", key=f"{key}-cancel-{job_id}"):
+            if state in CANCELLABLE and st.button("Cancel", key=f"{key}-cancel-{job_id}"):
                 _act(st, lambda job_id=job_id: jobs_of.cancel(job_id))
             if state in RESTARTABLE and st.button("Restart", key=f"{key}-restart-{job_id}"):
                 _act(st, lambda job_id=job_id: jobs_of.restart(job_id))
