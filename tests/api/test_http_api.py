@@ -21,7 +21,8 @@ from helpers import wait_until
 from store_urls import STORE_URLS
 
 from jobhandle import HandlerRegistry, JobContext, JobQueue, Settings
-from jobhandle.api import create_app
+from jobhandle.api import create_app, sse
+from jobhandle.api.events import ChangeHub
 
 DEADLINE = 10.0
 
@@ -202,6 +203,31 @@ def test_long_poll_without_current_status_returns_on_the_next_change(client: htt
     poller.join(DEADLINE)
 
     assert result["changed"] is True and result["status"] == "cancelled"
+
+
+def test_long_poll_counts_a_change_landing_between_its_subscription_and_its_read(api_queue: JobQueue) -> None:
+    """The poll subscribes, then reads the job: a cancel committed in between is already in what it read, and
+    is still the change the poll was asked to wait for (the client asked before the cancel)."""
+    hub = ChangeHub(api_queue.store)
+    hub.start()
+    job = api_queue.submit("x")
+
+    async def poll_with_a_cancel_in_the_window() -> dict[str, object]:
+        sub = hub.subscribe(job_id=job.job_id)
+        try:
+            since = api_queue.store.last_seq()
+            api_queue.cancel(job.job_id)
+            first = api_queue.get(job.job_id)
+            return await sse.poll(sub, first, None, since, 3.0, lambda: api_queue.get(job.job_id))
+        finally:
+            hub.unsubscribe(sub)
+
+    try:
+        answer = asyncio.run(poll_with_a_cancel_in_the_window())
+    finally:
+        hub.stop()
+
+    assert answer["changed"] is True and answer["status"] == "cancelled"
 
 
 @pytest.mark.slow

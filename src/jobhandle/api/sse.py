@@ -137,16 +137,21 @@ async def as_sse(changes: AsyncIterator[Job | None]) -> AsyncIterator[bytes]:
         yield KEEPALIVE if job is None else job_event(job)
 
 
-async def poll(sub: Subscription, first: Job, current_status: JobStatus | None, timeout: float,
+async def poll(sub: Subscription, first: Job, current_status: JobStatus | None, since: int, timeout: float,
                read: Callable[[], Job]) -> dict[str, Any]:
     """Long-poll: the job as soon as its status differs from ``current_status`` (without one: as soon as the
-    job changes at all), else after ``timeout`` seconds with ``changed: false``."""
+    job changes after feed position ``since``), else after ``timeout`` seconds with ``changed: false``.
+
+    ``since`` is the store's last change number, read after subscribing and before reading ``first``: a change
+    committed between subscribing and reading is in ``first`` already, and is still the change the client asked
+    to wait for; one committed before the request is not.
+    """
 
     def differs(job: Job) -> bool:
-        return job.status is not current_status if current_status is not None else job.seq > first.seq
+        return job.status is not current_status if current_status is not None else job.seq > since
 
     job: Job = first
-    if current_status is not None and differs(job):
+    if differs(job):
         return {**job.to_dict(), "changed": True}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -235,10 +235,13 @@ async def poll_status(
     ``current_status``, until the job changes at all; after ``timeout`` seconds answer with ``changed:
     false``. Driven by store events, not by re-reading the job."""
     known = JobStatus.parse(current_status) if current_status else None
-    sub, job = await _subscribe_and_read(state, principal, job_id)
+    canonical = parse_job_id(job_id)
+    sub = state.hub.subscribe(job_id=canonical)
     try:
-        return Document(await sse.poll(sub, job, known, min(timeout, state.settings.poll_timeout_max),
-                                       lambda: state.visible_job(principal, job.job_id)))
+        since, job = await run_in_threadpool(lambda: (state.queue.store.last_seq(),
+                                                      state.visible_job(principal, canonical)))
+        return Document(await sse.poll(sub, job, known, since, min(timeout, state.settings.poll_timeout_max),
+                                       lambda: state.visible_job(principal, canonical)))
     finally:
         state.hub.unsubscribe(sub)
 
