@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import process_handlers as ph
 import psutil
@@ -197,6 +198,42 @@ def test_a_second_close_waits_until_the_job_process_is_gone(queue: JobQueue, reg
     ctx.mark_cancelled()
     runner.join(10)
     assert not alive, "the second close() returned while the job's process was still cleaning up"
+
+
+def test_a_job_connection_closed_under_its_run_ends_the_run_not_the_thread(queue: JobQueue,
+                                                                          registry: HandlerRegistry,
+                                                                          tmp_path: Path) -> None:
+    """A stopping worker's close() closes the job's connection while the slot's run() is between two reads of
+    it (here: while it hands on the job's progress): run() ends as after its process died (process gone, an
+    outcome or nothing), it does not raise out of the slot's thread."""
+    queue.submit("report_then_wait", {"release_file": str(tmp_path / "never")})
+    [job] = queue.store.claim(ClaimRequest("w", ["default"], 1, 60), utcnow())
+    handler = registry.get("report_then_wait")
+    assert handler is not None
+    process = JobProcess(1024, 60)
+
+    class ClosedWhileReporting(JobContext):
+        def progress(self, *args: Any, **kwargs: Any) -> None:
+            super().progress(*args, **kwargs)
+            if process._conn is not None:
+                process._conn.close()  # what close() does, from the stopping worker's thread
+
+    ctx = ClosedWhileReporting(job, queue.store, "w", 0.1, logging.getLogger("test"))
+    ended: list[object] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            ended.append(process.run(job, handler, ctx))
+        except BaseException as exc:  # noqa: BLE001 - what the slot's thread would die of
+            errors.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    runner.join(30)
+
+    assert not errors, f"run() raised {errors[0]!r}"
+    assert ended and process.pid is None, "run() returned, and the job's process is gone"
 
 
 def test_an_unknown_mode_is_refused(queue: JobQueue) -> None:

@@ -123,16 +123,20 @@ class JobProcess:
         next_watch = time.monotonic() + WATCH_SECONDS
         throttle = CpuThrottle(ps, self.cpu_limit_percent)
         while True:
-            if conn.poll(WATCH_SECONDS):
-                try:
-                    message: tuple[Any, ...] = conn.recv()
-                except (EOFError, OSError):
-                    return self._died(job, ctx)
+            try:  # a stopping worker's close() may close the connection between any two uses of it
+                message: tuple[Any, ...] | None = conn.recv() if conn.poll(WATCH_SECONDS) else None
+            except (EOFError, OSError):
+                return self._died(job, ctx)
+            if message is not None:
                 kind = message[0]
                 if kind == "progress":
                     ctx.progress(message[1], message[2], items_processed=message[3], total_items=message[4])
                 elif kind == "token":
-                    conn.send(ctx.take_token(message[1], message[2], message[3]))
+                    granted = ctx.take_token(message[1], message[2], message[3])  # its store errors propagate
+                    try:
+                        conn.send(granted)
+                    except OSError:
+                        return self._died(job, ctx)
                 else:
                     throttle.release()
                     outcome = self._outcome(job, message)
