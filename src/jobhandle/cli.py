@@ -22,7 +22,7 @@ import sysconfig
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime
 from enum import Enum
@@ -33,28 +33,30 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import pydantic
 import typer
-from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 from rich.text import Text
 
 from . import health
+from .cli_output import (
+    job_details,
+    jobs_table,
+    pool_event_line,
+    pool_events_table,
+    pools_table,
+    print_outcome,
+    result_summary,
+    stats_table,
+    watch,
+    workers_table,
+)
 from .config import Settings
 from .errors import (
     InvalidParameterError,
     JobHandleError,
     JobNotFoundError,
-    JobTimeoutError,
     StoreURLError,
 )
-from .models import ALL_STATUSES, Job, JobStatus, Schedule, parse_job_id, parse_key_value, reject_json_constant
+from .models import Job, JobStatus, Schedule, parse_job_id, parse_key_value, reject_json_constant
 from .pool import Pool, PoolConfig, ScalingPolicy
 from .queue import JobQueue
 from .registry import default_registry
@@ -70,21 +72,12 @@ FAILURE_CHECK_SECONDS = 0.5
 STOP_POLL_SECONDS = 0.05
 """How often the foreground worker looks whether a stop signal came (signal handlers must not take locks)."""
 
-WATCH_RECHECK_SECONDS = 0.5
-"""Longest wait between two looks at a watched job; changes wake the watcher sooner."""
-
 MIN_ID_PREFIX = 4
 PREFIX_SCAN_LIMIT = 1000
 
 DEMO_HANDLERS = "jobhandle.handlers"
 DEMO_DOCUMENTS = 3
 DEMO_SUFFIXES = (".md", ".txt", ".html", ".htm")
-
-STATUS_STYLES = {
-    JobStatus.WAITING: "blue", JobStatus.SCHEDULED: "blue", JobStatus.PENDING: "cyan",
-    JobStatus.RUNNING: "yellow", JobStatus.RETRYING: "magenta", JobStatus.COMPLETED: "green",
-    JobStatus.FAILED: "red", JobStatus.CANCELLED: "bright_black",
-}
 
 app = typer.Typer(
     name="jobhandle",
@@ -218,161 +211,6 @@ def build_parameters(params: Sequence[str], params_json: str | None) -> dict[str
             raise InvalidParameterError(f"--params-json must be a JSON object, not {type(parameters).__name__}")
     parameters.update(parse_key_value(item, "--param") for item in params)
     return parameters
-
-
-# -- rendering ---------------------------------------------------------------------------------------------
-
-def _status(status: JobStatus) -> Text:
-    return Text(status.value, style=STATUS_STYLES[status])
-
-
-def _when(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    return "" if value is None else value.strftime(fmt)
-
-
-def _percent(job: Job) -> str:
-    return f"{job.progress:.0%}"
-
-
-def _snippet(text: str | None, width: int = 40) -> str:
-    if not text:
-        return ""
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[:width - 1] + "…"
-
-
-def _summary(result: Any, width: int = 60) -> str:
-    """A result in one short line: a dict's scalar fields as ``key=value``, anything else as JSON."""
-    if isinstance(result, dict):
-        scalars = [f"{k}={v}" for k, v in result.items() if isinstance(v, (str, int, float, bool))]
-        if scalars:
-            return _snippet(" ".join(scalars), width)
-    return _snippet(json.dumps(result), width)
-
-
-def _error(job: Job) -> str | None:
-    if not job.error:
-        return None
-    if not job.error_type or job.error.startswith(job.error_type):  # the message often names its type
-        return job.error
-    return f"{job.error_type}: {job.error}"
-
-
-def job_details(job: Job) -> Table:
-    """Every field of a job worth reading, one per line; empty ones are left out."""
-    metrics = {k: v for k, v in job.metrics.to_dict().items() if v is not None}
-    progress = f"{_percent(job)} {job.progress_message or ''}".strip()
-    rows: list[tuple[str, str | Text | None]] = [
-        ("id", job.job_id), ("type", job.job_type), ("status", _status(job.status)), ("queue", job.queue),
-        ("priority", str(job.priority)), ("user", job.user_id), ("progress", progress),
-        ("created", _when(job.created_at)), ("scheduled", _when(job.scheduled_time)),
-        ("started", _when(job.started_at)), ("completed", _when(job.completed_at)),
-        ("attempts", f"{job.attempts} (max retries {job.max_retries})"), ("worker", job.worker_id),
-        ("error", _error(job)),
-        ("result", None if job.result is None else json.dumps(job.result)),
-        ("metrics", ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in metrics.items())),
-        ("parameters", json.dumps(job.parameters)),
-    ]
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-    for label, value in rows:
-        if value:
-            grid.add_row(label, value if isinstance(value, Text) else Text(value))
-    return grid
-
-
-def jobs_table(jobs: Iterable[Job]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    for name in ("id", "type", "status", "progress", "user", "created (UTC)", "error"):
-        table.add_column(name, justify="right" if name == "progress" else "left", no_wrap=name != "error")
-    for job in jobs:
-        table.add_row(job.job_id[:8], Text(job.job_type), _status(job.status), _percent(job), Text(job.user_id),
-                      _when(job.created_at, "%m-%d %H:%M:%S"), Text(_snippet(_error(job)), style="red"))
-    return table
-
-
-def _counts(by_status: dict[str, int]) -> Text:
-    """``pending 2  running 1`` with each status in its colour; statuses at zero are left out."""
-    text = Text()
-    for status in ALL_STATUSES:
-        if by_status.get(status.value):
-            text.append(f"{status.value} {by_status[status.value]}  ", style=STATUS_STYLES[status])
-    return text if text.plain else Text("none")
-
-
-def stats_table(stats: dict[str, Any]) -> Table:
-    table = Table(box=box.SIMPLE, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("jobs", Text(f"{stats['total_jobs']} total  ").append_text(_counts(stats["by_status"])))
-    for job_type, counts in sorted(stats["by_type"].items()):
-        table.add_row(Text(f"  type {job_type}"), _counts(counts))
-    if set(stats["by_queue"]) - {"default"}:
-        for queue, counts in sorted(stats["by_queue"].items()):
-            table.add_row(Text(f"  queue {queue}"), _counts(counts))
-    table.add_row("workers", f"{stats['active_workers']} active, health {stats['worker_health_status']}")
-    table.add_row("limits", f"{stats['global_max_concurrent_jobs']} concurrent jobs, "
-                            f"{stats['per_user_max_concurrent_jobs']} per user")
-    table.add_row("host", f"cpu {stats['cpu_usage_percent']:.0f}%, memory {stats['memory_usage_mb']:.0f} MB "
-                          f"({stats['memory_usage_percent']:.0f}%)")
-    table.add_row("store", stats["queue_type"])
-    table.add_row("last cleanup", f"{stats['last_cleanup'] or 'never'} (removed {stats['last_cleanup_removed']})")
-    return table
-
-
-def workers_table(workers: list[dict[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    for name in ("worker", "pid", "queues", "slots", "state", "heartbeat", "jobs"):
-        table.add_column(name, justify="right" if name in ("pid", "slots", "heartbeat") else "left",
-                         overflow="fold")
-    for w in workers:
-        age = w["heartbeat_age_seconds"]
-        heartbeat = Text("never" if age is None else f"{age:.0f}s ago", style="" if w["healthy"] else "red")
-        table.add_row(Text(w["worker_id"]), str(w["pid"]), Text(",".join(w["queues"])),
-                      str(w["concurrency"]), w["state"], heartbeat,
-                      " ".join(job_id[:8] for job_id in w["current_jobs"]))
-    return table
-
-
-def print_outcome(console: Console, job: Job) -> None:
-    """The final line of a watched job: its status and its result or error."""
-    took = job.metrics.execution_time_seconds
-    line = Text(f"job {job.job_id} ").append_text(_status(job.status))
-    if took is not None:
-        line.append(f" in {took:.2f}s")
-    console.print(line)
-    if job.status is JobStatus.COMPLETED:
-        console.print(Text(f"result: {json.dumps(job.result)}"))
-    elif job.error:
-        console.print(Text(f"error: {_error(job)}", style="red"))
-
-
-def watch(q: JobQueue, job_ids: Sequence[str], timeout: float | None, console: Console) -> list[Job]:
-    """Show a live progress bar per job until all are terminal; return them. Woken by store changes."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[status]}"), TextColumn("{task.fields[message]}", markup=False),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console) as bars:
-        tasks = {job_id: bars.add_task(job_id[:8], total=1.0, status="", message="") for job_id in job_ids}
-        while True:
-            seen = q.store.change_version
-            jobs = [q.get(job_id) for job_id in job_ids]
-            for job in jobs:
-                style = STATUS_STYLES[job.status]
-                bars.update(tasks[job.job_id], description=f"{job.job_id[:8]} {job.job_type}",
-                            completed=1.0 if job.status is JobStatus.COMPLETED else job.progress,
-                            status=f"[{style}]{job.status.value}[/]", message=job.progress_message or "")
-            if all(job.is_terminal for job in jobs):
-                return jobs
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                waiting = [job.job_id for job in jobs if not job.is_terminal]
-                raise JobTimeoutError(f"{len(waiting)} job(s) not finished after {timeout}s: {', '.join(waiting)}")
-            q.store.wait_for_change(seen, WATCH_RECHECK_SECONDS if remaining is None
-                                    else min(remaining, WATCH_RECHECK_SECONDS))
 
 
 # -- loading handlers --------------------------------------------------------------------------------------
@@ -843,18 +681,48 @@ def stats_command(as_json: JsonOption = False, store: StoreOption = None) -> Non
 
 @command("workers")
 def workers_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
-    """Registered workers with their heartbeat age and running jobs.
+    """Registered workers with their heartbeat age and running jobs, then the worker pools with their size,
+    range, load and latest scaling decision (``jobhandle pools`` shows every decision).
 
     Example: jobhandle workers
     """
     with JobQueue(store) as q:
         workers = q.workers()
+        pools = [] if as_json else q.pools()
     if as_json:
         _print_json(workers)
-    elif not workers:
-        typer.echo("no workers")
+        return
+    console = _console()
+    if workers:
+        console.print(workers_table(workers))
     else:
-        _console().print(workers_table(workers))
+        typer.echo("no workers")
+    if pools:
+        console.print(pools_table(pools))
+        for p in pools:
+            if p["events"]:
+                console.print(pool_event_line(p, p["events"][-1]))
+
+
+@command("pools")
+def pools_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """Worker pools (`jobhandle pool`) and what each did lately: scaled (from, to, why), replaced a worker.
+
+    Example: jobhandle pools
+    """
+    with JobQueue(store) as q:
+        pools = q.pools()
+    if as_json:
+        _print_json(pools)
+        return
+    if not pools:
+        typer.echo("no pools")
+        return
+    console = _console()
+    console.print(pools_table(pools))
+    for p in pools:
+        console.print(Text(f"{p['name']} on {p['hostname']} (pid {p['pid']}):", style="bold"))
+        console.print(pool_events_table(p["events"]))
 
 
 @command("health")
@@ -1023,7 +891,7 @@ def demo_command(
             finished = watch(q, [job.job_id for job in jobs], timeout, console)
             console.print(jobs_table(finished))
             for job in finished:
-                typer.echo(f"{job.job_id[:8]} {job.job_type}: {_summary(job.result)}")
+                typer.echo(f"{job.job_id[:8]} {job.job_type}: {result_summary(job.result)}")
             console.print(stats_table(q.stats()))
     typer.echo("next: jobhandle list, jobhandle status ID, jobhandle worker --app YOUR_MODULE")
     if any(job.status is not JobStatus.COMPLETED for job in finished):

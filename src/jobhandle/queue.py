@@ -325,9 +325,11 @@ class JobQueue:
         return summarize(rows, chosen, now)
 
     def workers(self) -> builtins.list[dict[str, Any]]:
-        """Registered workers with heartbeat age (seconds) and the ids of the jobs they run."""
+        """Registered workers with heartbeat age (seconds), the ids of the jobs they run, and the name of the
+        pool that started them (None for a worker started alone)."""
         workers = self.store.list_workers()
         now = utcnow()  # after the read: a heartbeat written during it is not in the future
+        pool_of = {(p.hostname, pid): p.name for p in self.store.list_pools() for pid in p.worker_pids}
         out = []
         for w in workers:
             # Clamped: another host's clock may run a little ahead of ours.
@@ -337,7 +339,27 @@ class JobQueue:
                 "queues": w.queues, "concurrency": w.concurrency, "state": w.state,
                 "started_at": iso(w.started_at), "last_seen": iso(w.last_seen), "heartbeat_age_seconds": age,
                 "healthy": age is not None and age <= self.settings.worker_timeout,
-                "current_jobs": w.current_jobs,
+                "current_jobs": w.current_jobs, "pool": pool_of.get((w.hostname, w.pid)),
+            })
+        return out
+
+    def pools(self) -> builtins.list[dict[str, Any]]:
+        """Registered worker pools (``jobhandle pool``): size and range, the load they last read, their latest
+        events (scaling decisions with their reasons, replacements), with the age of their registration."""
+        pools = self.store.list_pools()
+        now = utcnow()
+        out = []
+        for p in pools:
+            age = max(0.0, (now - p.last_seen).total_seconds()) if p.last_seen else None
+            out.append({
+                "pool_id": p.pool_id, "name": p.name, "hostname": p.hostname, "pid": p.pid, "queues": p.queues,
+                "concurrency": p.concurrency, "min_workers": p.min_workers, "max_workers": p.max_workers,
+                "workers": p.workers, "draining": p.draining, "state": p.state, "worker_pids": p.worker_pids,
+                "load": p.load, "store_error": p.store_error, "started_at": iso(p.started_at),
+                "last_seen": iso(p.last_seen), "heartbeat_age_seconds": age,
+                "healthy": age is not None and age <= self.settings.worker_timeout,
+                "events": [{"at": iso(e.at), "kind": e.kind, "detail": e.detail, "workers": e.workers}
+                           for e in p.events],
             })
         return out
 

@@ -131,9 +131,11 @@ class Maintenance:
                                                                    max_delay=self.settings.worker_timeout / 2))
         for job in jobs:
             log.warning("recovered job %s from lost worker: now %s", job.job_id, job.status.value)
-        dead = self.store.reap_workers(now - timedelta(seconds=self.settings.worker_timeout))
-        for worker_id in dead:
+        silent_since = now - timedelta(seconds=self.settings.worker_timeout)
+        for worker_id in self.store.reap_workers(silent_since):
             log.warning("worker %s stopped heartbeating; registration removed", worker_id)
+        for pool_id in self.store.reap_pools(silent_since):
+            log.warning("worker pool %s stopped writing its registration; registration removed", pool_id)
         return jobs
 
     def advance_schedules(self, now: datetime | None = None) -> list[Job]:

@@ -99,9 +99,10 @@ def test_lists_bulk_cancel_and_stats_are_scoped_to_the_user(auth_api: TestClient
     assert auth_api.get(f"/api/v1/jobs/status/{theirs}", headers=bearer(BOB_KEY)).json()["status"] == "pending"
 
 
-def test_workers_need_an_admin_key(auth_api: TestClient) -> None:
-    assert auth_api.get("/api/v1/jobs/workers", headers=bearer(ALICE_KEY)).status_code == 403
-    assert auth_api.get("/api/v1/jobs/workers", headers=bearer(ADMIN_KEY)).status_code == 200
+def test_workers_and_pools_need_an_admin_key(auth_api: TestClient) -> None:
+    for path in ("/api/v1/jobs/workers", "/api/v1/jobs/workers/pools"):
+        assert auth_api.get(path, headers=bearer(ALICE_KEY)).status_code == 403
+        assert auth_api.get(path, headers=bearer(ADMIN_KEY)).status_code == 200
 
 
 def test_schedules_are_scoped_to_the_user(auth_api: TestClient) -> None:

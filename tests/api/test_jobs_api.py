@@ -13,6 +13,7 @@ from helpers import wait_until
 
 from jobhandle import HandlerRegistry, JobQueue, JobStatus
 from jobhandle.models import utcnow
+from jobhandle.stores import PoolEvent, PoolInfo
 
 SEED_002_STATUS_FIELDS = {"job_id", "job_type", "status", "progress", "created_at", "started_at", "completed_at",
                           "error", "user_id", "metrics"}
@@ -243,6 +244,23 @@ def test_workers_lists_a_running_worker_with_its_heartbeat(api: TestClient, api_
         [worker] = workers
         assert worker["name"] == "w-api" and worker["concurrency"] == 2 and worker["healthy"] is True
         assert worker["heartbeat_age_seconds"] >= 0 and worker["current_jobs"] == []
+
+
+def test_pools_lists_each_pool_with_its_scaling_decisions(api: TestClient, api_queue: JobQueue) -> None:
+    now = utcnow()
+    api_queue.store.record_pool(PoolInfo(
+        pool_id="p1", name="images", hostname="host-1", pid=4321, queues=["images"], concurrency=2, min_workers=1,
+        max_workers=4, workers=3, draining=1, started_at=now, worker_pids=[11, 12, 13],
+        load={"pending": 30, "running": 6, "oldest_wait_seconds": 4.2},
+        events=[PoolEvent(now, "scale", "1 -> 3: 36 jobs for 2 slots, the oldest waiting 4.2s", 3)]), now)
+
+    [pool] = api.get("/api/v1/jobs/workers/pools").json()
+
+    assert (pool["name"], pool["workers"], pool["draining"], pool["min_workers"], pool["max_workers"]) == (
+        "images", 3, 1, 1, 4)
+    assert pool["healthy"] is True and pool["state"] == "running" and pool["load"]["pending"] == 30
+    assert [(e["kind"], e["detail"], e["workers"]) for e in pool["events"]] == [
+        ("scale", "1 -> 3: 36 jobs for 2 slots, the oldest waiting 4.2s", 3)]
 
 
 def test_health_is_degraded_without_workers_and_healthy_with_one(api: TestClient, api_queue: JobQueue) -> None:

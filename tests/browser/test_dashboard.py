@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,8 @@ from helpers import wait_until
 from playwright.sync_api import expect
 
 from jobhandle import JobStatus
+from jobhandle.models import utcnow
+from jobhandle.stores import PoolEvent, PoolInfo
 
 MakeDashboard = Callable[..., Dashboard]
 NewPage = Callable[..., Any]
@@ -199,11 +203,41 @@ def test_a_job_page_shows_a_live_progress_timeline_then_the_result(
     expect(page.locator('[data-f="ran"]')).not_to_be_empty()
 
 
+def record_pool(d: Dashboard, name: str = "images", queues: list[str] | None = None,
+                detail: str = "1 -> 3: 36 jobs for 4 slots, the oldest waiting 4.2s", **fields: Any) -> None:
+    """A pool's registration as `jobhandle pool` writes it each round, with this process's worker in it (the pool
+    itself is tested with real processes in tests/reliability/test_pool.py)."""
+    now = utcnow()
+    d.queue.store.record_pool(PoolInfo(
+        pool_id=f"{name}-1", name=name, hostname=socket.gethostname(), pid=4321, queues=queues or ["default"],
+        concurrency=4, min_workers=1, max_workers=6, workers=3, draining=1, started_at=now, worker_pids=[os.getpid()],
+        load={"pending": 30, "running": 6, "oldest_wait_seconds": 4.2},
+        events=[PoolEvent(now, "scale", "0 -> 1: starting", 1), PoolEvent(now, "scale", detail, 3)], **fields), now)
+
+
+def test_the_workers_page_shows_each_pool_and_why_it_last_scaled(make_dashboard: MakeDashboard,
+                                                                 new_page: NewPage) -> None:
+    d = make_dashboard(worker_timeout=60)  # the registration is written once: not reaped as stale meanwhile
+    record_pool(d)
+    page = new_page()
+    page.goto(f"{d.url}/workers")
+    pool = page.locator('#pools tr[data-pool="images-1"]')
+    expect(pool).to_contain_text("images")
+    expect(pool).to_contain_text("3 +1 draining")
+    expect(pool).to_contain_text("30 pending, 6 running")
+    events = page.locator('#pools tr[data-pool-events="images-1"] li')
+    expect(events).to_have_count(2)
+    expect(events.first).to_contain_text("scale to 3: 1 -> 3: 36 jobs for 4 slots, the oldest waiting 4.2s")
+    worker = page.locator("#workers tr", has_text="browser-worker")
+    expect(worker.locator('a[href="#pool-images"]')).to_have_text("images")
+
+
 def test_user_strings_are_shown_as_text_and_run_nothing(make_dashboard: MakeDashboard, new_page: NewPage) -> None:
-    d = make_dashboard()
+    d = make_dashboard(worker_timeout=60)  # the pool's registration is written once: not reaped meanwhile
     ids = [submit(d, "boom", {"message": payload, "p": payload}, user_id=payload, queue="default")
            for payload in PAYLOADS]
     wait_until(lambda: all(d.queue.get(j).status is JobStatus.FAILED for j in ids), 10, "the jobs to fail")
+    record_pool(d, name=PAYLOADS[0], queues=[PAYLOADS[1]], detail=PAYLOADS[3])
     page = new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -211,6 +245,8 @@ def test_user_strings_are_shown_as_text_and_run_nothing(make_dashboard: MakeDash
         page.goto(d.url + path)
         page.wait_for_load_state("networkidle")
         assert page.evaluate("window.__pwned") is None, f"a payload ran on {path}"
+    expect(page.locator("#pools")).to_contain_text(PAYLOADS[0])  # the last page visited: /workers
+    expect(page.locator("#pools .timeline")).to_contain_text(PAYLOADS[3])
     page.goto(f"{d.url}/jobs/{ids[1]}")
     expect(page.locator('[data-f="error_text"]')).to_contain_text(PAYLOADS[1])
     expect(page.locator(".facts")).to_contain_text(PAYLOADS[1])

@@ -1,4 +1,5 @@
-"""Conformance: worker registrations, heartbeats, leases and the recovery of jobs whose worker was lost."""
+"""Conformance: worker and worker pool registrations, heartbeats, leases and the recovery of jobs whose worker
+was lost."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from helpers import claim_one, get, later, submit
 from jobhandle import JobStatus
 from jobhandle.models import utcnow
 from jobhandle.retry import lost_worker_policy
-from jobhandle.stores import Outcome, Store, WorkerInfo
-from jobhandle.stores.base import AttemptKey, ClaimRequest
+from jobhandle.stores import Outcome, PoolEvent, PoolInfo, Store, WorkerInfo
+from jobhandle.stores.base import POOL_EVENTS_KEPT, AttemptKey, ClaimRequest
 
 POLICY = lost_worker_policy(cap=3600)
 
@@ -135,3 +136,61 @@ def test_unregister_worker(store: Store) -> None:
     assert [w.worker_id for w in store.list_workers()] == ["w2"]
     store.unregister_worker("never-registered")
     assert [w.worker_id for w in store.list_workers()] == ["w2"]
+
+
+# -- worker pools' registrations ---------------------------------------------------------------------------
+
+def pool_info(pool_id: str, started: datetime, **fields: object) -> PoolInfo:
+    return PoolInfo(pool_id=pool_id, name=f"pool-{pool_id}", hostname="host-1", pid=777, queues=["default", "io"],
+                    concurrency=4, min_workers=1, max_workers=8, workers=2, draining=1, started_at=started,
+                    **fields)  # type: ignore[arg-type]
+
+
+def test_a_pool_registration_keeps_what_the_pool_wrote(store: Store) -> None:
+    now = utcnow()
+    events = [PoolEvent(later(now, -5), "scale", "1 -> 2: the oldest job waited 12s", 2),
+              PoolEvent(later(now, -1), "replace", "started pool-p1-3 for a worker that died", 2)]
+    store.record_pool(pool_info("p1", later(now, -10), worker_pids=[11, 12], events=events,
+                                load={"pending": 40, "running": 8, "oldest_wait_seconds": 12.5},
+                                store_error=None, state="running"), now)
+    [listed] = store.list_pools()
+    assert (listed.pool_id, listed.name, listed.hostname, listed.pid) == ("p1", "pool-p1", "host-1", 777)
+    assert (listed.queues, listed.concurrency, listed.min_workers, listed.max_workers) == (["default", "io"], 4, 1, 8)
+    assert (listed.workers, listed.draining, listed.worker_pids, listed.state) == (2, 1, [11, 12], "running")
+    assert listed.load == {"pending": 40, "running": 8, "oldest_wait_seconds": 12.5}
+    assert listed.events == events
+    assert listed.started_at == later(now, -10) and listed.last_seen == now
+
+    store.record_pool(pool_info("p1", later(now, -10), state="crash_loop", store_error="store unreachable"),
+                      later(now, 1))
+    [listed] = store.list_pools()
+    assert (listed.state, listed.store_error, listed.events, listed.last_seen) == (
+        "crash_loop", "store unreachable", [], later(now, 1))
+
+
+def test_a_pool_registration_keeps_its_latest_events_only(store: Store) -> None:
+    now = utcnow()
+    events = [PoolEvent(later(now, i), "scale", f"event {i}", i) for i in range(POOL_EVENTS_KEPT + 5)]
+    store.record_pool(pool_info("p1", now, events=events), now)
+    [listed] = store.list_pools()
+    assert listed.events == events[-POOL_EVENTS_KEPT:]
+
+
+def test_pools_are_listed_by_start_and_removed(store: Store) -> None:
+    now = utcnow()
+    store.record_pool(pool_info("late", later(now, -1)), now)
+    store.record_pool(pool_info("early", later(now, -9)), now)
+    assert [p.pool_id for p in store.list_pools()] == ["early", "late"]
+    store.unregister_pool("early")
+    store.unregister_pool("never-registered")
+    assert [p.pool_id for p in store.list_pools()] == ["late"]
+    assert store.list_workers() == [], "a pool is not a worker"
+
+
+def test_reap_pools_removes_the_silent_ones(store: Store) -> None:
+    now = utcnow()
+    store.record_pool(pool_info("old", now), later(now, -60))
+    store.record_pool(pool_info("fresh", now), now)
+    assert store.reap_pools(later(now, -30)) == ["old"]
+    assert [p.pool_id for p in store.list_pools()] == ["fresh"]
+    assert store.reap_pools(later(now, -30)) == []

@@ -89,6 +89,12 @@ def test_a_backlog_grows_the_pool_idle_shrinks_it_and_every_job_runs_once(setup:
         ledger = folder / "ledger"
         jobs = queue.submit_many([{"job_type": "work", "parameters": {"seconds": 0.3, "ledger": str(ledger)}}] * 60)
         wait_until(lambda: len(pool.workers()) == 3, DEADLINE, "the pool to grow to its maximum")
+        grown = wait_until(lambda: next((p for p in queue.pools() if p["workers"] == 3), None), DEADLINE,
+                           "the pool's registration to show its three workers")
+        assert grown["healthy"] and (grown["min_workers"], grown["max_workers"]) == (1, 3)
+        assert set(grown["worker_pids"]) >= {w.pid for w in pool.workers()}
+        [*_, why] = [e for e in grown["events"] if e["kind"] == "scale"]
+        assert why["detail"].startswith("1 -> 3: ") and "the oldest waiting" in why["detail"], grown["events"]
         wait_until(lambda: queue.store.counts().by_status.get("completed", 0) == len(jobs), DEADLINE,
                    "every job to complete")
         wait_until(lambda: len(pool.workers()) == 1, DEADLINE, "the idle pool to shrink to its minimum")
@@ -101,6 +107,7 @@ def test_a_backlog_grows_the_pool_idle_shrinks_it_and_every_job_runs_once(setup:
     finally:
         code = pool.stop()
     assert code == 0
+    assert queue.pools() == [], "a pool that stopped is no longer registered"
     psutil.wait_procs(remaining, timeout=10)
     assert not [p for p in remaining if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
@@ -153,7 +160,7 @@ def test_workers_that_keep_dying_make_the_pool_exit_1(tmp_path: Path) -> None:
             runner.join(10)
             raise AssertionError("the pool kept replacing workers that die at once")
     assert result == [1]
-    assert [e.kind for e in pool.events if e.kind != "replace"] == ["crash_loop", "stop"]
+    assert [e.kind for e in pool.events if e.kind != "replace"] == ["scale", "crash_loop", "stop"]
     assert "cannot import 'no_such_module_anywhere'" in (tmp_path / "pool-1.log").read_text()
 
 

@@ -10,6 +10,7 @@ import platform
 import queue as queue_module
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from typer.testing import CliRunner, Result
 
 from jobhandle import HandlerRegistry, JobQueue, JobStatus, Settings
 from jobhandle.cli import app
+from jobhandle.models import utcnow
+from jobhandle.stores import PoolEvent, PoolInfo
 
 JOBHANDLE = Path(sys.executable).parent / "jobhandle"
 PROCESS_TIMEOUT = 30.0
@@ -379,6 +382,37 @@ def test_stats_and_workers(q: JobQueue, db_url: str) -> None:
     assert [(w["name"], w["concurrency"]) for w in workers] == [("stats-test", 3)]
     assert "stats-test" in workers_table.stdout
     assert cli("workers", "--store", db_url).stdout.strip() == "no workers"
+
+
+def registered_pool(q: JobQueue, worker_pids: list[int]) -> PoolInfo:
+    now = utcnow()
+    pool = PoolInfo(pool_id="p1", name="images", hostname=socket.gethostname(), pid=4321, queues=["default"],
+                    concurrency=2, min_workers=1, max_workers=4, workers=2, draining=0, started_at=now,
+                    worker_pids=worker_pids, load={"pending": 12, "running": 4, "oldest_wait_seconds": 3.5},
+                    events=[PoolEvent(now, "scale", "0 -> 1: starting", 1),
+                            PoolEvent(now, "scale", "1 -> 2: 16 jobs for 2 slots, the oldest waiting 3.5s", 2)])
+    q.store.record_pool(pool, now)
+    return pool
+
+
+def test_workers_shows_the_pools_and_why_they_last_scaled(q: JobQueue, db_url: str) -> None:
+    with q.worker(1, name="pooled"):
+        registered_pool(q, [os.getpid()])
+        table = cli("workers", "--store", db_url)
+        workers = json.loads(cli("workers", "--json", "--store", db_url).stdout)
+        pools = json.loads(cli("pools", "--json", "--store", db_url).stdout)
+        events = cli("pools", "--store", db_url)
+    assert table.exit_code == 0
+    for text in ("pooled", "images", "2 of 1-4", "12 pending,",
+                 "scale: 1 -> 2: 16 jobs for 2 slots, the oldest waiting 3.5s"):
+        assert text in " ".join(table.stdout.split()), table.stdout
+    assert [w["pool"] for w in workers] == ["images"], "the worker is linked to the pool that runs it"
+    assert [(p["name"], p["workers"], p["healthy"]) for p in pools] == [("images", 2, True)]
+    assert [e["detail"] for e in pools[0]["events"]] == ["0 -> 1: starting",
+                                                         "1 -> 2: 16 jobs for 2 slots, the oldest waiting 3.5s"]
+    assert events.exit_code == 0 and "0 -> 1: starting" in events.stdout
+    q.store.unregister_pool("p1")
+    assert cli("pools", "--store", db_url).stdout.strip() == "no pools"
 
 
 # -- real processes ----------------------------------------------------------------------------------------

@@ -269,6 +269,38 @@ class WorkerOut(BaseModel):
     heartbeat_age_seconds: float | None
     healthy: bool
     current_jobs: list[str]
+    pool: str | None = Field(None, description="The name of the pool that started it (None: started alone)")
+
+
+class PoolEventOut(BaseModel):
+    at: DateTimeText
+    kind: Literal["scale", "replace", "crash_loop", "stop"]
+    detail: str = Field(description="What it did and why, e.g. '1 -> 3: 40 jobs for 8 slots, the oldest waiting 4.2s'")
+    workers: int = Field(description="Its size after it")
+
+
+class PoolOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    pool_id: str
+    name: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int = Field(description="Slots of each of its workers")
+    min_workers: int
+    max_workers: int
+    workers: int = Field(description="Worker processes running (draining ones not counted)")
+    draining: int = Field(description="Workers finishing their jobs before they exit")
+    state: Literal["running", "crash_loop", "stopping"]
+    worker_pids: list[int]
+    load: dict[str, Any] = Field(description="What it last read: {pending, running, oldest_wait_seconds, "
+                                             "cpu_percent, memory_percent}")
+    store_error: str | None
+    started_at: DateTimeText
+    last_seen: DateTimeText | None
+    heartbeat_age_seconds: float | None
+    healthy: bool = Field(description="Its registration was written within JOBHANDLE_WORKER_TIMEOUT")
+    events: list[PoolEventOut] = Field(description="Its latest events (at most 20), oldest first")
 
 
 class HealthOut(BaseModel):

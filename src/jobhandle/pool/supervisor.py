@@ -2,7 +2,8 @@
 
 - **Scaling** (scaling.py) every ``interval`` seconds, from the store's counters (the pool's queues' pending and
   running jobs) and one index seek (the oldest pending job's wait); each decision is logged with its reason and
-  kept in ``Pool.events``.
+  kept in ``Pool.events``. Each round also writes the pool's registration to the store (``PoolInfo``: its
+  size, range, load and latest events), which ``jobhandle workers``, the API and the dashboard show.
 - **Shrinking drains**: the newest worker gets SIGTERM: it stops claiming, its running jobs get ``grace``
   seconds to finish, the rest are handed back (pending again, the attempt not counted). It is no longer counted
   while it drains.
@@ -21,14 +22,15 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -40,7 +42,8 @@ from prometheus_client.registry import Collector
 from ..health import oldest_pending_wait, write_heartbeat_file
 from ..models import utcnow
 from ..queue import JobQueue
-from ..stores import masked_url
+from ..stores import PoolEvent, PoolInfo, masked_url
+from ..stores.base import POOL_EVENTS_KEPT
 from .scaling import Decision, Load, Scaler, ScalingPolicy
 
 log = logging.getLogger("jobhandle.pool")
@@ -60,16 +63,6 @@ class Child:
     proc: subprocess.Popen[bytes]
     started: float
     draining_since: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PoolEvent:
-    """One thing the pool did: scaled (from, to, why), replaced a dead child, gave up."""
-
-    at: datetime
-    kind: str  # "scale", "replace", "crash_loop", "stop"
-    detail: str
-    workers: int
 
 
 @dataclass
@@ -107,6 +100,10 @@ class Pool:
         self._serial = 0
         self._stopping = threading.Event()
         self.metrics = PoolMetrics(self)
+        self.pool_id = f"{config.name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.started_at = utcnow()
+        self.state = "running"
+        self.last_load: Load | None = None
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -118,16 +115,21 @@ class Pool:
                      masked_url(self.config.store), ",".join(self.config.queues), self.config.policy.min_workers,
                      self.config.policy.max_workers, self.config.concurrency)
             self._resize(self.config.policy.min_workers, "starting")
+            self._event("scale", f"0 -> {len(self.children)}: starting")
+            self._register(None)
             code = 0
             while not self._stopping.wait(self.config.interval):
                 code = self.step()
                 if code:
                     break
+            self.state = "stopping"
+            self._register(None)
             self._drain_all()
             return code
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._unregister()
             if self._owns_queue:
                 self.queue.close()
 
@@ -146,12 +148,13 @@ class Pool:
             log.warning("pool %s: cannot read the store's load: %s", self.config.name, exc)
             self._beat(f"{type(exc).__name__}: {exc}")
             return 0
+        self.last_load = load
         self._beat(None)
-        if self._owed:
-            return 0  # replacements first, after their pause: growing now would skip the backoff
-        decision = self.scaler.decide(len(self.children), load, now)
-        if decision is not None and not (self._given_up and decision.target > len(self.children)):
-            self._apply(decision)
+        if not self._owed:  # replacements first, after their pause: growing now would skip the backoff
+            decision = self.scaler.decide(len(self.children), load, now)
+            if decision is not None and not (self._given_up and decision.target > len(self.children)):
+                self._apply(decision)
+        self._register(None)
         return 0
 
     def load(self) -> Load:
@@ -165,6 +168,35 @@ class Pool:
             waits = [w for q in self.config.queues if (w := oldest_pending_wait(self.queue, now, q)) is not None]
             oldest = max(waits, default=None)
         return Load(pending, running, oldest, psutil.cpu_percent(interval=None), psutil.virtual_memory().percent)
+
+    def info(self, store_error: str | None = None) -> PoolInfo:
+        """The pool's registration as it stands (written to the store each round)."""
+        load = self.last_load
+        p = self.config.policy
+        return PoolInfo(
+            pool_id=self.pool_id, name=self.config.name, hostname=socket.gethostname(), pid=os.getpid(),
+            queues=list(self.config.queues), concurrency=self.config.concurrency, min_workers=p.min_workers,
+            max_workers=p.max_workers, workers=len(self.children), draining=len(self.draining),
+            started_at=self.started_at, state=self.state,
+            worker_pids=[c.proc.pid for c in (*self.children, *self.draining)],
+            load={} if load is None else {"pending": load.pending, "running": load.running,
+                                          "oldest_wait_seconds": load.oldest_wait,
+                                          "cpu_percent": load.cpu_percent, "memory_percent": load.memory_percent},
+            store_error=store_error, events=list(self.events)[-POOL_EVENTS_KEPT:])
+
+    def _register(self, store_error: str | None) -> None:
+        """Write the registration (``jobhandle workers``, the API and the dashboard read it); a store that
+        fails here is only logged: the pool goes on without it."""
+        try:
+            self.queue.store.record_pool(self.info(store_error), utcnow())
+        except Exception as exc:  # noqa: BLE001 - the registration is for people: never stop the pool for it
+            log.warning("pool %s: cannot write its registration: %s", self.config.name, exc)
+
+    def _unregister(self) -> None:
+        try:
+            self.queue.store.unregister_pool(self.pool_id)
+        except Exception as exc:  # noqa: BLE001 - it is reaped when its registration goes stale
+            log.warning("pool %s: cannot remove its registration: %s", self.config.name, exc)
 
     def _beat(self, store_error: str | None) -> None:
         if self.config.heartbeat_file is None:
@@ -240,6 +272,7 @@ class Pool:
             self._deaths.popleft()
         if len(self._deaths) >= CRASH_LOOP_DEATHS and not self._given_up:
             self._given_up, self._owed = True, 0
+            self.state = "crash_loop"
             self._event("crash_loop", f"{len(self._deaths)} workers died within {CRASH_LOOP_SECONDS:.0f}s: "
                                       "no more replacements")
         if dead and not self._given_up:

@@ -10,13 +10,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreOpenError, StoreUnavailableError, StoreURLError
-from .base import JobQuery, Outcome, ProgressUpdate, Store, StoreCounts, WorkerInfo
+from .base import JobQuery, Outcome, PoolEvent, PoolInfo, ProgressUpdate, Store, StoreCounts, WorkerInfo
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 from .urls import masked_url, sqlite_path
 
-__all__ = ["JobQuery", "MemoryStore", "Outcome", "ProgressUpdate", "SQLiteStore", "Store", "StoreCounts",
-           "WorkerInfo", "masked_url", "open_store", "sqlite_path"]
+__all__ = ["JobQuery", "MemoryStore", "Outcome", "PoolEvent", "PoolInfo", "ProgressUpdate", "SQLiteStore", "Store",
+           "StoreCounts", "WorkerInfo", "masked_url", "open_store", "sqlite_path"]
 
 log = logging.getLogger("jobhandle.stores")
 

@@ -23,6 +23,7 @@ anything in the store changed, including commits by other processes or hosts.
 
 from __future__ import annotations
 
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from ..analytics import RollupRow
 from ..errors import InvalidParameterError
-from ..models import Job, JobStatus, Schedule, dumps_json, iso
+from ..models import Job, JobStatus, Schedule, at_ts, dumps_json, iso
 from ..supervise import LoopHealth
 
 
@@ -238,6 +239,66 @@ class WorkerInfo:
     current_jobs: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PoolEvent:
+    """One thing a worker pool did: scaled (from, to, why), replaced a dead worker, gave up, stopped."""
+
+    at: datetime
+    kind: str  # "scale", "replace", "crash_loop", "stop"
+    detail: str
+    workers: int  # its size after it
+
+
+@dataclass(slots=True)
+class PoolInfo:
+    """A worker pool's registration (``jobhandle pool``), written each round of its loop: its size and range,
+    the load it last read and why it last changed size. ``events`` holds its latest POOL_EVENTS_KEPT, oldest
+    first. Its workers register themselves as workers; ``worker_pids`` links them (with ``hostname``)."""
+
+    pool_id: str
+    name: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    min_workers: int
+    max_workers: int
+    workers: int
+    draining: int
+    started_at: datetime
+    state: str = "running"  # running | crash_loop (replaces no more dead workers) | stopping
+    worker_pids: list[int] = field(default_factory=list)
+    load: dict[str, Any] = field(default_factory=dict)  # pending, running, oldest_wait_seconds, cpu/memory %
+    store_error: str | None = None  # why its last read of the load failed, if it did
+    events: list[PoolEvent] = field(default_factory=list)
+    last_seen: datetime | None = None
+
+    def to_doc(self) -> str:
+        """The registration as the stores keep it: one JSON document (``last_seen`` is kept beside it)."""
+        return dumps_json({
+            "pool_id": self.pool_id, "name": self.name, "hostname": self.hostname, "pid": self.pid,
+            "queues": self.queues, "concurrency": self.concurrency, "min_workers": self.min_workers,
+            "max_workers": self.max_workers, "workers": self.workers, "draining": self.draining,
+            "started_at": self.started_at.timestamp(), "state": self.state, "worker_pids": self.worker_pids,
+            "load": self.load, "store_error": self.store_error,
+            "events": [[e.at.timestamp(), e.kind, e.detail, e.workers] for e in self.events[-POOL_EVENTS_KEPT:]],
+        })
+
+    @classmethod
+    def from_doc(cls, doc: str, last_seen: float) -> PoolInfo:
+        d = json.loads(doc)
+        return cls(pool_id=d["pool_id"], name=d["name"], hostname=d["hostname"], pid=d["pid"], queues=d["queues"],
+                   concurrency=d["concurrency"], min_workers=d["min_workers"], max_workers=d["max_workers"],
+                   workers=d["workers"], draining=d["draining"], started_at=at_ts(d["started_at"]),
+                   state=d["state"], worker_pids=d["worker_pids"], load=d["load"], store_error=d["store_error"],
+                   events=[PoolEvent(at_ts(at), kind, detail, n) for at, kind, detail, n in d["events"]],
+                   last_seen=at_ts(last_seen))
+
+
+POOL_EVENTS_KEPT = 20
+"""A pool's latest events kept in its registration (its log and metrics have them all)."""
+
+
 @dataclass(slots=True)
 class StoreCounts:
     """Counters kept with the transitions: jobs by status, and by queue and by type."""
@@ -407,6 +468,10 @@ class Maintaining(Protocol):
         """Delete the registrations of workers not seen since ``silent_since``; return their ids."""
 
     @abstractmethod
+    def reap_pools(self, silent_since: datetime) -> list[str]:
+        """Delete the registrations of pools not seen since ``silent_since``; return their ids."""
+
+    @abstractmethod
     def age_pending(self, now: datetime, interval: float, max_boost: int) -> int:
         """Priority aging: give each pending job one priority level per ``interval`` seconds it has waited since
         it became due (its ``run_at``; else its creation), at most ``max_boost`` levels; return how many jobs
@@ -468,7 +533,7 @@ class Scheduling(Protocol):
 
 
 class Registry(Protocol):
-    """The workers' registrations (written by ``Running.heartbeat``)."""
+    """The workers' registrations (written by ``Running.heartbeat``) and the worker pools'."""
 
     @abstractmethod
     def list_workers(self) -> list[WorkerInfo]:
@@ -477,6 +542,18 @@ class Registry(Protocol):
     @abstractmethod
     def unregister_worker(self, worker_id: str) -> None:
         """Remove a worker's registration (clean shutdown)."""
+
+    @abstractmethod
+    def record_pool(self, pool: PoolInfo, now: datetime) -> None:
+        """Write a worker pool's registration, seen at ``now`` (each round of its loop)."""
+
+    @abstractmethod
+    def list_pools(self) -> list[PoolInfo]:
+        """Registered worker pools, the earliest started first."""
+
+    @abstractmethod
+    def unregister_pool(self, pool_id: str) -> None:
+        """Remove a pool's registration (it stopped)."""
 
 
 class ChangeFeed(Protocol):

@@ -154,8 +154,9 @@ def schedules(request: Request, principal: PagePrincipal) -> Response:
 def workers(request: Request, principal: PagePrincipal) -> Response:
     state = state_of(request)
     listed = state.queue.workers() if principal.admin else []
+    pools = state.queue.pools() if principal.admin else []
     return page(request, principal, "workers.html", {
-        "section": "workers", "workers": listed, "timeout": state.settings.worker_timeout})
+        "section": "workers", "workers": listed, "pools": pools, "timeout": state.settings.worker_timeout})
 
 
 # -- signing in ----------------------------------------------------------------------------------------------

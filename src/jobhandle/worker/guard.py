@@ -84,6 +84,7 @@ class WorkerStore:
         self.recover_expired: Callable[[datetime, Backoff], list[Job]] = timed("recover_expired",
                                                                               store.recover_expired)
         self.reap_workers: Callable[[datetime], list[str]] = timed("reap_workers", store.reap_workers)
+        self.reap_pools: Callable[[datetime], list[str]] = timed("reap_pools", store.reap_pools)
         self.advance_schedules: Callable[[datetime], list[Job]] = timed("advance_schedules", store.advance_schedules)
         self.age_pending: Callable[[datetime, float, int], int] = timed("age_pending", store.age_pending)
         self.cleanup: Callable[..., int] = timed("cleanup", store.cleanup)

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ... import health
 from ...supervise import LoopHealth
 from ..auth import authenticate
-from ..schemas import ERROR_RESPONSES, AnalyticsOut, HealthOut, ProbeOut, WorkerOut
+from ..schemas import ERROR_RESPONSES, AnalyticsOut, HealthOut, PoolOut, ProbeOut, WorkerOut
 from ..state import ApiState, Caller, State
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["system"], responses=ERROR_RESPONSES)
@@ -26,6 +26,15 @@ def workers(state: State, principal: Caller) -> list[dict[str, Any]]:
     """Every registered worker with its heartbeat age and running job ids (admin keys only)."""
     principal.require_admin("listing workers")
     return state.queue.workers()
+
+
+@router.get("/workers/pools", response_model=list[PoolOut], summary="Worker pools and their scaling decisions",
+            dependencies=[Depends(authenticate)])
+def pools(state: State, principal: Caller) -> list[dict[str, Any]]:
+    """Every registered worker pool (`jobhandle pool`): its size within its range, the load it last read, and
+    its latest events, each scaling decision with its reason (admin keys only)."""
+    principal.require_admin("listing worker pools")
+    return state.queue.pools()
 
 
 @router.get("/analytics", response_model=AnalyticsOut, summary="Throughput, success rate, wait and run times",

@@ -29,6 +29,7 @@ P:due                          zset      scheduled/retrying job id -> run_at
 P:leases                       zset      running job id -> lease_expires_at
 P:wjobs:<worker>               set       the job ids running under a worker
 P:workers                      zset      worker id -> last_seen;  P:worker:<id> hash: its registration
+P:pools                        zset      worker pool id -> last_seen;  P:pool:<id> string: PoolInfo.to_doc()
 P:idem                         hash      <len(user)>:<user>:<idempotency key> -> job id
 P:deps:<id>                    hash      a job's parents -> condition
 P:dependants:<id>              set       the jobs that depend on a job (whatever their status)

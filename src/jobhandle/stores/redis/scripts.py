@@ -10,7 +10,8 @@ from importlib import resources
 from ...models import ALL_STATUSES, MACHINE, TERMINAL_STATUSES, TRANSITIONS, JobStatus
 
 SCRIPTS = ("submit", "claim", "finish", "progress", "release", "cancel", "restart", "heartbeat", "age",
-           "take_token", "lease", "cleanup", "forget", "reap", "schedule", "layout", "fetch", "changes", "list")
+           "take_token", "lease", "cleanup", "forget", "reap", "reap_pools", "schedule", "layout", "fetch",
+           "changes", "list")
 READ_ONLY = frozenset({"fetch", "changes", "list"})
 
 

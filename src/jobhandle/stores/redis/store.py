@@ -57,6 +57,7 @@ from ..base import (
     Finished,
     JobQuery,
     Outcome,
+    PoolInfo,
     ProgressUpdate,
     Store,
     StoreCounts,
@@ -323,6 +324,34 @@ class RedisStore(RedisSchedules, Store):
             pipe.delete(self._key("worker", worker_id))
             pipe.zrem(self._key("workers"), worker_id)
             pipe.execute()
+
+    @reachable
+    def record_pool(self, pool: PoolInfo, now: datetime) -> None:
+        with self._redis.pipeline() as pipe:  # MULTI: the id is never listed without its document
+            pipe.set(self._key("pool", pool.pool_id), pool.to_doc())
+            pipe.zadd(self._key("pools"), {pool.pool_id: now.timestamp()})
+            pipe.execute()
+
+    @reachable
+    def list_pools(self) -> list[PoolInfo]:
+        seen = self._redis.zrange(self._key("pools"), 0, -1, withscores=True)
+        if not seen:
+            return []
+        docs = self._redis.mget([self._key("pool", pool_id) for pool_id, _ in seen])
+        pools = [PoolInfo.from_doc(doc, last_seen) for (_, last_seen), doc in zip(seen, docs, strict=True)
+                 if doc is not None]  # unregistered between the two reads
+        pools.sort(key=lambda p: (p.started_at, p.pool_id))
+        return pools
+
+    @reachable
+    def unregister_pool(self, pool_id: str) -> None:
+        with self._redis.pipeline() as pipe:
+            pipe.delete(self._key("pool", pool_id))
+            pipe.zrem(self._key("pools"), pool_id)
+            pipe.execute()
+
+    def reap_pools(self, silent_since: datetime) -> list[str]:
+        return list(self._call("reap_pools", {"silent_since": repr(silent_since.timestamp())}))
 
     @reachable
     def list_workers(self) -> list[WorkerInfo]:

@@ -206,6 +206,19 @@ DELETE FROM workers WHERE last_seen < :silent_since RETURNING worker_id;
 -- name: delete_worker
 DELETE FROM workers WHERE worker_id = :worker_id;
 
+-- name: pool_upsert
+INSERT INTO pools (pool_id, started_at, last_seen, doc) VALUES (:pool_id, :started_at, :now, :doc)
+ON CONFLICT (pool_id) DO UPDATE SET last_seen = excluded.last_seen, doc = excluded.doc;
+
+-- name: list_pools
+SELECT doc, last_seen FROM pools ORDER BY started_at, pool_id;
+
+-- name: delete_pool
+DELETE FROM pools WHERE pool_id = :pool_id;
+
+-- name: reap_pools
+DELETE FROM pools WHERE last_seen < :silent_since RETURNING pool_id;
+
 -- name: list_workers
 SELECT w.*, (SELECT json_group_array(j.job_id) FROM jobs j INDEXED BY jobs_leases
              WHERE j.worker_id = w.worker_id AND j.status = 'running') AS current_jobs

@@ -42,6 +42,7 @@ from ..base import (
     Finished,
     JobQuery,
     Outcome,
+    PoolInfo,
     ProgressUpdate,
     Store,
     StoreCounts,
@@ -409,6 +410,22 @@ class SQLiteStore(Store):
 
     def unregister_worker(self, worker_id: str) -> None:
         self._transact(lambda tx: tx.conn.execute(Q["delete_worker"], {"worker_id": worker_id}))
+
+    def record_pool(self, pool: PoolInfo, now: datetime) -> None:
+        row = {"pool_id": pool.pool_id, "started_at": pool.started_at.timestamp(), "now": now.timestamp(),
+               "doc": pool.to_doc()}
+        self._transact(lambda tx: tx.conn.execute(Q["pool_upsert"], row))
+
+    def list_pools(self) -> list[PoolInfo]:
+        with self._read() as conn:
+            return [PoolInfo.from_doc(doc, last_seen) for doc, last_seen in conn.execute(Q["list_pools"])]
+
+    def unregister_pool(self, pool_id: str) -> None:
+        self._transact(lambda tx: tx.conn.execute(Q["delete_pool"], {"pool_id": pool_id}))
+
+    def reap_pools(self, silent_since: datetime) -> list[str]:
+        return self._transact(lambda tx: [r[0] for r in tx.conn.execute(
+            Q["reap_pools"], {"silent_since": silent_since.timestamp()})])
 
     def list_workers(self) -> list[WorkerInfo]:
         with self._read() as conn:
