@@ -39,11 +39,11 @@ DEADLINE = 60
 
 
 class PoolProcess:
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] = FAST) -> None:
         self.log = log
         with log.open("w") as stderr:
             self.proc = subprocess.Popen([sys.executable, "-m", "jobhandle", "pool", *args], stdout=subprocess.DEVNULL,
-                                         stderr=stderr, env={**os.environ, **FAST})
+                                         stderr=stderr, env={**os.environ, **env})
 
     def workers(self) -> list[psutil.Process]:
         """Its worker processes that are alive."""
@@ -110,6 +110,31 @@ def test_a_backlog_grows_the_pool_idle_shrinks_it_and_every_job_runs_once(setup:
     assert queue.pools() == [], "a pool that stopped is no longer registered"
     psutil.wait_procs(remaining, timeout=10)
     assert not [p for p in remaining if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_one_users_backlog_under_the_per_user_limit_does_not_grow_the_pool(tmp_path: Path) -> None:
+    """The default limits (3 jobs of one user at once): a worker of 4 slots runs 3 of one user's 40 jobs and the
+    rest wait for the limit, not for a worker; the pool stays at one worker and says nothing of growing."""
+    (tmp_path / "pool_app.py").write_text(APP)
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    limited = {k: v for k, v in FAST.items() if "CONCURRENT" not in k}
+    with JobQueue(url, settings=Settings(heartbeat_interval=0.2, worker_timeout=1.5)) as queue:
+        pool = PoolProcess(["--app", str(tmp_path / "pool_app.py"), "--store", url, "--concurrency", "4",
+                            "--interval", "0.2", "--min", "1", "--max", "3", "--up-wait", "0.3",
+                            "--up-cooldown", "0.5"], tmp_path / "pool.log", env=limited)
+        try:
+            wait_until(lambda: registered(queue) == 1, DEADLINE, "the pool's first worker")
+            ledger = tmp_path / "ledger"
+            jobs = queue.submit_many([{"job_type": "work", "parameters": {"seconds": 0.3, "ledger": str(ledger)}}]
+                                     * 40)
+            wait_until(lambda: queue.store.counts().by_status.get("completed", 0) == len(jobs), DEADLINE,
+                       "every job to complete")
+            [registration] = queue.pools()
+        finally:
+            code = pool.stop()
+    assert code == 0
+    assert [e["detail"] for e in registration["events"]] == ["0 -> 1: starting"], registration["events"]
+    assert "scale: 1 -> " not in pool.log.read_text()
 
 
 def test_a_killed_worker_is_replaced_alone(setup: tuple[str, Path, JobQueue]) -> None:

@@ -98,3 +98,33 @@ def test_no_growth_past_what_the_global_concurrency_limit_lets_run() -> None:
     capped = Scaler(ScalingPolicy(min_workers=1, max_workers=10, up_wait=0, max_running=10), concurrency=4)
     decision = capped.decide(1, Load(pending=500, running=4, oldest_wait=1.0), now=0)
     assert decision is not None and decision.target == 3  # 10 running at most: 3 workers of 4 slots
+
+
+def test_jobs_left_waiting_beside_idle_slots_do_not_grow_the_pool() -> None:
+    """One user's backlog under the per-user limit of 3: 3 of 4 slots run, 30 jobs wait for the limit, not for
+    a worker. Seen at two looks in a row, more workers would idle too (the first look may be a slot between
+    two jobs)."""
+    s = scaler()
+    held = Load(pending=30, running=3, oldest_wait=5.0)
+    assert s.decide(1, held, now=0) is None
+    assert s.decide(1, held, now=1) is None
+    assert s.decide(1, Load(pending=30, running=3, oldest_wait=50.0), now=40) is None
+
+
+def test_a_slot_idle_at_one_look_only_delays_growth_by_a_look() -> None:
+    s = scaler()
+    assert s.decide(1, Load(pending=30, running=3, oldest_wait=5.0), now=0) is None
+    decision = s.decide(1, Load(pending=30, running=4, oldest_wait=6.0), now=1)
+    assert decision is not None and decision.target == 5
+
+
+def test_a_pool_grown_past_what_the_limits_let_run_shrinks_to_it() -> None:
+    """Grown for a backlog that turned out to be one user's: 3 run, 12 slots, the rest wait for the limit."""
+    s = scaler()
+    held = Load(pending=30, running=3, oldest_wait=9.0)
+    assert s.decide(3, held, now=0) is None
+    assert s.decide(3, held, now=59) is None
+    decision = s.decide(3, held, now=61)
+    assert decision is not None and decision.target == 1
+    assert decision.reason == ("9 of 12 slots idle for 61s while 30 jobs wait (held back by concurrency limits, "
+                               "not by workers), 1 needed at most in the last 60s")

@@ -11,7 +11,9 @@ minimum, and on from there once per ``down_cooldown`` as the window slides. Each
 its own cooldown, counted from the last change in either direction (Celery keys its scale-down timer to the
 last scale-up only, and shrinks while work still arrives).
 Nothing grows while the machine's CPU or memory is above its threshold, nor past the slots the store's global
-concurrency limit lets run.
+concurrency limit lets run. Jobs that wait beside idle slots at two looks in a row are held back by something
+workers cannot change (one user's backlog under the per-user limit, a paused worker): they grow nothing, and a
+pool grown past what they let run shrinks back to the slots that run.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Scaler:
         self.last_change = -math.inf
         self.spare_since: float | None = None  # since when a worker's worth of slots has been spare
         self.needs: deque[tuple[float, int]] = deque()  # (when, workers the work needed) over down_idle seconds
+        self.starved_since: float | None = None  # since when jobs have waited beside idle slots, look after look
 
     def decide(self, workers: int, load: Load, now: float) -> Decision | None:
         """A new size for a pool of ``workers`` at time ``now`` (monotonic seconds), or None to stay."""
@@ -76,18 +79,29 @@ class Scaler:
         if workers > p.max_workers:
             return self._to(p.max_workers, f"above the maximum of {p.max_workers}", now)
         slots = workers * self.concurrency
-        work = load.pending + load.running
+        waited = load.oldest_wait or 0.0
+        idle = slots - load.running
+        # Jobs that waited beside idle slots are held back by something other than workers: the concurrency
+        # limits (one user's backlog under the per-user limit), a paused worker. Seen at two looks in a row
+        # (the first may catch a slot between two jobs), they are not work more workers could take.
+        starved = load.pending > 0 and idle > 0 and waited >= p.up_wait
+        held = starved and self.starved_since is not None
+        first_look = starved and not held
+        self.starved_since = (now if self.starved_since is None else self.starved_since) if starved else None
+        if first_look:
+            return None
+        work = load.running if held else load.pending + load.running
         runnable = min(work, p.max_running) if p.max_running else work
         needed = min(p.max_workers, max(p.min_workers, math.ceil(runnable / self.concurrency)))
         spare = slots - work
         self.needs.append((now, needed))
         while self.needs and self.needs[0][0] < now - p.down_idle:
             self.needs.popleft()
-        if spare >= self.concurrency and load.pending == 0:
-            self.spare_since = now if self.spare_since is None else self.spare_since
+        if spare >= self.concurrency and (load.pending == 0 or held):
+            since = self.starved_since if held and self.starved_since is not None else now
+            self.spare_since = since if self.spare_since is None else self.spare_since
         else:
             self.spare_since = None
-        waited = load.oldest_wait or 0.0
         if needed > workers and load.pending and waited >= p.up_wait:
             if now - self.last_change < p.up_cooldown:
                 return None
@@ -98,8 +112,11 @@ class Scaler:
         if self.spare_since is not None and workers > peak and now - self.spare_since >= p.down_idle \
                 and now - self.last_change >= p.down_cooldown:
             self.last_change = now
-            return Decision(peak, f"{spare} of {slots} slots spare for {now - self.spare_since:.0f}s, "
-                                  f"{peak} needed at most in the last {p.down_idle:g}s")
+            spell = now - self.spare_since
+            why = (f"{idle} of {slots} slots idle for {spell:.0f}s while {load.pending} jobs wait (held back by "
+                   f"concurrency limits, not by workers)" if held
+                   else f"{spare} of {slots} slots spare for {spell:.0f}s")
+            return Decision(peak, f"{why}, {peak} needed at most in the last {p.down_idle:g}s")
         return None
 
     def _to(self, target: int, reason: str, now: float) -> Decision:
