@@ -55,6 +55,17 @@ def test_each_works_on_the_shipped_samples_with_the_seeds_parameters(q: JobQueue
         assert done.result["terms"][0]["count"] >= 3 and done.result["documents"] == samples
 
 
+def test_a_checkout_runs_them_on_examples_documents(q: JobQueue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a clone, with the default input root (the working folder): examples/documents is the shipped
+    samples (a link into the package, so both stay one copy)."""
+    checkout = Path(__file__).resolve().parents[2]
+    monkeypatch.delenv("JOBHANDLE_DOCUMENTS_INPUT_ROOTS")
+    monkeypatch.chdir(checkout)
+    done = run(q, "extraction", input_dir="examples/documents")
+    assert done.status is JobStatus.COMPLETED, done.error
+    assert [d["file_name"] for d in done.result["documents"]] == sorted(p.name for p in SAMPLES.iterdir())
+
+
 def test_extraction_of_a_given_document(q: JobQueue, tmp_path: Path) -> None:
     (tmp_path / "in" / "notes.md").write_text("Queues hold jobs. Workers run jobs from queues. " * 40)
     done = run(q, "extraction", file_path="notes.md", chunk_size=200, chunk_overlap=20, top_terms=3)
