@@ -62,7 +62,8 @@ def test_odd_durations_go_to_bucket_zero() -> None:
 def lua_bucket_of(redis_server: str) -> object:
     """The Redis store's bucket_of (lib.lua), run by the real server."""
     lib = resources.files("jobhandle.stores.redis").joinpath("lua/lib.lua").read_text()
-    source = lib.replace("{machine}", _machine_lua()) + "\nreturn cjson.encode(bucket_of(tonumber(A.seconds)))"
+    source = (lib.replace("{machine}", _machine_lua())
+              + "\nbegin(KEYS, ARGV)\nreturn cjson.encode(bucket_of(tonumber(A.seconds)))")
     client = redis.Redis.from_url(redis_server)
     script = client.register_script(source)
     yield lambda seconds: json.loads(script(keys=["{bucket-test}"], args=[json.dumps({"seconds": repr(seconds)})]))

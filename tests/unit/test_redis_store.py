@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -27,9 +29,10 @@ from jobhandle import (
 from jobhandle.api import create_app
 from jobhandle.errors import StoreConflictError, StoreSchemaError
 from jobhandle.models import Job, utcnow
-from jobhandle.stores import JobQuery, open_store
-from jobhandle.stores.base import ClaimRequest
+from jobhandle.stores import JobQuery, Outcome, open_store
+from jobhandle.stores.base import AttemptKey, ClaimRequest
 from jobhandle.stores.redis.keys import parse_redis_url
+from jobhandle.stores.redis.scripts import FUNCTIONS
 from jobhandle.stores.redis.store import RedisStore
 
 with warnings.catch_warnings():  # Starlette asks for httpx2 here; httpx is what the project installs
@@ -98,6 +101,68 @@ def test_waiters_hear_other_instances_again_after_the_subscription_was_cut(reque
         server.close()
         waiter.close()
         writer.close()
+
+
+def cycle(store: RedisStore) -> None:
+    """Submit, claim and finish a job: every kind of call works."""
+    job = submit(store, utcnow())
+    [claimed] = store.claim(ClaimRequest("w", ["default"], 10, 30), utcnow())
+    assert claimed.job_id == job.job_id
+    assert store.finish(AttemptKey(job.job_id, "w", 1), Outcome(JobStatus.COMPLETED, result=1), utcnow())
+    assert store.get(job.job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_the_calls_run_as_functions_of_one_library_loaded_once(request: pytest.FixtureRequest) -> None:
+    server = redis.Redis.from_url(request.getfixturevalue("redis_server"))
+    first, second = open_store(redis_url(request)), open_store(redis_url(request))
+    try:
+        assert isinstance(first, RedisStore) and isinstance(second, RedisStore)
+        assert first.uses_functions and second.uses_functions
+        library = FUNCTIONS["submit"].rsplit("_submit", 1)[0]
+        libraries = [dict(zip(entry[::2], entry[1::2], strict=True)) for entry in server.function_list(library)]
+        listed = [lib for lib in libraries if lib[b"library_name"] == library.encode()]
+        assert len(listed) == 1 and len(listed[0][b"functions"]) == len(FUNCTIONS), "one library, every call in it"
+        calls = server.info("commandstats").get("cmdstat_fcall", {}).get("calls", 0)
+        cycle(first)
+        assert server.info("commandstats")["cmdstat_fcall"]["calls"] > calls
+    finally:
+        first.close()
+        second.close()
+        server.close()
+
+
+def test_a_library_the_server_lost_is_loaded_again_and_the_call_runs_once(request: pytest.FixtureRequest) -> None:
+    """As after a restart without persistence, or FUNCTION FLUSH: the next call finds no function, loads the
+    library and runs (once: the call that found nothing had not run)."""
+    server = redis.Redis.from_url(request.getfixturevalue("redis_server"))
+    store = open_store(redis_url(request))
+    try:
+        assert isinstance(store, RedisStore)
+        submit(store, utcnow())
+        server.function_delete(FUNCTIONS["submit"].rsplit("_submit", 1)[0])
+        submit(store, utcnow())
+        assert store.counts().by_status == {"pending": 2}
+    finally:
+        store.close()
+        server.close()
+
+
+def test_a_server_that_refuses_function_libraries_gets_the_calls_as_scripts(request: pytest.FixtureRequest) -> None:
+    """A Redis user whose ACL denies FUNCTION (as Redis 6 has none): the store runs each call as a script."""
+    server_url = request.getfixturevalue("redis_server")
+    server = redis.Redis.from_url(server_url)
+    user, password = f"jhtest-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    server.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+                       commands=["+@all", "-function"])
+    request.addfinalizer(lambda: (server.acl_deluser(user), server.close()))
+    parts = urlsplit(redis_url(request))
+    store = open_store(urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}")))
+    try:
+        assert isinstance(store, RedisStore) and not store.uses_functions
+        cycle(store)
+        assert store.counts().by_status == {"completed": 1}
+    finally:
+        store.close()
 
 
 def test_redis_url_setting_alone_opens_the_redis_store(request: pytest.FixtureRequest,

@@ -77,7 +77,7 @@ from .codec import (
 )
 from .keys import parse_redis_url
 from .schedules import RedisSchedules
-from .scripts import READ_ONLY, SOURCES
+from .scripts import FUNCTIONS, LIBRARY, READ_ONLY, SOURCES
 
 log = logging.getLogger("jobhandle.store")
 T = TypeVar("T")
@@ -111,6 +111,11 @@ class RedisStore(RedisSchedules, Store):
         self._scripts = {name: self._redis.register_script(source) for name, source in SOURCES.items()}
         self._signal = ChangeSignal()
         self._closed = threading.Event()
+        try:
+            self._functions = self._load_library()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._pool.disconnect()
+            raise unreachable(exc) from exc
         found = int(self._call("layout", {"layout": LAYOUT}))
         if found > LAYOUT:
             self._pool.disconnect()
@@ -124,13 +129,48 @@ class RedisStore(RedisSchedules, Store):
 
     # -- calling scripts ---------------------------------------------------------------------------------
 
+    @property
+    def uses_functions(self) -> bool:
+        """Whether the calls run as functions of the loaded library (Redis 7+), not as scripts."""
+        return self._functions
+
+    def _load_library(self) -> bool:
+        """Load the calls' function library (scripts.LIBRARY) unless the server has it; False when the server
+        takes no function libraries (Redis 6) or refuses FUNCTION LOAD (ACLs): the calls then run as scripts."""
+        try:
+            self._redis.function_load(LIBRARY)
+        except redis.exceptions.NoPermissionError as exc:
+            log.info("the Redis store %s runs its calls as scripts (EVALSHA): %s", self._prefix, exc)
+            return False
+        except redis.ResponseError as exc:
+            if "already exists" in str(exc):
+                return True
+            if "unknown command" in str(exc).lower():
+                log.info("the Redis store %s runs its calls as scripts (EVALSHA): %s", self._prefix, exc)
+                return False
+            raise
+        return True
+
     def _call(self, name: str, args: dict[str, Any]) -> Any:
-        """Run one script with ``args``; a write that changed something wakes this process's waiters at once
-        (other processes hear the script's publish)."""
+        """Run one call with ``args``; a write that changed something wakes this process's waiters at once
+        (other processes hear the call's publish)."""
         if self._closed.is_set():
             raise StoreClosedError("the store is closed")
+        payload = json.dumps(args)
         try:
-            answer = self._scripts[name](keys=[self._prefix], args=[json.dumps(args)])
+            if self._functions:
+                try:
+                    answer = self._redis.fcall(FUNCTIONS[name], 1, self._prefix, payload)
+                except redis.ResponseError as exc:
+                    if "Function not found" not in str(exc):
+                        raise
+                    # The server lost the library (restarted without persistence, FUNCTION FLUSH): the call
+                    # did not run, so it is run again once the library is back.
+                    self._functions = self._load_library()
+                    answer = (self._redis.fcall(FUNCTIONS[name], 1, self._prefix, payload) if self._functions
+                              else self._scripts[name](keys=[self._prefix], args=[payload]))
+            else:
+                answer = self._scripts[name](keys=[self._prefix], args=[payload])
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unreachable(exc) from exc
         if name in READ_ONLY:

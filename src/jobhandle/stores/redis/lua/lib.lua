@@ -1,14 +1,14 @@
--- Shared by every script of the Redis store: store.py puts this file in front of each script's own body,
--- after filling the {placeholders} (the state machine's status sets, from models.py).
+-- Shared by every call of the Redis store: scripts.py puts this file in front of the calls' own bodies, after
+-- filling the {placeholders} (the state machine's status sets, from models.py), into one function library
+-- (Redis 7: loaded once, so these definitions are not run again on every call) or, on older servers, into
+-- one script per call.
 --
--- KEYS[1] is the store's key prefix P (for example "{jobhandle}": the braces make every key of a store one
--- Redis Cluster hash slot). ARGV[1] is the call's arguments as JSON. Every key's layout is described in
--- keys.py. Values are stored as the strings Python formatted (store.py), so numbers round-trip exactly; Lua
--- reads them with tonumber() only to compare.
+-- Each call's first key is the store's key prefix P (for example "{jobhandle}": the braces make every key of a
+-- store one Redis Cluster hash slot); its first argument is the call's arguments as JSON (A). Every key's
+-- layout is described in keys.py. Values are stored as the strings Python formatted (store.py), so numbers
+-- round-trip exactly; Lua reads them with tonumber() only to compare.
 
-local P = KEYS[1]
-local A = cjson.decode(ARGV[1])
-local NULL = cjson.null
+local P, A, NULL -- set by begin() at the start of each call
 
 -- The state machine (models.MACHINE), generated: from_<transition>(status) is true when that transition starts
 -- from the status; may_move(from, to) when any does; move() refuses every status change it does not allow.
@@ -105,7 +105,7 @@ local function enter(j, lease)
 end
 
 -- Users come and go: a user's counters (P:ucount:<user>) go once all are back at zero, which happens when its
--- last jobs are deleted (cleanup); checked only then, so status changes cost nothing more.
+-- last jobs are deleted (cleanup); checked only then (by flush_counts), so status changes cost nothing more.
 local function forget_idle_user(user)
     local key = P .. ':ucount:' .. user
     for _, n in ipairs(redis.call('HVALS', key)) do
@@ -146,19 +146,48 @@ local function write_rollups()
     end
 end
 
+-- The status counters' changes, summed over the script and written once at its end (flush_counts, which the
+-- write scripts' wrapper calls even when the script fails part-way): a batch of 50 jobs that each went from
+-- pending to running writes 8 fields, not 400, and a finish + claim in one script writes the running count's
+-- -1 and +1 as nothing. counter() reads a counter as it will be once written.
+local DELTA, FORGET = {}, {} -- key -> {field -> n}; users whose jobs were deleted (their counters may be 0)
+
+local function bump(key, field, n)
+    local d = DELTA[key]
+    if not d then
+        d = {}
+        DELTA[key] = d
+    end
+    d[field] = (d[field] or 0) + n
+end
+
+local function counter(key, field)
+    local d = DELTA[key]
+    return tonumber(redis.call('HGET', key, field) or '0') + (d and d[field] or 0)
+end
+
+local function flush_counts()
+    for key, fields in pairs(DELTA) do
+        for field, n in pairs(fields) do
+            if n ~= 0 then redis.call('HINCRBY', key, field, n) end
+        end
+    end
+    for user in pairs(FORGET) do forget_idle_user(user) end
+end
+
 -- Keep the counters and the per-status listings exact: a job leaves status `old` and enters `new` (either
 -- may be nil: a new job, a deleted one). Jobs that ended, or failed an attempt to retry, are tallied.
 local function count(j, old, new)
     local function add(s, n)
-        redis.call('HINCRBY', P .. ':count:status', s, n)
-        redis.call('HINCRBY', P .. ':count:queue', j.queue .. '\0' .. s, n)
-        redis.call('HINCRBY', P .. ':count:type', j.job_type .. '\0' .. s, n)
-        redis.call('HINCRBY', P .. ':ucount:' .. j.user_id, s, n)
+        bump(P .. ':count:status', s, n)
+        bump(P .. ':count:queue', j.queue .. '\0' .. s, n)
+        bump(P .. ':count:type', j.job_type .. '\0' .. s, n)
+        bump(P .. ':ucount:' .. j.user_id, s, n)
     end
     if old then
         add(old, -1)
         redis.call('ZREM', P .. ':status:' .. old, j.id)
-        if not new then forget_idle_user(j.user_id) end
+        if not new then FORGET[j.user_id] = true end
     end
     if new then
         add(new, 1)
@@ -171,12 +200,19 @@ local function count(j, old, new)
     end
 end
 
--- A new change of job `id`: its next sequence number, in the job and in the change feed.
-local function touch(id)
+-- A new change of job `id`: its next sequence number, in the change feed (the caller writes it into the job,
+-- with the change's other fields: one HSET).
+local function new_seq(id)
     local seq = redis.call('INCR', P .. ':seq')
-    redis.call('HSET', jkey(id), 'seq', seq)
     redis.call('ZADD', P .. ':changes', seq, id)
     CHANGED = seq
+    return seq
+end
+
+-- A change of job `id` that writes nothing else into it (a progress report): its new sequence number.
+local function touch(id)
+    local seq = new_seq(id)
+    redis.call('HSET', jkey(id), 'seq', seq)
     return seq
 end
 
@@ -198,19 +234,18 @@ local function write(j, set)
 end
 
 -- The one way a job changes status (or, for aging, its claim level): leave the old status's indexes, write
--- the fields, count, take a new sequence number, enter the new status's indexes.
+-- the fields with the new status and sequence number (one HSET), count, enter the new status's indexes.
 local function move(j, new, set)
     if j.status ~= new and not may_move(j.status, new) then
         error('a job moved from ' .. j.status .. ' to ' .. new .. ': no transition of the state machine does that')
     end
     leave(j)
     local old = j.status
-    write(j, set or {})
-    redis.call('HSET', jkey(j.id), 'status', new)
-    j.status = new
-    j.seq = touch(j.id)
+    set = set or {}
+    set.status, set.seq = new, new_seq(j.id)
+    write(j, set)
     if old ~= new then count(j, old, new) end
-    enter(j, set and set.lease_expires_at)
+    enter(j, set.lease_expires_at)
     return j.seq
 end
 
@@ -288,7 +323,7 @@ end
 -- refusal leaves the store as it was. Returns ({kind, ...} per spec, nil) or (nil, error reply):
 --   {'new', status, seq, error or ''}  |  {'existing', job_id}  |  {'same', index of the earlier spec}
 local function insert(specs, now)
-    local decided, by_key, in_batch = {}, {}, {}
+    local decided, by_key, in_batch, named = {}, {}, {}, {}
     for i, spec in ipairs(specs) do
         local key = spec.idempotency_key
         if key ~= NULL then key = idem_field(spec.fields.user_id, key) end
@@ -334,16 +369,19 @@ local function insert(specs, now)
             if status == 'cancelled' then
                 set.completed_at, set.error, set.error_type = now, d[4], 'DependencyFailedError'
             end
+            set.seq = new_seq(id)
             local j = {id = id}
             write(j, set)
-            j.seq = touch(id)
             d[3] = j.seq
             count(j, nil, status)
             enter(j)
             redis.call('ZADD', P .. ':created', now, id)
             redis.call('ZADD', P .. ':user:' .. j.user_id, now, id)
             redis.call('ZADD', P .. ':ids', 0, id)
-            redis.call('ZADD', P .. ':usernames', 0, j.user_id)
+            if not named[j.user_id] then -- once per user and script
+                named[j.user_id] = true
+                redis.call('ZADD', P .. ':usernames', 0, j.user_id)
+            end
             if spec.idempotency_key ~= NULL then
                 redis.call('HSET', P .. ':idem', idem_field(j.user_id, spec.idempotency_key), id)
             end
@@ -391,7 +429,7 @@ local function next_of_user(queues, lvl, user, after, n)
 end
 
 local function running_of(user)
-    return tonumber(redis.call('HGET', P .. ':ucount:' .. user, 'running') or '0')
+    return counter(P .. ':ucount:' .. user, 'running')
 end
 
 -- Byte order, as Redis orders members of equal score (Lua's own string comparison follows the locale).
@@ -491,7 +529,7 @@ end
 local function claim(c, now)
     promote_due(now)
     local allowed = c.limit
-    local in_all = tonumber(redis.call('HGET', P .. ':count:status', 'running') or '0')
+    local in_all = counter(P .. ':count:status', 'running')
     allowed = math.min(allowed, c.global_max - in_all)
     local picks = pick_fairly(c.queues, allowed, c.per_user_max)
     local out, turns = {}, {}
@@ -568,4 +606,25 @@ local function finish_all(items, now, error_limit, progress_limit)
     end
     resolve(ended, now)
     return owned
+end
+
+-- Calls ---------------------------------------------------------------------------------------------------
+
+-- The start of every call: its prefix and arguments, and nothing left from the call before (a function
+-- library keeps its locals from one call to the next).
+local function begin(keys, args)
+    P, A, NULL = keys[1], cjson.decode(args[1]), cjson.null
+    CHANGED, ENTERED, TALLY, TALLIED, DELTA, FORGET = false, {}, {}, false, {}, {}
+end
+
+-- The end of every write call, with what pcall(body) gave: write the counters' changes and what it tallied
+-- for the analytics, publish once if it changed anything, and tell the caller whether it did. A body that
+-- failed part-way (Redis keeps what it wrote) still has the counters of the moves it made written, then fails.
+local function end_write(ok, answer)
+    flush_counts()
+    write_rollups()
+    notify()
+    if not ok then error(answer) end
+    if CHANGED then return {1, answer} end
+    return {0, answer}
 end
