@@ -36,6 +36,7 @@ test: $(BIN)/.installed-dev
 
 bench: $(BIN)/.installed-bench
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/redis_peers.py
 
 bench-redis: $(BIN)/.installed-bench
 	$(BIN)/python bench/redis_bench.py
