@@ -624,7 +624,7 @@ local function end_write(ok, answer)
     flush_counts()
     write_rollups()
     notify()
-    if not ok then error(answer) end
+    if not ok then error(answer, 0) end -- as raised: no second position prefix
     if CHANGED then return {1, answer} end
     return {0, answer}
 end
