@@ -103,6 +103,29 @@ def delete_matching(client: Any, pattern: str, wanted: Any = None) -> int:
     return deleted
 
 
+def delete_keys(redis_url: str, pattern: str) -> int:
+    """DEL the keys matching ``pattern`` on the server at ``redis_url`` (a connection of its own)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return delete_matching(client, pattern)
+    finally:
+        client.close()
+
+
+def delete_rq_queue(client: Any, queue: Any, job_ids: Any) -> None:
+    """Every key of RQ queue ``queue``, its jobs and its workers: the key's ``:``-separated parts name the queue,
+    a job id or one of the queue's workers (``rq:queue:Q``, ``rq:finished:Q``, ``rq:job:ID``, ``rq:results:ID``,
+    ``rq:worker:NAME``...); plus this queue's entries in RQ's shared sets."""
+    name = queue.name
+    workers = {key.decode().rpartition(":")[2] for key in client.scan_iter(match="rq:worker:*", count=1000)
+               if client.type(key) == b"hash" and client.hget(key, "queues") == name.encode()}
+    ours = {name, *job_ids, *workers}
+    delete_matching(client, "rq:*", lambda key: not ours.isdisjoint(key.decode().split(":")))
+    client.srem("rq:queues", queue.key)
+    if workers:
+        client.srem("rq:workers", *(f"rq:worker:{w}" for w in workers))
+
+
 def with_prefix(url: str, prefix: str) -> str:
     """``url`` naming the jobhandle store ``prefix`` (replacing any ``prefix=`` it has)."""
     parts = urlsplit(url)
@@ -150,11 +173,7 @@ class JobhandleRedisSystem(JobhandleSystem):
         try:
             super().close()
         finally:
-            client = redis.Redis.from_url(self.redis_url)
-            try:
-                delete_matching(client, f"{{{self.prefix}}}:*")
-            finally:
-                client.close()
+            delete_keys(self.redis_url, f"{{{self.prefix}}}:*")
 
 
 class RQSystem:
@@ -240,20 +259,8 @@ class RQSystem:
             if self.process is not None:
                 self.process.stop()
         finally:
-            self.delete_keys()
+            delete_rq_queue(self.redis, self.queue, self.job_ids)
             self.redis.close()
-
-    def delete_keys(self) -> None:
-        """Every key of this queue, its jobs and its workers: the key's ``:``-separated parts name the queue, a
-        job id or one of the queue's workers (``rq:queue:Q``, ``rq:finished:Q``, ``rq:job:ID``,
-        ``rq:results:ID``, ``rq:worker:NAME``...); plus this queue's entries in RQ's shared sets."""
-        workers = {key.decode().rpartition(":")[2] for key in self.redis.scan_iter(match="rq:worker:*", count=1000)
-                   if self.redis.type(key) == b"hash" and self.redis.hget(key, "queues") == self.name.encode()}
-        ours = {self.name, *self.job_ids, *workers}
-        delete_matching(self.redis, "rq:*", lambda key: not ours.isdisjoint(key.decode().split(":")))
-        self.redis.srem("rq:queues", self.queue.key)
-        if workers:
-            self.redis.srem("rq:workers", *(f"rq:worker:{w}" for w in workers))
 
 
 # -- running, comparing, reporting ---------------------------------------------------------------------------

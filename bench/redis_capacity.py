@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from bench.redis_bench import DEFAULT_REDIS_URL, delete_matching, machine_info, with_prefix  # noqa: E402
+from bench.redis_bench import DEFAULT_REDIS_URL, delete_keys, machine_info, with_prefix  # noqa: E402
 from bench.run import NO_CONCURRENCY_LIMITS, BenchError, WorkerProcess, jobhandle_worker_argv, log  # noqa: E402
 from jobhandle import JobQueue  # noqa: E402
 
@@ -110,11 +110,7 @@ def store_with_workers(redis_url: str, count: int, workdir: Path, queue_name: st
         for w in workers:
             w.stop()
         queue.close()
-        client = redis.Redis.from_url(redis_url)
-        try:
-            delete_matching(client, f"{{{prefix}}}:*")
-        finally:
-            client.close()
+        delete_keys(redis_url, f"{{{prefix}}}:*")
 
 
 def measure_busy(redis_url: str, workers: int, jobs: int, timeout: float) -> Busy:

@@ -25,6 +25,7 @@ peer's over jobhandle's), so above 1 means jobhandle is ahead. Only this run's k
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -44,7 +45,7 @@ os.environ["JH_PEERS_RUN"] = RUN  # before the peers' apps are imported: their n
 
 import redis  # noqa: E402
 
-from bench.redis_bench import DEFAULT_REDIS_URL, delete_matching, machine_info, with_prefix  # noqa: E402
+from bench.redis_bench import DEFAULT_REDIS_URL, delete_keys, delete_rq_queue, machine_info, with_prefix  # noqa: E402
 from bench.run import NO_CONCURRENCY_LIMITS, BenchError, WorkerProcess, log  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -86,64 +87,61 @@ class JobhandlePeer:
 
     def close(self) -> None:
         self.queue.close()
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            delete_matching(client, f"{{{self.prefix}}}:*")
-        finally:
-            client.close()
+        delete_keys(self.redis_url, f"{{{self.prefix}}}:*")
 
 
-class DramatiqPeer:
+class AppPeer:
+    """A peer whose two jobs are the tasks of its module in bench/ (``module``), its worker the command
+    ``worker_argv()`` starts from the shell, and its keys those matching ``pattern``."""
+
+    module = ""
+    pattern = ""
+
     def __init__(self, workdir: Path, redis_url: str) -> None:
-        os.environ["JH_PEERS_REDIS_URL"] = redis_url
-        from bench import _peers_dramatiq
+        os.environ["JH_PEERS_REDIS_URL"] = redis_url  # read by bench/_peers_app.py when the module loads
+        self.workdir, self.redis_url = workdir, redis_url
+        self.app = importlib.import_module(f"bench.{self.module}")
 
-        self.workdir, self.redis_url, self.app = workdir, redis_url, _peers_dramatiq
+    def enqueue(self, task: Any, *args: Any) -> None:
+        raise NotImplementedError
+
+    def worker_argv(self) -> list[str]:
+        raise NotImplementedError
 
     def enqueue_stamp(self, key: str) -> None:
-        self.app.stamp.send(key)
+        self.enqueue(self.app.stamp, key)
 
     def enqueue_latency(self, key: str, submitted: float) -> None:
-        self.app.latency.send(key, submitted)
+        self.enqueue(self.app.latency, key, submitted)
 
     def start_worker(self) -> WorkerProcess:
-        argv = [str(Path(sys.executable).with_name("dramatiq")), "bench._peers_dramatiq"]
-        return WorkerProcess("dramatiq", argv, self.workdir / "worker.log",
+        argv = self.worker_argv()
+        return WorkerProcess(Path(argv[0]).name, argv, self.workdir / "worker.log",
                              {**python_path(), "JH_PEERS_REDIS_URL": self.redis_url})
 
     def close(self) -> None:
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            delete_matching(client, f"dramatiq-{RUN}*")
-        finally:
-            client.close()
+        delete_keys(self.redis_url, self.pattern)
 
 
-class HueyPeer:
-    def __init__(self, workdir: Path, redis_url: str) -> None:
-        os.environ["JH_PEERS_REDIS_URL"] = redis_url
-        from bench import _peers_huey
+class DramatiqPeer(AppPeer):
+    module, pattern = "_peers_dramatiq", f"dramatiq-{RUN}*"
 
-        self.workdir, self.redis_url, self.app = workdir, redis_url, _peers_huey
+    def enqueue(self, task: Any, *args: Any) -> None:
+        task.send(*args)
 
-    def enqueue_stamp(self, key: str) -> None:
-        self.app.stamp(key)
+    def worker_argv(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("dramatiq")), "bench._peers_dramatiq"]
 
-    def enqueue_latency(self, key: str, submitted: float) -> None:
-        self.app.latency(key, submitted)
 
-    def start_worker(self) -> WorkerProcess:
-        argv = [str(Path(sys.executable).with_name("huey_consumer")), "bench._peers_huey.huey", "-w", "2",
+class HueyPeer(AppPeer):
+    module, pattern = "_peers_huey", f"*huey-{RUN}*"
+
+    def enqueue(self, task: Any, *args: Any) -> None:
+        task(*args)  # calling a Huey task enqueues it
+
+    def worker_argv(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("huey_consumer")), "bench._peers_huey.huey", "-w", "2",
                 "-k", "process"]
-        return WorkerProcess("huey_consumer", argv, self.workdir / "worker.log",
-                             {**python_path(), "JH_PEERS_REDIS_URL": self.redis_url})
-
-    def close(self) -> None:
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            delete_matching(client, f"*huey-{RUN}*")
-        finally:
-            client.close()
 
 
 class RQPeer:
@@ -171,13 +169,7 @@ class RQPeer:
                              {**python_path(), "JH_PEERS_REDIS_URL": self.redis_url})
 
     def close(self) -> None:
-        workers = {key.decode().rpartition(":")[2] for key in self.redis.scan_iter(match="rq:worker:*", count=1000)
-                   if self.redis.type(key) == b"hash" and self.redis.hget(key, "queues") == self.name.encode()}
-        ours = {self.name, *self.job_ids, *workers}
-        delete_matching(self.redis, "rq:*", lambda key: not ours.isdisjoint(key.decode().split(":")))
-        self.redis.srem("rq:queues", self.queue.key)
-        if workers:
-            self.redis.srem("rq:workers", *(f"rq:worker:{w}" for w in workers))
+        delete_rq_queue(self.redis, self.queue, self.job_ids)
         self.redis.close()
 
 
