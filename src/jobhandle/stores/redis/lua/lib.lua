@@ -608,6 +608,19 @@ local function finish_all(items, now, error_limit, progress_limit)
     return owned
 end
 
+-- Registrations -------------------------------------------------------------------------------------------
+
+-- Delete the registrations not seen since `since`: P:<index> scores each id by when it was last seen, and
+-- P:<record>:<id> holds it (workers, worker pools). Returns their ids.
+local function reap_silent(index, record, since)
+    local ids = redis.call('ZRANGEBYSCORE', P .. ':' .. index, '-inf', '(' .. since)
+    for _, id in ipairs(ids) do
+        redis.call('DEL', P .. ':' .. record .. ':' .. id)
+        redis.call('ZREM', P .. ':' .. index, id)
+    end
+    return ids
+end
+
 -- Calls ---------------------------------------------------------------------------------------------------
 
 -- The start of every call: its prefix and arguments, and nothing left from the call before (a function

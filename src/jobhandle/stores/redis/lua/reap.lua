@@ -1,7 +1,2 @@
 -- Store.reap_workers: A = {silent_since}. Deletes the registrations of workers not seen since then.
-local ids = redis.call('ZRANGEBYSCORE', P .. ':workers', '-inf', '(' .. A.silent_since)
-for _, w in ipairs(ids) do
-    redis.call('DEL', P .. ':worker:' .. w)
-    redis.call('ZREM', P .. ':workers', w)
-end
-return ids
+return reap_silent('workers', 'worker', A.silent_since)
