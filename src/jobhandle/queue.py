@@ -332,16 +332,20 @@ class JobQueue:
         pool_of = {(p.hostname, pid): p.name for p in self.store.list_pools() for pid in p.worker_pids}
         out = []
         for w in workers:
-            # Clamped: another host's clock may run a little ahead of ours.
-            age = max(0.0, (now - w.last_seen).total_seconds()) if w.last_seen else None
+            age, healthy = self._seen(w.last_seen, now)
             out.append({
                 "worker_id": w.worker_id, "name": w.name, "hostname": w.hostname, "pid": w.pid,
                 "queues": w.queues, "concurrency": w.concurrency, "state": w.state,
                 "started_at": iso(w.started_at), "last_seen": iso(w.last_seen), "heartbeat_age_seconds": age,
-                "healthy": age is not None and age <= self.settings.worker_timeout,
-                "current_jobs": w.current_jobs, "pool": pool_of.get((w.hostname, w.pid)),
+                "healthy": healthy, "current_jobs": w.current_jobs, "pool": pool_of.get((w.hostname, w.pid)),
             })
         return out
+
+    def _seen(self, last_seen: datetime | None, now: datetime) -> tuple[float | None, bool]:
+        """A registration's age in seconds and whether it is within the worker timeout. Clamped at 0: another
+        host's clock may run a little ahead of ours."""
+        age = max(0.0, (now - last_seen).total_seconds()) if last_seen else None
+        return age, age is not None and age <= self.settings.worker_timeout
 
     def pools(self) -> builtins.list[dict[str, Any]]:
         """Registered worker pools (``jobhandle pool``): size and range, the load they last read, their latest
@@ -350,14 +354,13 @@ class JobQueue:
         now = utcnow()
         out = []
         for p in pools:
-            age = max(0.0, (now - p.last_seen).total_seconds()) if p.last_seen else None
+            age, healthy = self._seen(p.last_seen, now)
             out.append({
                 "pool_id": p.pool_id, "name": p.name, "hostname": p.hostname, "pid": p.pid, "queues": p.queues,
                 "concurrency": p.concurrency, "min_workers": p.min_workers, "max_workers": p.max_workers,
                 "workers": p.workers, "draining": p.draining, "state": p.state, "worker_pids": p.worker_pids,
                 "load": p.load, "store_error": p.store_error, "started_at": iso(p.started_at),
-                "last_seen": iso(p.last_seen), "heartbeat_age_seconds": age,
-                "healthy": age is not None and age <= self.settings.worker_timeout,
+                "last_seen": iso(p.last_seen), "heartbeat_age_seconds": age, "healthy": healthy,
                 "events": [{"at": iso(e.at), "kind": e.kind, "detail": e.detail, "workers": e.workers}
                            for e in p.events],
             })

@@ -146,7 +146,9 @@ class Pool:
             load = self.load()
         except Exception as exc:  # noqa: BLE001 - the store is down: keep the workers, decide later
             log.warning("pool %s: cannot read the store's load: %s", self.config.name, exc)
-            self._beat(f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            self._beat(error)
+            self._register(error)  # a store that fails one read may still take the write: then it shows
             return 0
         self.last_load = load
         self._beat(None)
