@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import sys
 import tempfile
 import threading
@@ -25,7 +26,7 @@ from api_helpers import LiveServer  # noqa: E402
 from jobhandle import HandlerRegistry, Job, JobContext, JobQueue, JobStatus, Settings  # noqa: E402
 from jobhandle.api import create_app  # noqa: E402
 from jobhandle.models import utcnow  # noqa: E402
-from jobhandle.stores.base import AttemptKey, ClaimRequest, Outcome  # noqa: E402
+from jobhandle.stores.base import AttemptKey, ClaimRequest, Outcome, PoolEvent, PoolInfo  # noqa: E402
 
 release = threading.Event()
 
@@ -52,6 +53,21 @@ def past_hour(queue: JobQueue) -> None:
             store.finish(AttemptKey(job.job_id, "archive-worker", 1), outcome, started + timedelta(seconds=ran))
 
 
+def a_pool(queue: JobQueue) -> None:
+    """A pool's registration as `jobhandle pool` writes it, with this process's worker among its workers."""
+    now = utcnow()
+    events = [PoolEvent(now - timedelta(minutes=12), "scale", "0 -> 1: starting", 1),
+              PoolEvent(now - timedelta(minutes=9), "scale", "1 -> 4: 52 jobs for 3 slots, the oldest waiting 4.2s", 4),
+              PoolEvent(now - timedelta(minutes=6), "replace", "started images-5 for a worker that died", 4),
+              PoolEvent(now - timedelta(minutes=2), "scale", "4 -> 2: 9 of 12 slots spare for 60s, 2 needed at most "
+                                                             "in the last 60s", 2)]
+    queue.store.record_pool(PoolInfo(
+        pool_id="images-web-1", name="images", hostname=socket.gethostname(), pid=4321, queues=["default"],
+        concurrency=3, min_workers=1, max_workers=6, workers=2, draining=1, started_at=now - timedelta(minutes=12),
+        worker_pids=[os.getpid()], load={"pending": 14, "running": 5, "oldest_wait_seconds": 1.8},
+        events=events), now)
+
+
 def main() -> None:
     registry = HandlerRegistry()
 
@@ -71,7 +87,7 @@ def main() -> None:
     registry.register("extraction", extract)
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(store=f"sqlite:///{folder}/jobs.db", max_retries=0, heartbeat_interval=1,
-                            per_user_max_concurrent_jobs=0, global_max_concurrent_jobs=0)
+                            worker_timeout=600, per_user_max_concurrent_jobs=0, global_max_concurrent_jobs=0)
         queue = JobQueue(settings=settings, registry=registry)
         past_hour(queue)
         worker = queue.worker(concurrency=3, name="worker-a").start()
@@ -85,13 +101,15 @@ def main() -> None:
         for n in range(5):
             queue.submit("document_processing", {"document": f"later-{n}.pdf"}, delay_seconds=3600, queue="batch")
         time.sleep(2)
+        a_pool(queue)
         with LiveServer(create_app(queue, settings)) as server, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("JOBHANDLE_CHROMIUM", "/usr/bin/chromium"),
                                         args=["--no-sandbox", "--disable-background-networking"])
             failed = queue.list(["failed"], limit=1)[0].job_id
             queue.schedule("document_processing", "0 * * * *", {"document": "hourly.pdf"}, name="hourly report")
             queue.schedule("extraction", "*/15 * * * *", {"document": "inbox.pdf"}, name="inbox sweep")
-            pages = {"overview": "/", "jobs": "/jobs", "job": f"/jobs/{running[0].job_id}", "failed-job": f"/jobs/{failed}",
+            pages = {"overview": "/", "jobs": "/jobs", "job": f"/jobs/{running[0].job_id}",
+                     "failed-job": f"/jobs/{failed}",
                      "failures": "/failures", "analytics": "/analytics?window=1h", "schedules": "/schedules",
                      "submit": "/submit", "workers": "/workers"}
             for scheme in ("light", "dark"):

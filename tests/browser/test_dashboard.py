@@ -227,7 +227,7 @@ def test_the_workers_page_shows_each_pool_and_why_it_last_scaled(make_dashboard:
     expect(pool).to_contain_text("30 pending, 6 running")
     events = page.locator('#pools tr[data-pool-events="images-1"] li')
     expect(events).to_have_count(2)
-    expect(events.first).to_contain_text("scale to 3: 1 -> 3: 36 jobs for 4 slots, the oldest waiting 4.2s")
+    expect(events.first).to_contain_text("scale 1 -> 3: 36 jobs for 4 slots, the oldest waiting 4.2s")
     worker = page.locator("#workers tr", has_text="browser-worker")
     expect(worker.locator('a[href="#pool-images"]')).to_have_text("images")
 
