@@ -10,6 +10,7 @@ system's defaults:
 - ``jobhandle-defaults``: ``jobhandle worker --concurrency 2``, default settings (at most 10 jobs running in
   all and 3 of one user: every job here is one user's);
 - ``jobhandle-lifted``: the same with the concurrency limits lifted (``JOBHANDLE_*_MAX_CONCURRENT_JOBS=0``);
+- ``jobhandle-sqlite``: ``jobhandle-defaults`` on a SQLite file instead of Redis (its jobs still RPUSH to Redis);
 - ``dramatiq``: ``dramatiq bench._peers_dramatiq`` (its defaults: a process per CPU, 8 threads each), Redis broker;
 - ``huey``: ``huey_consumer bench._peers_huey.huey -w 2 -k process``, ``RedisHuey``'s defaults otherwise;
 - ``rq``: ``rq worker-pool -n 2`` (forks a work horse per job), RQ's defaults.
@@ -18,8 +19,10 @@ Measured, each on a fresh namespace with its own worker: **enqueue/s** (N one-by
 running); **end to end** (N jobs enqueued one by one first, then the worker is started: N over the time from
 its start to the last job's RPUSH, start-up included; **drain** is N-1 over first to last RPUSH); **pickup**
 (with the worker running and warmed up, M jobs enqueued 20 ms apart: the time from enqueue to the job's
-start, p50 and p99). Medians over the rounds; ratios are jobhandle's figure over the peer's (latencies: the
-peer's over jobhandle's), so above 1 means jobhandle is ahead. Only this run's keys are touched.
+start, p50 and p99); **first job** (one job waiting, the worker started from the shell: the time from starting
+its command to that job's RPUSH, --starts times a round: how soon a worker is ready). Medians over the rounds;
+ratios are jobhandle's figure over the peer's (latencies: the peer's over jobhandle's), so above 1 means
+jobhandle is ahead. Only this run's keys are touched.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ os.environ["JH_PEERS_RUN"] = RUN  # before the peers' apps are imported: their n
 import redis  # noqa: E402
 
 from bench.redis_bench import DEFAULT_REDIS_URL, delete_keys, delete_rq_queue, machine_info, with_prefix  # noqa: E402
-from bench.run import NO_CONCURRENCY_LIMITS, BenchError, WorkerProcess, log  # noqa: E402
+from bench.run import NO_CONCURRENCY_LIMITS, BenchError, WorkerProcess, compile_jobhandle, log  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 POLL = 0.01
@@ -64,12 +67,12 @@ def python_path() -> dict[str, str]:
 
 
 class JobhandlePeer:
-    def __init__(self, workdir: Path, redis_url: str, lifted: bool) -> None:
+    def __init__(self, workdir: Path, redis_url: str, lifted: bool, sqlite: bool = False) -> None:
         from jobhandle import JobQueue
 
         self.workdir, self.redis_url, self.lifted = workdir, redis_url, lifted
         self.prefix = f"peers-{RUN}-{uuid.uuid4().hex[:8]}"
-        self.url = with_prefix(redis_url, self.prefix)
+        self.url = f"sqlite:///{workdir}/jobs.db" if sqlite else with_prefix(redis_url, self.prefix)
         self.queue = JobQueue(self.url)
 
     def enqueue_stamp(self, key: str) -> None:
@@ -185,6 +188,8 @@ SYSTEMS = [
            lambda d, url: JobhandlePeer(d, url, lifted=False)),
     System("jobhandle-lifted", "jobhandle worker --concurrency 2, concurrency limits lifted",
            lambda d, url: JobhandlePeer(d, url, lifted=True)),
+    System("jobhandle-sqlite", "jobhandle worker --concurrency 2, default settings, a SQLite store",
+           lambda d, url: JobhandlePeer(d, url, lifted=False, sqlite=True)),
     System("dramatiq", "dramatiq (a process per CPU, 8 threads each), Redis broker", DramatiqPeer),
     System("huey", "huey_consumer -w 2 -k process, RedisHuey", HueyPeer),
     System("rq", "rq worker-pool -n 2", RQPeer),
@@ -198,6 +203,7 @@ class Figures:
     drain_jobs_per_second: list[float] = field(default_factory=list)
     pickup_p50_ms: list[float] = field(default_factory=list)
     pickup_p99_ms: list[float] = field(default_factory=list)
+    first_job_ms: list[float] = field(default_factory=list)
 
 
 def wait_for(client: redis.Redis, key: str, n: int, worker: WorkerProcess, timeout: float) -> list[float]:
@@ -210,9 +216,10 @@ def wait_for(client: redis.Redis, key: str, n: int, worker: WorkerProcess, timeo
     return [float(v) for v in client.lrange(key, 0, -1)]
 
 
-def measure(system: System, redis_url: str, n: int, pickups: int, timeout: float, into: Figures) -> None:
+def measure(system: System, redis_url: str, n: int, pickups: int, starts: int, timeout: float,
+            into: Figures) -> None:
     client = redis.Redis.from_url(redis_url)
-    keys = [f"peers-{RUN}:{system.name}:{k}" for k in ("enqueue", "e2e", "warm", "latency")]
+    keys = [f"peers-{RUN}:{system.name}:{k}" for k in ("enqueue", "e2e", "warm", "latency", "start")]
     try:
         with TemporaryDirectory() as tmp:  # enqueue rate: no worker
             peer = system.make(Path(tmp), redis_url)
@@ -255,15 +262,33 @@ def measure(system: System, redis_url: str, n: int, pickups: int, timeout: float
                 if worker is not None:
                     worker.stop()
                 peer.close()
+        firsts = []
+        for _ in range(starts):  # first job: one job waiting, then the worker's command is started
+            with TemporaryDirectory() as tmp:
+                peer = system.make(Path(tmp), redis_url)
+                worker = None
+                try:
+                    peer.enqueue_stamp(keys[4])
+                    start = time.time()
+                    worker = peer.start_worker()
+                    [ran] = wait_for(client, keys[4], 1, worker, timeout)
+                    firsts.append(1000 * (ran - start))
+                finally:
+                    if worker is not None:
+                        worker.stop()
+                    peer.close()
+                    client.delete(keys[4])
+        into.first_job_ms.append(statistics.median(firsts))
     finally:
         client.delete(*keys)
         client.close()
 
 
 HIGHER = {"enqueue_per_second": True, "e2e_jobs_per_second": True, "drain_jobs_per_second": True,
-          "pickup_p50_ms": False, "pickup_p99_ms": False}
+          "pickup_p50_ms": False, "pickup_p99_ms": False, "first_job_ms": False}
 LABELS = {"enqueue_per_second": "enqueue/s", "e2e_jobs_per_second": "e2e jobs/s",
-          "drain_jobs_per_second": "drain jobs/s", "pickup_p50_ms": "pickup p50 ms", "pickup_p99_ms": "pickup p99 ms"}
+          "drain_jobs_per_second": "drain jobs/s", "pickup_p50_ms": "pickup p50 ms", "pickup_p99_ms": "pickup p99 ms",
+          "first_job_ms": "first job ms"}
 
 
 def render(medians: dict[str, dict[str, float]]) -> str:
@@ -291,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(s.name for s in SYSTEMS))
     p.add_argument("--jobs", type=int, default=5000, help="jobs for the enqueue and end-to-end measurements")
     p.add_argument("--pickups", type=int, default=200)
+    p.add_argument("--starts", type=int, default=5, help="worker starts a round for the first-job figure")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--timeout", type=float, default=180.0, help="seconds a measurement's jobs may take")
     p.add_argument("--output", type=Path, default=RESULTS / "redis_peers_latest.json")
@@ -299,17 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [name.strip() for name in args.systems.split(",") if name.strip()]
     if unknown := [n for n in chosen if n not in known]:
         p.error(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    if args.jobs < 2 or args.pickups < 1 or args.rounds < 1:
-        p.error("--jobs must be at least 2, --pickups and --rounds at least 1")
+    if args.jobs < 2 or args.pickups < 1 or args.rounds < 1 or args.starts < 1:
+        p.error("--jobs must be at least 2, --pickups, --starts and --rounds at least 1")
+    compile_jobhandle()
     figures = {name: Figures() for name in chosen}
     for round_no in range(1, args.rounds + 1):
         for name in chosen if round_no % 2 else reversed(chosen):  # the order alternates between rounds
             log(f"round {round_no}: {name}")
-            measure(known[name], args.redis_url, args.jobs, args.pickups, args.timeout, figures[name])
+            measure(known[name], args.redis_url, args.jobs, args.pickups, args.starts, args.timeout,
+                    figures[name])
     medians = {name: {k: statistics.median(v) for k, v in asdict(f).items()} for name, f in figures.items()}
     report: dict[str, Any] = {"machine": {**machine_info(args.redis_url), "run": RUN},
                               "systems": {s.name: s.description for s in SYSTEMS if s.name in figures},
-                              "params": {"jobs": args.jobs, "pickups": args.pickups, "rounds": args.rounds},
+                              "params": {"jobs": args.jobs, "pickups": args.pickups, "starts": args.starts,
+                                         "rounds": args.rounds},
                               "raw": {name: asdict(f) for name, f in figures.items()}, "medians": medians}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -9,6 +9,7 @@ What is measured and why it is measured this way: bench/README.md.
 from __future__ import annotations
 
 import argparse
+import compileall
 import cProfile
 import io
 import json
@@ -106,6 +107,15 @@ class Result:
 
 
 # -- processes and deadlines -----------------------------------------------------------------------------
+
+def compile_jobhandle() -> None:
+    """Write jobhandle's bytecode, as ``pip install`` does for every installed package (the peers' included):
+    a checkout run with PYTHONDONTWRITEBYTECODE (as on these machines) would otherwise compile every module of
+    jobhandle, and only of jobhandle, each time a worker starts."""
+    import jobhandle
+
+    compileall.compile_dir(Path(jobhandle.__file__).parent, quiet=1)
+
 
 class WorkerProcess:
     """A worker subprocess in its own process group, with its output in a log file."""
@@ -631,6 +641,7 @@ lifts them, here and in the worker subprocesses (which inherit the environment).
 
 def main(argv: list[str] | None = None) -> int:
     args, params = parse_args(argv)
+    compile_jobhandle()
     for name, value in NO_CONCURRENCY_LIMITS.items():
         os.environ.setdefault(name, value)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,11 @@
 """Cron expressions over croniter: validation, next fire times in a time zone, and the unique key of each
-fire (which makes a fire enqueue exactly one job however many schedulers run)."""
+fire (which makes a fire enqueue exactly one job however many schedulers run). croniter is imported by the first
+expression read, not with the stores that hold schedules."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterBadDateError, croniter
 
 from .errors import InvalidParameterError
 from .models import Job, Schedule
@@ -31,6 +30,8 @@ def split_timezone(expression: str, tz: str | None = None) -> tuple[str, str]:
 
 def validate(expression: str, tz: str) -> None:
     """Standard 5 fields (minute hour day-of-month month day-of-week) and a known IANA time zone."""
+    from croniter import CroniterBadDateError, croniter
+
     fields = expression.split()
     if len(fields) != 5:
         raise InvalidParameterError(
@@ -53,6 +54,8 @@ def zone(tz: str) -> ZoneInfo:
 
 def next_fire(expression: str, tz: str, after: datetime) -> datetime:
     """The first fire time strictly after ``after``, in UTC."""
+    from croniter import croniter
+
     local = after.astimezone(zone(tz))
     fire: datetime = croniter(expression, local).get_next(datetime)
     return fire.astimezone(timezone.utc)

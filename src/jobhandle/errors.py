@@ -96,6 +96,10 @@ class ResourceLimitExceeded(Exception):
     """A process-mode job used more memory than ``JOB_MAX_MEMORY_MB``: it was killed and fails (no retry)."""
 
 
+class JobProcessStartError(RuntimeError):
+    """A job process did not start: waiting will not make it start (a script without the ``__main__`` guard)."""
+
+
 class JobProcessDied(Exception):
     """A process-mode job's process ended without reporting how the job ended (a crash, or killed from
     outside): the attempt failed, and the retry policy applies."""

@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-import psutil
-
 from . import cron
 from .analytics import Analytics, summarize, window_named
 from .config import Settings
@@ -277,6 +275,8 @@ class JobQueue:
             health = "healthy"
         else:
             health = "degraded"
+        import psutil  # only here: a worker or a submitting program does not load it
+
         memory = psutil.virtual_memory()
         total = sum(by_status.values())
         return {

@@ -79,10 +79,8 @@ class ResourceLimits:
     max_api_calls_per_minute: int = 60
 
     def settings(self, base: Settings | None = None) -> Settings:
-        values = (base or Settings()).model_dump()
-        values.update(max_cpu_percent=self.max_cpu_percent, max_memory_mb=self.max_memory_mb,
-                      max_api_calls_per_minute=self.max_api_calls_per_minute)
-        return Settings.model_validate(values)
+        return (base or Settings()).replace(max_cpu_percent=self.max_cpu_percent, max_memory_mb=self.max_memory_mb,
+                                            max_api_calls_per_minute=self.max_api_calls_per_minute)
 
 
 class EnhancedJobQueueManager(JobQueue):

@@ -36,7 +36,7 @@ def make_api(api_queue: JobQueue, settings: Settings) -> Iterator[ApiFactory]:
     clients: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:
-        client = TestClient(create_app(api_queue, Settings(**{**settings.model_dump(), **overrides})))
+        client = TestClient(create_app(api_queue, settings.replace(**overrides)))
         client.__enter__()  # runs the lifespan: the change hub starts
         clients.append(client)
         return client

@@ -118,7 +118,7 @@ def test_schedules_are_scoped_to_the_user(auth_api: TestClient) -> None:
 
 
 def test_the_event_feed_carries_only_the_users_jobs(api_queue: JobQueue, settings: Settings) -> None:
-    app = create_app(api_queue, Settings(**{**settings.model_dump(), "api_keys": KEYS}))
+    app = create_app(api_queue, settings.replace(api_keys=KEYS))
     with LiveServer(app) as server, server.client() as client:
         with client.stream("GET", "/api/v1/jobs/events", headers=bearer(ALICE_KEY)) as stream:
             assert stream.status_code == 200
@@ -151,7 +151,7 @@ def test_no_keys_means_no_authentication(api: TestClient) -> None:
 
 
 def test_bob_key_works_over_http(api_queue: JobQueue, settings: Settings) -> None:
-    app = create_app(api_queue, Settings(**{**settings.model_dump(), "api_keys": KEYS}))
+    app = create_app(api_queue, settings.replace(api_keys=KEYS))
     with LiveServer(app) as server:
         response = httpx.get(f"{server.url}/api/v1/jobs", headers=bearer(BOB_KEY))
     assert response.status_code == 200

@@ -259,7 +259,7 @@ def test_progress_from_a_worker_process_reaches_an_sse_client_within_50ms(
 
 
 def test_idle_streams_get_keep_alive_comments(api_queue: JobQueue, settings: Settings) -> None:
-    app = create_app(api_queue, Settings(**{**settings.model_dump(), "sse_keepalive_seconds": 0.05}))
+    app = create_app(api_queue, settings.replace(sse_keepalive_seconds=0.05))
     with LiveServer(app) as live, live.client() as client:
         job_id = client.post("/api/v1/jobs", json={"job_type": "x"}).json()["job_id"]
         with client.stream("GET", f"/api/v1/jobs/status/{job_id}/stream") as stream:

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 @pytest.fixture
 def server(api_queue: JobQueue, settings: Settings) -> Iterator[LiveServer]:
-    app = create_app(api_queue, Settings(**{**settings.model_dump(), "api_keys": KEYS}))
+    app = create_app(api_queue, settings.replace(api_keys=KEYS))
     with LiveServer(app) as live:
         yield live
 

@@ -35,8 +35,7 @@ def events_until_complete(ws: ClientConnection) -> list[dict]:
 
 @pytest.fixture
 def live(api_queue: JobQueue, settings: Settings) -> Iterator[LiveServer]:
-    app = create_app(api_queue, Settings(**{**settings.model_dump(), "api_keys": KEYS,
-                                            "sse_keepalive_seconds": 0.2}))
+    app = create_app(api_queue, settings.replace(api_keys=KEYS, sse_keepalive_seconds=0.2))
     with LiveServer(app) as server:
         yield server
 

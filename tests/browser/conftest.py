@@ -96,7 +96,7 @@ def make_dashboard(tmp_path: Path, registry: HandlerRegistry,
     registry.register("boom", boom)
 
     def make(store_url: str | None = None, worker: bool = True, **overrides: Any) -> Dashboard:
-        merged = Settings(**{**settings.model_dump(), "max_retries": 0, **overrides})
+        merged = settings.replace(max_retries=0, **overrides)
         queue = JobQueue(store_url or f"sqlite:///{tmp_path}/jobs.db", registry=registry, settings=merged)
         stack.append(queue.close)
         server = LiveServer(create_app(queue, merged))

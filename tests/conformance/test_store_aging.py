@@ -84,7 +84,7 @@ def test_a_worker_ages_jobs_so_a_low_one_runs_before_newer_normal_ones(queue: Jo
         if name == "blocker":
             release.wait(10)
 
-    aging = settings.model_copy(update={"priority_aging_seconds": 0.05, "priority_aging_max": 10})
+    aging = settings.replace(priority_aging_seconds=0.05, priority_aging_max=10)
     aging_queue = JobQueue(queue.store, registry=registry, settings=aging)
     blocker = aging_queue.submit("step", {"name": "blocker"}, priority="urgent")
     with aging_queue.worker(1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,46 @@ def test_percent_thresholds_above_100_are_rejected(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(variable, "150")
     with pytest.raises(ValueError, match=variable):
         Settings()
+
+
+def test_an_unknown_keyword_is_rejected_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown setting max_retry"):
+        Settings(max_retry=1)
+
+
+def test_every_bad_value_is_named_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_MAX_RETRIES", "many")
+    with pytest.raises(ValueError) as error:
+        Settings(worker_mode="fork", heartbeat_interval=True)
+    message = str(error.value)
+    assert "max_retries (JOB_MAX_RETRIES): must be a whole number (got 'many')" in message
+    assert "worker_mode: must be one of thread, process (got 'fork')" in message
+    assert "heartbeat_interval: must be a number, not a boolean" in message
+
+
+def test_values_are_converted_to_the_settings_types(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JOBHANDLE_DOCUMENTS_INPUT_ROOTS", f"{tmp_path}{os.pathsep}{os.pathsep}/srv/in")
+    s = Settings(heartbeat_file=str(tmp_path / "beat.json"), max_retries=2.0, retry_delay=1)
+    assert s.documents_input_roots == [tmp_path, Path("/srv/in")]
+    assert s.heartbeat_file == tmp_path / "beat.json"
+    assert (s.max_retries, type(s.max_retries), s.retry_delay, type(s.retry_delay)) == (2, int, 1.0, float)
+    with pytest.raises(ValueError, match="documents_input_roots: must name at least one folder"):
+        Settings(documents_input_roots=[])
+
+
+def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBHANDLE_API_KEYS", "k3y-value:ann")
+    s = Settings(session_secret="s3cret")
+    assert s.api_keys is not None and s.api_keys.get_secret_value() == "k3y-value:ann"
+    assert s.session_secret is not None and s.session_secret.get_secret_value() == "s3cret"
+    assert "k3y-value" not in repr(s) and "s3cret" not in repr(s) and "s3cret" not in str(s.session_secret)
+
+
+def test_replace_validates_and_keeps_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/2")
+    s = Settings(max_retries=5)
+    copy = s.replace(retry_delay=2)
+    assert (copy.max_retries, copy.retry_delay, copy.store) == (5, 2.0, "redis://cache:6379/2")
+    assert s.retry_delay == 60.0
+    with pytest.raises(ValueError, match="retry_delay: must be at least 0"):
+        s.replace(retry_delay=-1)

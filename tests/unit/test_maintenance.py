@@ -72,7 +72,7 @@ def test_two_workers_on_one_store_do_not_both_run_a_maintenance_task(store_url: 
         pytest.skip("memory:// stores are private to one instance: two workers cannot share one")
     # A recovery lease of 1.5 s, renewed half-way: the holder must stall 0.75 s for the other to take it (with
     # the fast settings' 0.5 s lease, a busy CI machine stalled the holder that long and the second took over).
-    settings = settings.model_copy(update={"heartbeat_interval": 0.5, "worker_timeout": 10.0})
+    settings = settings.replace(heartbeat_interval=0.5, worker_timeout=10.0)
     one, two = (JobQueue(store_url, settings=settings, registry=registry) for _ in range(2))
     try:
         calls = [count_calls(q.store, "recover_expired") for q in (one, two)]

@@ -28,7 +28,7 @@ MEMORY_LIMIT_MB = 200
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"max_memory_mb": MEMORY_LIMIT_MB})
+    return settings.replace(max_memory_mb=MEMORY_LIMIT_MB)
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobhandle import HandlerRegistry, JobQueue
 from jobhandle.errors import StoreError
 from jobhandle.worker.guard import named
+from jobhandle.worker.metrics import WorkerMetrics
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -71,3 +72,20 @@ def test_jobhandle_worker_serves_them_on_its_metrics_port(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_a_call_counts_in_every_bucket_from_its_bound_up_and_failures_by_primitive() -> None:
+    metrics = WorkerMetrics()
+    metrics.observe("claim", 0.001, False)
+    metrics.observe("claim", 0.003, True)
+    metrics.observe("heartbeat", 7.0, False)
+    got = samples(generate_latest(metrics.registry).decode())
+
+    def bucket(primitive: str, le: str) -> float:
+        return got[("jobhandle_worker_store_call_seconds_bucket", (("le", le), ("primitive", primitive)))]
+
+    assert [bucket("claim", le) for le in ("0.0005", "0.001", "0.0025", "0.005", "+Inf")] == [0, 1, 1, 2, 2]
+    assert got[("jobhandle_worker_store_call_seconds_sum", (("primitive", "claim"),))] == pytest.approx(0.004)
+    assert (bucket("heartbeat", "5.0"), bucket("heartbeat", "+Inf")) == (0, 1)
+    assert got[("jobhandle_worker_store_errors_total", (("primitive", "claim"),))] == 1
+    assert ("jobhandle_worker_store_errors_total", (("primitive", "heartbeat"),)) not in got

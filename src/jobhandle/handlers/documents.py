@@ -26,9 +26,7 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePath
 from typing import Any
 
-from pydantic import ValidationError
-
-from ..config import Settings
+from ..config import Settings, SettingsError
 from ..registry import handler
 from ..retry import PermanentError
 from ..worker import JobContext
@@ -112,7 +110,7 @@ class DocumentRoots:
         if settings is None:
             try:
                 settings = Settings()
-            except ValidationError as exc:
+            except SettingsError as exc:
                 raise PermanentError(f"the document handlers' settings are invalid: {exc}") from exc
         return cls.of(settings.documents_input_roots, settings.documents_output_root)
 

@@ -6,14 +6,14 @@ machine's: new jobs are what would push it further.
 
 The CPU figures come from this sampler's own deltas of cumulative CPU times, not ``psutil.cpu_percent``:
 that keeps one process-wide "since the last call" baseline, which any other caller (``JobQueue.stats``)
-would reset, leaving a measurement over a few microseconds.
+would reset, leaving a measurement over a few microseconds. psutil is imported by the first sample (the
+worker's monitor thread), not while the worker starts.
 """
 
 from __future__ import annotations
 
 import time
-
-import psutil
+from typing import Any
 
 SMOOTHING = 0.5
 """Weight of the newest measurement in the CPU average (measurements come about once a second)."""
@@ -23,13 +23,14 @@ MIN_INTERVAL = 0.25
 
 class LoadSampler:
     def __init__(self) -> None:
-        self._process = psutil.Process()
-        self._last = self._read()
+        self._psutil: Any = None
+        self._process: Any = None
+        self._last = (0.0, 0.0, 0.0, 0.0)
         self._cpu_other: float | None = None
 
     def _read(self) -> tuple[float, float, float, float]:
         """(monotonic time, machine busy CPU seconds, machine total CPU seconds, this process's CPU seconds)."""
-        times = psutil.cpu_times()
+        times = self._psutil.cpu_times()
         total = sum(times)
         idle = times.idle + getattr(times, "iowait", 0.0)
         own = self._process.cpu_times()
@@ -38,6 +39,11 @@ class LoadSampler:
     def sample(self) -> tuple[float, float]:
         """(percent of the machine's CPU used by other processes, smoothed, 0 until measured; percent of
         memory in use)."""
+        if self._psutil is None:
+            import psutil
+
+            self._psutil, self._process = psutil, psutil.Process()
+            self._last = self._read()
         now = self._read()
         elapsed, busy, total, own = (a - b for a, b in zip(now, self._last, strict=True))
         if elapsed >= MIN_INTERVAL and total > 0:
@@ -45,4 +51,4 @@ class LoadSampler:
             self._cpu_other = other if self._cpu_other is None else \
                 SMOOTHING * other + (1 - SMOOTHING) * self._cpu_other
             self._last = now
-        return self._cpu_other or 0.0, psutil.virtual_memory().percent
+        return self._cpu_other or 0.0, self._psutil.virtual_memory().percent

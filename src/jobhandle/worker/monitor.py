@@ -36,7 +36,7 @@ class Monitor:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self._next_heartbeat = 0.0
-        self._next_resource_check = 0.0
+        self._next_resource_check = time.monotonic() + RESOURCE_CHECK_SECONDS  # a CPU figure needs an interval
         self._orphans: dict[str, float] = {}  # job id -> when first seen as an orphan
 
     def run(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from ..errors import InvalidParameterError, JobProcessDied, ResourceLimitExceeded
+from ..errors import InvalidParameterError, JobProcessDied, JobProcessStartError, ResourceLimitExceeded
 from ..models import Job, JobStatus, utcnow
 from ..registry import Handler
 from ..retry import outcome_for_error, outcome_for_failure, permanent_failure
@@ -49,10 +49,6 @@ MB = 2**20
 
 
 _live: weakref.WeakSet[JobProcess] = weakref.WeakSet()
-
-
-class JobProcessStartError(RuntimeError):
-    """A job process did not start: waiting will not make it start (a script without the ``__main__`` guard)."""
 
 
 @atexit.register  # registered after multiprocessing's own exit hook, so it runs before it

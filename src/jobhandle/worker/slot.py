@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -12,9 +11,9 @@ from ..models import Job, JobStatus, check_json, utcnow
 from ..retry import outcome_for_error, permanent_failure
 from ..stores.base import Finished, Outcome
 from .context import JobContext, job_logger
-from .process import JobProcess, target_of
 
 if TYPE_CHECKING:
+    from .process import JobProcess
     from .worker import Worker
 
 SHORT_JOB_SECONDS = 0.005
@@ -65,6 +64,8 @@ class Slot:
         w = self.worker
         try:
             if w.mode == "process" and self.process is None:
+                from .process import JobProcess  # multiprocessing and psutil load only in process mode
+
                 self.process = JobProcess(w.settings.max_memory_mb, w.settings.retry_backoff_cap,
                                           w.settings.max_cpu_percent)
                 w.processes.append(self.process)
@@ -171,6 +172,8 @@ class Slot:
                 raise UnknownHandlerError(job.job_type)
             handler.check_parameters(job.parameters)
             if self.process is not None:
+                from .process import target_of
+
                 target_of(handler)
         except (UnknownHandlerError, InvalidParameterError) as exc:
             ctx.logger.warning("job %s (%s) cannot run: %s", job.job_id, job.job_type, exc)
@@ -179,6 +182,8 @@ class Slot:
             return self.process.run(job, handler, ctx)
         try:
             if handler.is_async:
+                import asyncio  # loaded by the first async handler, not at start-up
+
                 result = asyncio.run(handler.fn(ctx, **job.parameters))
             else:
                 result = handler.fn(ctx, **job.parameters)

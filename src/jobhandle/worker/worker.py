@@ -17,10 +17,10 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
-from ..errors import InvalidParameterError, StoreError, StoreUnavailableError
+from ..errors import InvalidParameterError, JobProcessStartError, StoreError, StoreUnavailableError
 from ..models import Job, utcnow
 from ..registry import HandlerRegistry
 from ..scheduler import TICK_SECONDS, Maintenance
@@ -31,8 +31,10 @@ from .guard import WorkerStore
 from .load import LoadSampler
 from .metrics import WorkerMetrics
 from .monitor import Monitor
-from .process import JobProcess, JobProcessStartError
 from .slot import IDLE_RECHECK_SECONDS, IdleWatch, Slot
+
+if TYPE_CHECKING:
+    from .process import JobProcess
 
 log = logging.getLogger("jobhandle.worker")
 
