@@ -25,12 +25,11 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import typer
+import click
 
 from .config import Settings
 from .errors import (
@@ -67,69 +66,59 @@ DEMO_HANDLERS = "jobhandle.handlers"
 DEMO_DOCUMENTS = 3
 DEMO_SUFFIXES = (".md", ".txt", ".html", ".htm")
 
-app = typer.Typer(
-    name="jobhandle",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WORKER_MODES = ("thread", "process")
+
+
+class _Group(click.Group):
+    """A command group whose help lists its commands in the order they were added (worker first), not sorted."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
 
 # -- shared options ----------------------------------------------------------------------------------------
 
-StoreOption = Annotated[str | None, typer.Option(
+store_option = click.option(
     "--store", metavar="URL", show_default=False,
     help="Store URL: sqlite:///jobs.db, sqlite:////abs/jobs.db or memory:// "
-         "(default: $JOBHANDLE_STORE, else sqlite:///./jobhandle.db).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
-WaitForStoreOption = Annotated[float | None, typer.Option(
-    "--wait-for-store", metavar="SECONDS", min=0, show_default=False,
+         "(default: $JOBHANDLE_STORE, else sqlite:///./jobhandle.db).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+wait_for_store_option = click.option(
+    "--wait-for-store", type=click.FloatRange(min=0), metavar="SECONDS", show_default=False,
     help="While the store does not answer at start-up (Redis not up yet), keep trying this long, with backoff "
-         "(0.5 s doubling, at most 5 s); 0: fail at once (default: $JOBHANDLE_WAIT_FOR_STORE, else 60).")]
-JobIdArgument = Annotated[str, typer.Argument(
-    metavar="JOB_ID", show_default=False, help="A job id, or a unique prefix of one (4+ characters).")]
-
-
-class LogLevel(str, Enum):
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-
-
-class WorkerMode(str, Enum):
-    THREAD = "thread"
-    PROCESS = "process"
-
-
-F = TypeVar("F", bound=Callable[..., Any])
+         "(0.5 s doubling, at most 5 s); 0: fail at once (default: $JOBHANDLE_WAIT_FOR_STORE, else 60).")
+job_id_argument = click.argument(
+    "job_id", metavar="JOB_ID", help="A job id, or a unique prefix of one (4+ characters).")
+log_level_option = click.option(
+    "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", help="Log level (stderr).")
 
 
 class _Invocation:
-    """Options of the running invocation that every command's error handling reads (set by ``main_options``)."""
+    """Options of the running invocation that every command's error handling reads (set by ``app``)."""
 
     debug = False
 
 
-def command(name: str, group: typer.Typer | None = None) -> Callable[[F], F]:
+def command(name: str, group: click.Group | None = None) -> Callable[[Callable[..., None]], click.Command]:
     """Register a command (on ``app``, or a command group) whose errors end as one ``error:`` line on stderr
     instead of a traceback (``--debug``: after the traceback)."""
 
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
+    def decorate(fn: Callable[..., None]) -> click.Command:
+        @functools.wraps(fn)  # with fn's docstring (the help) and the click options stacked on it
+        def run(*args: Any, **kwargs: Any) -> None:
             try:
-                return fn(*args, **kwargs)
+                fn(*args, **kwargs)
+            except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise  # usage errors, exits and aborts: click reports them
             except (InvalidParameterError, StoreURLError) as exc:
                 fail(_describe(exc), EXIT_USAGE, exc)
             except JobHandleError as exc:
                 fail(_describe(exc), EXIT_FAILED, exc)
             except Exception as exc:
-                if type(exc).__module__.split(".")[0] in ("typer", "click"):  # Exit, Abort, usage errors
-                    raise
                 fail(f"{one_line(exc)} (jobhandle --debug {name} ... prints the traceback)", EXIT_FAILED, exc)
 
-        (group or app).command(name)(run)
-        return fn
+        return (group or app).command(name)(run)
 
     return decorate
 
@@ -138,8 +127,8 @@ def fail(message: str, code: int = EXIT_FAILED, cause: BaseException | None = No
     """Print ``error: message`` on stderr (with ``--debug``, the traceback of ``cause`` before it) and exit."""
     if cause is not None and _Invocation.debug:
         traceback.print_exception(cause, file=sys.stderr)
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(code)
 
 
 def one_line(exc: BaseException) -> str:
@@ -162,7 +151,7 @@ def _console() -> Console:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 # -- job ids and parameters --------------------------------------------------------------------------------
@@ -268,24 +257,24 @@ def import_failure(what: str, exc: Exception) -> InvalidParameterError:
 
 # -- commands ----------------------------------------------------------------------------------------------
 
-def _version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
 
-        try:
-            typer.echo(f"jobhandle {version('jobhandle')}")
-        except PackageNotFoundError:
-            typer.echo("jobhandle (not installed)")
-        raise typer.Exit()
+    try:
+        click.echo(f"jobhandle {version('jobhandle')}")
+    except PackageNotFoundError:
+        click.echo("jobhandle (not installed)")
+    ctx.exit()
 
 
-@app.callback()
-def main_options(
-    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                               help="Print the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option(
-        "--debug", help="On an error, print its full traceback too, not only its one line.")] = False,
-) -> None:
+@click.group("jobhandle", cls=_Group, no_args_is_help=True,
+             context_settings={"show_default": True, "max_content_width": 120})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Print the version and exit.")
+@click.option("--debug", is_flag=True, help="On an error, print its full traceback too, not only its one line.")
+def app(debug: bool) -> None:
     """Background jobs: run workers, submit and watch jobs, inspect and manage the queue.
 
     Every command takes --store URL (default: $JOBHANDLE_STORE, else sqlite:///./jobhandle.db).
@@ -388,58 +377,52 @@ def queue_waiting_for_store(store: str | None, wait_for_store: float | None,
 
 def _print_flushed(line: str) -> None:
     """Print and flush: a supervisor or a test reading the worker's piped stdout sees each line at once."""
-    typer.echo(line)
+    click.echo(line)
     sys.stdout.flush()
 
 
 @command("worker")
-def worker_command(
-    apps: Annotated[list[str] | None, typer.Option(
-        "--app", "-a", metavar="MODULE_OR_FILE",
-        help="Module (dotted name) or .py file whose @handler functions to load; repeatable.")] = None,
-    queues: Annotated[list[str] | None, typer.Option(
-        "--queue", "-q", help="Queue to take jobs from; repeatable (default: default).")] = None,
-    name: Annotated[str | None, typer.Option(help="Worker name (default: HOST-PID).")] = None,
-    concurrency: Annotated[int | None, typer.Option(
-        min=1, show_default=False,
-        help="Jobs run at once (default: $JOBHANDLE_WORKER_CONCURRENCY, else 4).")] = None,
-    mode: Annotated[WorkerMode | None, typer.Option(
-        case_sensitive=False, show_default=False,
-        help="thread: handlers run in the worker's threads; process: each slot runs its jobs in a child process, "
-             "killed for real on cancel and timeout and held to $JOB_MAX_MEMORY_MB "
-             "(default: $JOBHANDLE_WORKER_MODE, else thread).")] = None,
-    grace: Annotated[float | None, typer.Option(
-        min=0, show_default=False,
-        help="Seconds running jobs may still finish after SIGTERM/SIGINT; the rest are handed back "
-             "(default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")] = None,
-    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
-    heartbeat_file: Annotated[Path | None, typer.Option(
-        metavar="PATH", show_default=False,
-        help="Write each heartbeat here (JSON), for `jobhandle health --heartbeat-file` probes that do not reach "
-             "the store (default: $JOBHANDLE_HEARTBEAT_FILE, else none).")] = None,
-    metrics_port: Annotated[int | None, typer.Option(
-        min=1, max=65535, show_default=False,
-        help="Serve this worker's own metrics (store call latency and errors, slots) on "
-             "http://HOST:PORT/metrics.")] = None,
-    metrics_host: Annotated[str, typer.Option(
-        help="The interface --metrics-port listens on (0.0.0.0 for a scraper outside the machine or "
-             "container).")] = "127.0.0.1",
-    wait_for_store: WaitForStoreOption = None,
-    redis: Annotated[str | None, typer.Option(
-        "--redis", metavar="URL", show_default=False, help="Seed 003's name for --store.")] = None,
-    store: StoreOption = None,
-) -> None:
+@click.option("--app", "-a", "apps", metavar="MODULE_OR_FILE", multiple=True,
+              help="Module (dotted name) or .py file whose @handler functions to load; repeatable.")
+@click.option("--queue", "-q", "queues", multiple=True, help="Queue to take jobs from; repeatable (default: default).")
+@click.option("--name", help="Worker name (default: HOST-PID).")
+@click.option("--concurrency", type=click.IntRange(min=1), show_default=False,
+              help="Jobs run at once (default: $JOBHANDLE_WORKER_CONCURRENCY, else 4).")
+@click.option("--mode", type=click.Choice(WORKER_MODES, case_sensitive=False), show_default=False,
+              help="thread: handlers run in the worker's threads; process: each slot runs its jobs in a child "
+                   "process, killed for real on cancel and timeout and held to $JOB_MAX_MEMORY_MB "
+                   "(default: $JOBHANDLE_WORKER_MODE, else thread).")
+@click.option("--grace", type=click.FloatRange(min=0), show_default=False,
+              help="Seconds running jobs may still finish after SIGTERM/SIGINT; the rest are handed back "
+                   "(default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")
+@log_level_option
+@click.option("--heartbeat-file", type=click.Path(path_type=Path), metavar="PATH", show_default=False,
+              help="Write each heartbeat here (JSON), for `jobhandle health --heartbeat-file` probes that do not "
+                   "reach the store (default: $JOBHANDLE_HEARTBEAT_FILE, else none).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), show_default=False,
+              help="Serve this worker's own metrics (store call latency and errors, slots) on "
+                   "http://HOST:PORT/metrics.")
+@click.option("--metrics-host", default="127.0.0.1",
+              help="The interface --metrics-port listens on (0.0.0.0 for a scraper outside the machine or "
+                   "container).")
+@wait_for_store_option
+@click.option("--redis", metavar="URL", show_default=False, help="Seed 003's name for --store.")
+@store_option
+def worker_command(apps: tuple[str, ...], queues: tuple[str, ...], name: str | None, concurrency: int | None,
+                   mode: str | None, grace: float | None, log_level: str, heartbeat_file: Path | None,
+                   metrics_port: int | None, metrics_host: str, wait_for_store: float | None, redis: str | None,
+                   store: str | None) -> None:
     """Run a worker in the foreground until SIGTERM or SIGINT (Ctrl-C).
 
     Example: jobhandle worker --app myapp.tasks --concurrency 4 --store sqlite:///jobs.db
     """
-    logging.basicConfig(level=log_level.value, stream=sys.stderr,
+    logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for spec in apps or []:
+    for spec in apps:
         import_app(spec)
     handlers = default_registry.names()
     if not handlers:
-        typer.echo("warning: no handlers registered (load them with --app MODULE_OR_FILE); "
+        click.echo("warning: no handlers registered (load them with --app MODULE_OR_FILE); "
                    "jobs this worker claims will fail with UnknownHandlerError", err=True)
     if redis is not None and store is not None and redis != store:
         raise InvalidParameterError("--redis is another name for --store: give one of them")
@@ -450,8 +433,7 @@ def worker_command(
         request = StopRequest()
         request.install()
         try:
-            worker = q.worker(concurrency, queues=queues or ["default"], name=name,
-                              mode=mode.value if mode else None)
+            worker = q.worker(concurrency, queues=queues or ("default",), name=name, mode=mode)
             if metrics_port is not None:
                 worker.metrics.serve(metrics_port, metrics_host)
             worker.start()
@@ -465,42 +447,40 @@ def worker_command(
 
 
 @command("pool")
-def pool_command(
-    apps: Annotated[list[str] | None, typer.Option(
-        "--app", "-a", metavar="MODULE_OR_FILE", help="Passed to each worker; repeatable.")] = None,
-    queues: Annotated[list[str] | None, typer.Option(
-        "--queue", "-q", help="Queue the workers take jobs from; repeatable (default: default).")] = None,
-    min_workers: Annotated[int | None, typer.Option(
-        "--min", min=0, show_default=False, help="Fewest workers (default: $JOB_QUEUE_WORKERS_MIN, else 2).")] = None,
-    max_workers: Annotated[int | None, typer.Option(
-        "--max", min=1, show_default=False, help="Most workers (default: $JOB_QUEUE_WORKERS_MAX, else 10).")] = None,
-    concurrency: Annotated[int | None, typer.Option(
-        min=1, show_default=False, help="Slots of each worker (default: $JOBHANDLE_WORKER_CONCURRENCY, else 4).")
-    ] = None,
-    name: Annotated[str, typer.Option(help="The pool's name; its workers are NAME-1, NAME-2...")] = "pool",
-    grace: Annotated[float | None, typer.Option(
-        min=0, show_default=False,
-        help="Seconds a worker leaving the pool (scaled down, or the pool stopping) lets its running jobs "
-             "finish (default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")] = None,
-    up_wait: Annotated[float, typer.Option(
-        min=0, help="Grow only once the oldest pending job has waited this long (seconds).")] = 2.0,
-    up_cooldown: Annotated[float, typer.Option(min=0, help="Seconds after a change before growing again.")] = 10.0,
-    down_idle: Annotated[float, typer.Option(
-        min=0, help="Shrink by one worker once a worker's worth of slots has been spare this long.")] = 60.0,
-    down_cooldown: Annotated[float, typer.Option(
-        min=0, help="Seconds after a change before shrinking again.")] = 30.0,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks at the queues.")] = 1.0,
-    heartbeat_file: Annotated[Path | None, typer.Option(
-        metavar="PATH", show_default=False,
-        help="Write the pool's state here (JSON) every round, for `jobhandle health --heartbeat-file` probes.")
-    ] = None,
-    metrics_port: Annotated[int | None, typer.Option(
-        min=1, max=65535, show_default=False,
-        help="Serve the pool's metrics (workers, draining, what it did) on http://HOST:PORT/metrics.")] = None,
-    metrics_host: Annotated[str, typer.Option(help="The interface --metrics-port listens on.")] = "127.0.0.1",
-    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
-    store: StoreOption = None,
-) -> None:
+@click.option("--app", "-a", "apps", metavar="MODULE_OR_FILE", multiple=True,
+              help="Passed to each worker; repeatable.")
+@click.option("--queue", "-q", "queues", multiple=True,
+              help="Queue the workers take jobs from; repeatable (default: default).")
+@click.option("--min", "min_workers", type=click.IntRange(min=0), show_default=False,
+              help="Fewest workers (default: $JOB_QUEUE_WORKERS_MIN, else 2).")
+@click.option("--max", "max_workers", type=click.IntRange(min=1), show_default=False,
+              help="Most workers (default: $JOB_QUEUE_WORKERS_MAX, else 10).")
+@click.option("--concurrency", type=click.IntRange(min=1), show_default=False,
+              help="Slots of each worker (default: $JOBHANDLE_WORKER_CONCURRENCY, else 4).")
+@click.option("--name", default="pool", help="The pool's name; its workers are NAME-1, NAME-2...")
+@click.option("--grace", type=click.FloatRange(min=0), show_default=False,
+              help="Seconds a worker leaving the pool (scaled down, or the pool stopping) lets its running jobs "
+                   "finish (default: $JOBHANDLE_SHUTDOWN_GRACE, else 30).")
+@click.option("--up-wait", type=click.FloatRange(min=0), default=2.0,
+              help="Grow only once the oldest pending job has waited this long (seconds).")
+@click.option("--up-cooldown", type=click.FloatRange(min=0), default=10.0,
+              help="Seconds after a change before growing again.")
+@click.option("--down-idle", type=click.FloatRange(min=0), default=60.0,
+              help="Shrink by one worker once a worker's worth of slots has been spare this long.")
+@click.option("--down-cooldown", type=click.FloatRange(min=0), default=30.0,
+              help="Seconds after a change before shrinking again.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, help="Seconds between looks at the queues.")
+@click.option("--heartbeat-file", type=click.Path(path_type=Path), metavar="PATH", show_default=False,
+              help="Write the pool's state here (JSON) every round, for `jobhandle health --heartbeat-file` probes.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), show_default=False,
+              help="Serve the pool's metrics (workers, draining, what it did) on http://HOST:PORT/metrics.")
+@click.option("--metrics-host", default="127.0.0.1", help="The interface --metrics-port listens on.")
+@log_level_option
+@store_option
+def pool_command(apps: tuple[str, ...], queues: tuple[str, ...], min_workers: int | None, max_workers: int | None,
+                 concurrency: int | None, name: str, grace: float | None, up_wait: float, up_cooldown: float,
+                 down_idle: float, down_cooldown: float, interval: float, heartbeat_file: Path | None,
+                 metrics_port: int | None, metrics_host: str, log_level: str, store: str | None) -> None:
     """Run a pool of worker processes that grows with the backlog and shrinks when idle, until SIGTERM.
 
     It grows when more jobs wait (pending, plus claimed and running) than its workers have slots and the oldest
@@ -509,7 +489,7 @@ def pool_command(
     """
     from .pool import Pool, PoolConfig, ScalingPolicy
 
-    logging.basicConfig(level=log_level.value, stream=sys.stderr,
+    logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     policy = ScalingPolicy(
@@ -519,8 +499,8 @@ def pool_command(
         cpu_threshold=settings.cpu_threshold, memory_threshold=settings.memory_threshold,
         max_running=settings.global_max_concurrent_jobs)
     config = PoolConfig(store=store or settings.store, apps=[str(Path(a).resolve()) if a.endswith(".py") else a
-                                                             for a in apps or []],
-                        queues=queues or ["default"],
+                                                             for a in apps],
+                        queues=queues or ("default",),
                         concurrency=settings.worker_concurrency if concurrency is None else concurrency,
                         name=name, grace=settings.shutdown_grace if grace is None else grace,
                         interval=interval, policy=policy, heartbeat_file=heartbeat_file)
@@ -529,43 +509,40 @@ def pool_command(
         if metrics_port is not None:
             pool.metrics.serve(metrics_port, metrics_host)
         code = pool.run()
-    raise typer.Exit(code)
+    raise click.exceptions.Exit(code)
 
 
 @command("submit")
-def submit_command(
-    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type (a handler's name).")],
-    params: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", metavar="KEY=VALUE",
-        help="A parameter; the value is JSON if it parses (n=3, flag=true, tags='[\"a\"]'), else text. "
-             "Repeatable.")] = None,
-    params_json: Annotated[str | None, typer.Option(
-        metavar="JSON", help="All parameters as one JSON object; --param values override its keys.")] = None,
-    priority: Annotated[str | None, typer.Option(
-        help="low, normal, high, urgent or an integer (higher runs first).")] = None,
-    user: Annotated[str | None, typer.Option(help="User the job belongs to (default: default_user).")] = None,
-    queue: Annotated[str, typer.Option(help="Queue to put the job on.")] = "default",
-    delay: Annotated[float | None, typer.Option(metavar="SECONDS", help="Run no sooner than this.")] = None,
-    max_retries: Annotated[int | None, typer.Option(
-        help="Retries after a failed attempt (default: $JOB_MAX_RETRIES, else 3).")] = None,
-    timeout: Annotated[float | None, typer.Option(
-        metavar="SECONDS", help="Fail an attempt running longer (default: $JOB_DEFAULT_TIMEOUT).")] = None,
-    idempotency_key: Annotated[str | None, typer.Option(
-        help="Submitting the same key again returns the existing job.")] = None,
-    wait: Annotated[bool, typer.Option(
-        "--wait", help="Show live progress until the job ends; exit 1 unless it completed.")] = False,
-    timeout_wait: Annotated[float | None, typer.Option(
-        metavar="SECONDS", help="With --wait: give up waiting after this long (exit 1).")] = None,
-    as_json: JsonOption = False,
-    store: StoreOption = None,
-) -> None:
+@click.argument("job_type", metavar="TYPE", help="The job type (a handler's name).")
+@click.option("--param", "-p", "params", metavar="KEY=VALUE", multiple=True,
+              help="A parameter; the value is JSON if it parses (n=3, flag=true, tags='[\"a\"]'), else text. "
+                   "Repeatable.")
+@click.option("--params-json", metavar="JSON",
+              help="All parameters as one JSON object; --param values override its keys.")
+@click.option("--priority", help="low, normal, high, urgent or an integer (higher runs first).")
+@click.option("--user", help="User the job belongs to (default: default_user).")
+@click.option("--queue", default="default", help="Queue to put the job on.")
+@click.option("--delay", type=float, metavar="SECONDS", help="Run no sooner than this.")
+@click.option("--max-retries", type=int, help="Retries after a failed attempt (default: $JOB_MAX_RETRIES, else 3).")
+@click.option("--timeout", type=float, metavar="SECONDS",
+              help="Fail an attempt running longer (default: $JOB_DEFAULT_TIMEOUT).")
+@click.option("--idempotency-key", help="Submitting the same key again returns the existing job.")
+@click.option("--wait", is_flag=True, help="Show live progress until the job ends; exit 1 unless it completed.")
+@click.option("--timeout-wait", type=float, metavar="SECONDS",
+              help="With --wait: give up waiting after this long (exit 1).")
+@json_option
+@store_option
+def submit_command(job_type: str, params: tuple[str, ...], params_json: str | None, priority: str | None,
+                   user: str | None, queue: str, delay: float | None, max_retries: int | None,
+                   timeout: float | None, idempotency_key: str | None, wait: bool, timeout_wait: float | None,
+                   as_json: bool, store: str | None) -> None:
     """Submit a job and print its id.
 
     Example: jobhandle submit resize --param path=a.png --param width=200 --priority high --wait
     """
     from .cli_output import print_outcome, watch
 
-    parameters = build_parameters(params or [], params_json)
+    parameters = build_parameters(params, params_json)
     with JobQueue(store) as q:
         job = q.submit(job_type, parameters, priority=priority, user_id=user, queue=queue, delay_seconds=delay,
                        max_retries=max_retries, timeout_seconds=timeout, idempotency_key=idempotency_key)
@@ -573,22 +550,25 @@ def submit_command(
             if as_json:
                 _print_json(job.to_dict())
             else:
-                typer.echo(job.job_id)
+                click.echo(job.job_id)
             return
         if as_json:
             final = q.wait(job.job_id, timeout_wait)
             _print_json(final.to_dict())
         else:
-            typer.echo(job.job_id)
+            click.echo(job.job_id)
             console = _console()
             [final] = watch(q, [job.job_id], timeout_wait, console)
             print_outcome(console, final)
     if final.status is not JobStatus.COMPLETED:
-        raise typer.Exit(EXIT_FAILED)
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 @command("status")
-def status_command(job_id: JobIdArgument, as_json: JsonOption = False, store: StoreOption = None) -> None:
+@job_id_argument
+@json_option
+@store_option
+def status_command(job_id: str, as_json: bool, store: str | None) -> None:
     """Show one job: status, progress, times, attempts, error, result, metrics.
 
     Example: jobhandle status 3f2c9a1e
@@ -604,20 +584,18 @@ def status_command(job_id: JobIdArgument, as_json: JsonOption = False, store: St
 
 
 @command("list")
-def list_command(
-    status: Annotated[list[str] | None, typer.Option(
-        "--status", "-s", help="Only jobs in this status; repeatable.")] = None,
-    job_type: Annotated[str | None, typer.Option("--type", "-t", help="Only jobs of this type.")] = None,
-    user: Annotated[str | None, typer.Option(help="Only this user's jobs.")] = None,
-    queue: Annotated[str | None, typer.Option(help="Only jobs of this queue.")] = None,
-    search: Annotated[str | None, typer.Option(help="The start of a job id or of a user id.")] = None,
-    sort: Annotated[str, typer.Option(
-        help="created_at, status, progress, priority, started_at or completed_at; - for descending.")]
-    = "-created_at",
-    limit: Annotated[int, typer.Option(help="At most this many jobs (1-10000).")] = 50,
-    as_json: JsonOption = False,
-    store: StoreOption = None,
-) -> None:
+@click.option("--status", "-s", multiple=True, help="Only jobs in this status; repeatable.")
+@click.option("--type", "-t", "job_type", help="Only jobs of this type.")
+@click.option("--user", help="Only this user's jobs.")
+@click.option("--queue", help="Only jobs of this queue.")
+@click.option("--search", help="The start of a job id or of a user id.")
+@click.option("--sort", default="-created_at",
+              help="created_at, status, progress, priority, started_at or completed_at; - for descending.")
+@click.option("--limit", type=int, default=50, help="At most this many jobs (1-10000).")
+@json_option
+@store_option
+def list_command(status: tuple[str, ...], job_type: str | None, user: str | None, queue: str | None,
+                 search: str | None, sort: str, limit: int, as_json: bool, store: str | None) -> None:
     """List jobs, newest first.
 
     Example: jobhandle list --status failed --status cancelled --type resize --limit 20
@@ -630,39 +608,42 @@ def list_command(
     if as_json:
         _print_json([job.to_dict() for job in jobs])
     elif not jobs:
-        typer.echo("no jobs")
+        click.echo("no jobs")
     else:
         _console().print(jobs_table(jobs))
 
 
 @command("cancel")
-def cancel_command(
-    job_id: JobIdArgument,
-    reason: Annotated[str | None, typer.Option(help="Kept as the job's error message.")] = None,
-    store: StoreOption = None,
-) -> None:
+@job_id_argument
+@click.option("--reason", help="Kept as the job's error message.")
+@store_option
+def cancel_command(job_id: str, reason: str | None, store: str | None) -> None:
     """Cancel a job that has not finished (a running handler is told to stop).
 
     Example: jobhandle cancel 3f2c9a1e --reason "wrong input"
     """
     with JobQueue(store) as q:
         job = q.cancel(resolve_job_id(q, job_id), reason)
-    typer.echo(f"{job.job_id} {job.status.value}")
+    click.echo(f"{job.job_id} {job.status.value}")
 
 
 @command("restart")
-def restart_command(job_id: JobIdArgument, store: StoreOption = None) -> None:
+@job_id_argument
+@store_option
+def restart_command(job_id: str, store: str | None) -> None:
     """Run a failed or cancelled job again (same id, attempts reset).
 
     Example: jobhandle restart 3f2c9a1e
     """
     with JobQueue(store) as q:
         job = q.restart(resolve_job_id(q, job_id))
-    typer.echo(f"{job.job_id} {job.status.value}")
+    click.echo(f"{job.job_id} {job.status.value}")
 
 
 @command("stats")
-def stats_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+@json_option
+@store_option
+def stats_command(as_json: bool, store: str | None) -> None:
     """Queue statistics: jobs by status and type, workers, health, last cleanup.
 
     Example: jobhandle stats
@@ -678,7 +659,9 @@ def stats_command(as_json: JsonOption = False, store: StoreOption = None) -> Non
 
 
 @command("workers")
-def workers_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+@json_option
+@store_option
+def workers_command(as_json: bool, store: str | None) -> None:
     """Registered workers with their heartbeat age and running jobs, then the worker pools with their size,
     range, load and latest scaling decision (``jobhandle pools`` shows every decision).
 
@@ -696,7 +679,7 @@ def workers_command(as_json: JsonOption = False, store: StoreOption = None) -> N
     if workers:
         console.print(workers_table(workers))
     else:
-        typer.echo("no workers")
+        click.echo("no workers")
     if pools:
         console.print(pools_table(pools))
         for p in pools:
@@ -705,7 +688,9 @@ def workers_command(as_json: JsonOption = False, store: StoreOption = None) -> N
 
 
 @command("pools")
-def pools_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+@json_option
+@store_option
+def pools_command(as_json: bool, store: str | None) -> None:
     """Worker pools (`jobhandle pool`) and what each did lately: scaled (from, to, why), replaced a worker.
 
     Example: jobhandle pools
@@ -720,7 +705,7 @@ def pools_command(as_json: JsonOption = False, store: StoreOption = None) -> Non
         _print_json(pools)
         return
     if not pools:
-        typer.echo("no pools")
+        click.echo("no pools")
         return
     console = _console()
     console.print(pools_table(pools))
@@ -730,25 +715,20 @@ def pools_command(as_json: JsonOption = False, store: StoreOption = None) -> Non
 
 
 @command("health")
-def health_command(
-    worker: Annotated[str | None, typer.Option(
-        metavar="NAME_OR_ID", show_default=False,
-        help="Check one worker instead: registered, with a heartbeat within $JOBHANDLE_WORKER_TIMEOUT.")] = None,
-    heartbeat_file: Annotated[Path | None, typer.Option(
-        metavar="PATH", show_default=False,
-        help="Check a worker's heartbeat file instead (`jobhandle worker --heartbeat-file`), without reaching "
-             "the store.")] = None,
-    max_age: Annotated[float | None, typer.Option(
-        min=0, show_default=False,
-        help="With --heartbeat-file: the oldest heartbeat that counts (default: 3 heartbeat intervals).")] = None,
-    need_store: Annotated[bool, typer.Option(
-        "--need-store", help="With --heartbeat-file: also fail when the last heartbeat did not reach the store.")
-    ] = False,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Exit 1 when degraded too (default: only when unhealthy).")] = False,
-    as_json: JsonOption = False,
-    store: StoreOption = None,
-) -> None:
+@click.option("--worker", metavar="NAME_OR_ID", show_default=False,
+              help="Check one worker instead: registered, with a heartbeat within $JOBHANDLE_WORKER_TIMEOUT.")
+@click.option("--heartbeat-file", type=click.Path(path_type=Path), metavar="PATH", show_default=False,
+              help="Check a worker's heartbeat file instead (`jobhandle worker --heartbeat-file`), without reaching "
+                   "the store.")
+@click.option("--max-age", type=click.FloatRange(min=0), show_default=False,
+              help="With --heartbeat-file: the oldest heartbeat that counts (default: 3 heartbeat intervals).")
+@click.option("--need-store", is_flag=True,
+              help="With --heartbeat-file: also fail when the last heartbeat did not reach the store.")
+@click.option("--strict", is_flag=True, help="Exit 1 when degraded too (default: only when unhealthy).")
+@json_option
+@store_option
+def health_command(worker: str | None, heartbeat_file: Path | None, max_age: float | None, need_store: bool,
+                   strict: bool, as_json: bool, store: str | None) -> None:
     """Health of the store and its workers: healthy, degraded (with the issues) or unhealthy (the store does not
     answer); exit 1 when unhealthy. Fast enough for a container HEALTHCHECK.
 
@@ -767,40 +747,38 @@ def health_command(
     if as_json:
         _print_json(report.to_dict())
     else:
-        typer.echo(report.status + "".join(f"\n- {issue}" for issue in report.issues))
+        click.echo(report.status + "".join(f"\n- {issue}" for issue in report.issues))
     if not report.ok and (strict or report.status in ("unhealthy", "dead")):
-        raise typer.Exit(EXIT_FAILED)
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 @command("cleanup")
-def cleanup_command(
-    days_old: Annotated[float | None, typer.Option(
-        min=0, help="Remove finished jobs older than this many days, instead of applying the retention "
-                    "settings (JOBHANDLE_RETENTION_*_HOURS).")] = None,
-    store: StoreOption = None,
-) -> None:
+@click.option("--days-old", type=click.FloatRange(min=0),
+              help="Remove finished jobs older than this many days, instead of applying the retention settings "
+                   "(JOBHANDLE_RETENTION_*_HOURS).")
+@store_option
+def cleanup_command(days_old: float | None, store: str | None) -> None:
     """Remove finished (completed, failed, cancelled) jobs past their retention.
 
     Example: jobhandle cleanup --days-old 7
     """
     with JobQueue(store) as q:
         removed = q.cleanup() if days_old is None else q.cleanup_old_jobs(days_old)
-    typer.echo(f"removed {removed} job{'' if removed == 1 else 's'}")
+    click.echo(f"removed {removed} job{'' if removed == 1 else 's'}")
 
 
 @command("serve")
-def serve_command(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(
-        min=0, help="Worker slots (threads) run in this process; 0: API only (run `jobhandle worker` apart).")] = 0,
-    apps: Annotated[list[str] | None, typer.Option(
-        "--app", "-a", metavar="MODULE_OR_FILE",
-        help="Module (dotted name) or .py file whose @handler functions to load; repeatable.")] = None,
-    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Log level (stderr).")] = LogLevel.INFO,
-    wait_for_store: WaitForStoreOption = None,
-    store: StoreOption = None,
-) -> None:
+@click.option("--host", default="127.0.0.1", help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(min=0), default=0,
+              help="Worker slots (threads) run in this process; 0: API only (run `jobhandle worker` apart).")
+@click.option("--app", "-a", "apps", metavar="MODULE_OR_FILE", multiple=True,
+              help="Module (dotted name) or .py file whose @handler functions to load; repeatable.")
+@log_level_option
+@wait_for_store_option
+@store_option
+def serve_command(host: str, port: int, workers: int, apps: tuple[str, ...], log_level: str,
+                  wait_for_store: float | None, store: str | None) -> None:
     """Run the web dashboard (at /) and the REST API (docs at /docs) until SIGTERM or SIGINT, optionally with
     an in-process worker.
 
@@ -812,9 +790,9 @@ def serve_command(
 
     from .api import create_app
 
-    logging.basicConfig(level=log_level.value, stream=sys.stderr,
+    logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for spec in apps or []:
+    for spec in apps:
         import_app(spec)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again; caught here, it lets
     # the queue below stop its worker (running jobs get the shutdown grace) instead of killing the process.
@@ -834,7 +812,7 @@ def serve_command(
             # would walk again (80-190 ms pauses, the tail of request latency under load): set them aside.
             gc.collect()
             gc.freeze()
-            uvicorn.run(app, host=host, port=port, log_level=log_level.value.lower())
+            uvicorn.run(app, host=host, port=port, log_level=log_level.lower())
         finally:
             request.restore()
 
@@ -867,16 +845,15 @@ def _submit_demo_jobs(q: JobQueue, directory: Path) -> list[Job]:
 
 
 @command("demo")
-def demo_command(
-    input_dir: Annotated[Path | None, typer.Option(
-        show_default=False, help="Folder of documents to process (default: the docs/ folder of a source "
-                                 "checkout, else the current directory).")] = None,
-    handlers: Annotated[str, typer.Option(
-        metavar="MODULE_OR_FILE", help="Where process_document and process_batch come from.")] = DEMO_HANDLERS,
-    concurrency: Annotated[int, typer.Option(min=1, help="Worker slots.")] = 4,
-    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds.")] = 300.0,
-    store: StoreOption = None,
-) -> None:
+@click.option("--input-dir", type=click.Path(path_type=Path), show_default=False,
+              help="Folder of documents to process (default: the docs/ folder of a source checkout, else the "
+                   "current directory).")
+@click.option("--handlers", metavar="MODULE_OR_FILE", default=DEMO_HANDLERS,
+              help="Where process_document and process_batch come from.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, help="Worker slots.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, help="Give up after this many seconds.")
+@store_option
+def demo_command(input_dir: Path | None, handlers: str, concurrency: int, timeout: float, store: str | None) -> None:
     """A first run: process a folder of documents with an in-process worker, with live progress.
 
     Example: jobhandle demo --input-dir ./docs
@@ -892,27 +869,26 @@ def demo_command(
     os.environ.setdefault("JOBHANDLE_DOCUMENTS_INPUT_ROOTS", str(directory.resolve()))
     console = _console()
     with JobQueue(store) as q:
-        typer.echo(f"demo: processing {directory.resolve()} with {concurrency} worker slots, "
+        click.echo(f"demo: processing {directory.resolve()} with {concurrency} worker slots, "
                    f"store {store or q.settings.store}")
         with q.worker(concurrency, name="demo"):
             jobs = _submit_demo_jobs(q, directory)
             finished = watch(q, [job.job_id for job in jobs], timeout, console)
             console.print(jobs_table(finished))
             for job in finished:
-                typer.echo(f"{job.job_id[:8]} {job.job_type}: {result_summary(job.result)}")
+                click.echo(f"{job.job_id[:8]} {job.job_type}: {result_summary(job.result)}")
             console.print(stats_table(q.stats()))
-    typer.echo("next: jobhandle list, jobhandle status ID, jobhandle worker --app YOUR_MODULE")
+    click.echo("next: jobhandle list, jobhandle status ID, jobhandle worker --app YOUR_MODULE")
     if any(job.status is not JobStatus.COMPLETED for job in finished):
-        raise typer.Exit(EXIT_FAILED)
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 # -- schedules ---------------------------------------------------------------------------------------------
 
-schedule_app = typer.Typer(name="schedule", help="Recurring jobs: add, list, pause, resume, delete.",
-                           no_args_is_help=True)
-app.add_typer(schedule_app)
-ScheduleIdArgument = Annotated[str, typer.Argument(metavar="SCHEDULE_ID", show_default=False,
-                                                   help="The schedule's id (see: jobhandle schedule list).")]
+schedule_app = _Group("schedule", help="Recurring jobs: add, list, pause, resume, delete.", no_args_is_help=True)
+app.add_command(schedule_app)
+schedule_id_argument = click.argument(
+    "schedule_id", metavar="SCHEDULE_ID", help="The schedule's id (see: jobhandle schedule list).")
 
 
 def schedule_line(s: Schedule) -> str:
@@ -927,39 +903,38 @@ def _short_time(when: datetime | None) -> str:
 
 
 @command("add", schedule_app)
-def schedule_add_command(
-    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="The job type (handler name) to run.")],
-    cron_expression: Annotated[str, typer.Argument(
-        metavar="CRON", help='5-field cron expression, e.g. "0 9 * * 1-5" (quote it).')],
-    params: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", metavar="KEY=VALUE", help="A job parameter; VALUE is JSON when it parses. Repeatable.")]
-    = None,
-    params_json: Annotated[str | None, typer.Option(
-        "--params-json", metavar="JSON", help="All parameters as one JSON object.")] = None,
-    tz: Annotated[str | None, typer.Option("--tz", help="IANA time zone of the expression (default UTC).")]
-    = None,
-    name: Annotated[str | None, typer.Option(help="A name to recognise the schedule by.")] = None,
-    priority: Annotated[str | None, typer.Option(help="Integer or LOW/NORMAL/HIGH/URGENT.")] = None,
-    user: Annotated[str | None, typer.Option(help="The user the jobs run for.")] = None,
-    queue: Annotated[str, typer.Option(help="The queue the jobs go to.")] = "default",
-    as_json: JsonOption = False,
-    store: StoreOption = None,
-) -> None:
+@click.argument("job_type", metavar="TYPE", help="The job type (handler name) to run.")
+@click.argument("cron_expression", metavar="CRON", help='5-field cron expression, e.g. "0 9 * * 1-5" (quote it).')
+@click.option("--param", "-p", "params", metavar="KEY=VALUE", multiple=True,
+              help="A job parameter; VALUE is JSON when it parses. Repeatable.")
+@click.option("--params-json", metavar="JSON", help="All parameters as one JSON object.")
+@click.option("--tz", help="IANA time zone of the expression (default UTC).")
+@click.option("--name", help="A name to recognise the schedule by.")
+@click.option("--priority", help="Integer or LOW/NORMAL/HIGH/URGENT.")
+@click.option("--user", help="The user the jobs run for.")
+@click.option("--queue", default="default", help="The queue the jobs go to.")
+@json_option
+@store_option
+def schedule_add_command(job_type: str, cron_expression: str, params: tuple[str, ...], params_json: str | None,
+                         tz: str | None, name: str | None, priority: str | None, user: str | None, queue: str,
+                         as_json: bool, store: str | None) -> None:
     """Run a job type on a cron schedule: one job per fire time, however many workers run.
 
     Example: jobhandle schedule add report "0 9 * * 1-5" --tz Europe/Paris --param team=ops
     """
     with JobQueue(store) as q:
-        schedule = q.schedule(job_type, cron_expression, build_parameters(params or [], params_json),
+        schedule = q.schedule(job_type, cron_expression, build_parameters(params, params_json),
                               timezone=tz, name=name, priority=priority, user_id=user, queue=queue)
     if as_json:
         _print_json(schedule.to_dict())
     else:
-        typer.echo(f"{schedule.schedule_id} next fire {_short_time(schedule.next_fire_at)} UTC")
+        click.echo(f"{schedule.schedule_id} next fire {_short_time(schedule.next_fire_at)} UTC")
 
 
 @command("list", schedule_app)
-def schedule_list_command(as_json: JsonOption = False, store: StoreOption = None) -> None:
+@json_option
+@store_option
+def schedule_list_command(as_json: bool, store: str | None) -> None:
     """Every schedule with its next and last fire times.
 
     Example: jobhandle schedule list
@@ -969,10 +944,10 @@ def schedule_list_command(as_json: JsonOption = False, store: StoreOption = None
     if as_json:
         _print_json([s.to_dict() for s in schedules])
     elif not schedules:
-        typer.echo("no schedules")
+        click.echo("no schedules")
     else:
         for schedule in schedules:
-            typer.echo(schedule_line(schedule))
+            click.echo(schedule_line(schedule))
 
 
 def _change_schedule(action: str, schedule_id: str, store: str | None) -> None:
@@ -980,11 +955,13 @@ def _change_schedule(action: str, schedule_id: str, store: str | None) -> None:
         change = {"pause": q.pause_schedule, "resume": q.resume_schedule, "delete": q.delete_schedule}[action]
         schedule = change(schedule_id)
     state = "deleted" if action == "delete" else ("paused" if schedule.paused else "active")
-    typer.echo(f"{schedule.schedule_id} {state}")
+    click.echo(f"{schedule.schedule_id} {state}")
 
 
 @command("pause", schedule_app)
-def schedule_pause_command(schedule_id: ScheduleIdArgument, store: StoreOption = None) -> None:
+@schedule_id_argument
+@store_option
+def schedule_pause_command(schedule_id: str, store: str | None) -> None:
     """Stop firing (the job of the coming fire is cancelled).
 
     Example: jobhandle schedule pause 0b6f...
@@ -993,7 +970,9 @@ def schedule_pause_command(schedule_id: ScheduleIdArgument, store: StoreOption =
 
 
 @command("resume", schedule_app)
-def schedule_resume_command(schedule_id: ScheduleIdArgument, store: StoreOption = None) -> None:
+@schedule_id_argument
+@store_option
+def schedule_resume_command(schedule_id: str, store: str | None) -> None:
     """Fire again, from the next fire time after now.
 
     Example: jobhandle schedule resume 0b6f...
@@ -1002,7 +981,9 @@ def schedule_resume_command(schedule_id: ScheduleIdArgument, store: StoreOption 
 
 
 @command("delete", schedule_app)
-def schedule_delete_command(schedule_id: ScheduleIdArgument, store: StoreOption = None) -> None:
+@schedule_id_argument
+@store_option
+def schedule_delete_command(schedule_id: str, store: str | None) -> None:
     """Remove the schedule (jobs it already ran are kept).
 
     Example: jobhandle schedule delete 0b6f...

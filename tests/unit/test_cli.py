@@ -1,4 +1,4 @@
-"""The ``jobhandle`` command line: in-process with Typer's CliRunner against a SQLite file, and as real
+"""The ``jobhandle`` command line: in-process with click's CliRunner against a SQLite file, and as real
 processes (a foreground worker stopped by SIGTERM, ``submit --wait`` from another process, the demo)."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from click.testing import CliRunner, Result
 from helpers import wait_until
-from typer.testing import CliRunner, Result
 
 from jobhandle import HandlerRegistry, JobQueue, JobStatus, Settings
 from jobhandle.cli import app

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from helpers import wait_until
-from typer.testing import CliRunner
 
 from jobhandle.cli import app
 
