@@ -13,7 +13,7 @@ from jobhandle.cron import next_fire
 from jobhandle.models import Dependency, Schedule, utcnow
 from jobhandle.retry import lost_worker_policy
 from jobhandle.stores import JobQuery, Outcome, Store
-from jobhandle.stores.base import AttemptKey, ClaimRequest, Finished
+from jobhandle.stores.base import AttemptKey, ClaimRequest, Finished, StepSizer
 
 
 def recount(store: Store) -> tuple[dict[str, int], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
@@ -215,3 +215,34 @@ def test_cleanup_candidates_are_counted_from_the_status_indexes(store: Store) ->
     assert store.count_created_before(terminal, later(now, -100)) == 0  # strictly before
     assert store.cleanup({s: later(now, -20) for s in terminal}, now) == 2
     assert store.count_created_before(terminal, later(now, -20)) == 0
+
+
+def test_a_cleanup_larger_than_its_steps_removes_every_expired_job_and_keeps_the_rest(store: Store) -> None:
+    """Cleanup goes in steps sized to hold the store a few milliseconds each (StepSizer): far more expired jobs
+    than one step holds, mixed with jobs that stay (finished after the cutoff, or not finished), all counted."""
+    now = utcnow()
+    old = later(now, -10 * 3600)
+    jobs = store.submit([new_job(created_at=old) for _ in range(700)], old)
+    claimed = store.claim(ClaimRequest("w1", ["default"], 700, 600), old)
+    expiring, staying = [j for i, j in enumerate(claimed[:650]) if i % 7], [j for i, j in enumerate(claimed[:650])
+                                                                             if not i % 7]
+    for ended, at in ((expiring, later(old, 1)), (staying, later(now, -3600))):  # before, after the cutoff
+        store.finish_many_and_claim("w1", [Finished(j.job_id, j.attempts, Outcome(JobStatus.COMPLETED), at)
+                                           for j in ended], None, at)
+    stays = {j.job_id for j in staying + claimed[650:]}
+    removed = store.cleanup({JobStatus.COMPLETED: later(now, -2 * 3600)}, now)
+    assert removed == len(expiring) and len(jobs) == 700
+    assert {j.job_id for j in all_jobs(store)} == stays
+    assert_counts_exact(store)
+
+
+def test_step_sizes_follow_what_a_step_took() -> None:
+    sizer = StepSizer(target=0.004, first=100, low=10, high=2000)
+    sizer.took(100, 0.040)  # 0.4 ms a job: 10 fit in 4 ms
+    assert sizer.size == 10
+    sizer.took(10, 0.0001)  # 10 us a job: 400, within the bounds
+    assert sizer.size == 400
+    sizer.took(400, 0.00001)
+    assert sizer.size == 2000
+    sizer.took(0, 0.0)  # nothing done: nothing learnt
+    assert sizer.size == 2000

@@ -310,6 +310,20 @@ class StoreCounts:
     last_cleanup_removed: int = 0
 
 
+class StepSizer:
+    """Sizes the steps of a long write (retention cleanup removing a million jobs) so that each holds the store
+    for about ``target`` seconds: the claims and finishes queued behind a step wait that long at most, whatever
+    a job costs to remove on this machine, with these indexes, at this size. ``took`` adjusts the next size."""
+
+    def __init__(self, target: float = 0.003, first: int = 100, low: int = 10, high: int = 2000) -> None:
+        self.target, self.low, self.high = target, low, high
+        self.size = first
+
+    def took(self, done: int, seconds: float) -> None:
+        if done and seconds > 0:
+            self.size = max(self.low, min(self.high, int(self.target * done / seconds)))
+
+
 class ChangeSignal:
     """In-process wake-ups: a counter bumped on every change and a condition to wait on it."""
 

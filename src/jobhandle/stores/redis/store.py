@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -59,6 +60,7 @@ from ..base import (
     Outcome,
     PoolInfo,
     ProgressUpdate,
+    StepSizer,
     Store,
     StoreCounts,
     WorkerInfo,
@@ -97,7 +99,8 @@ DEPENDANTS_SORTED = 10_000
 """A job's dependants are listed in job id order up to this many of them; past it, a random sample."""
 SEARCH_LIMIT = 10_000
 """Candidates a list search reads from each of its indexes at most (job ids, then the jobs of matching users)."""
-CLEANUP_BATCH = 1000
+FORGET_BATCH = 1000
+"""Users one step of the round robin's upkeep looks at (Store.cleanup's last part)."""
 
 
 class RedisStore(RedisSchedules, Store):
@@ -455,20 +458,24 @@ class RedisStore(RedisSchedules, Store):
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
                 removed_before: int = 0) -> int:
         removed = 0
+        sizer = StepSizer()  # steps of a few ms: Redis runs nothing else during one
         for status, cutoff in cutoffs.items():
             skip = 0
-            while limit is None or removed < limit:  # in batches, so a large cleanup never blocks Redis for long
+            while limit is None or removed < limit:
+                size = sizer.size
+                started = time.perf_counter()
                 deleted, kept, looked = self._call("cleanup", {"status": status.value, "cutoff": ts(cutoff),
-                                                               "batch": CLEANUP_BATCH, "skip": skip})
+                                                               "batch": size, "skip": skip})
+                sizer.took(looked, time.perf_counter() - started)
                 removed += deleted
                 skip += kept
-                if looked < CLEANUP_BATCH:
+                if looked < size:
                     break
             if limit is not None and removed >= limit:
                 return removed
         before = repr((now - timedelta(seconds=TURN_MEMORY_SECONDS)).timestamp())
         while self._call("forget", {"before": before, "now": repr(now.timestamp()),
-                                    "batch": CLEANUP_BATCH}) >= CLEANUP_BATCH:
+                                    "batch": FORGET_BATCH}) >= FORGET_BATCH:
             pass
         self._redis.hset(self._key("meta"), mapping={"last_cleanup": repr(now.timestamp()),
                                                      "last_cleanup_removed": str(removed_before + removed)})

@@ -238,7 +238,7 @@ INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE 
 
 -- name: expired_terminal
 SELECT job_id FROM jobs INDEXED BY jobs_created
-WHERE created_at < :cutoff AND status = :status AND completed_at < :cutoff LIMIT 2000;  -- CLEANUP_BATCH
+WHERE created_at < :cutoff AND status = :status AND completed_at < :cutoff LIMIT :limit;
 
 -- name: delete_job
 DELETE FROM jobs WHERE job_id = :job_id;

@@ -16,6 +16,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from ..base import (
     Outcome,
     PoolInfo,
     ProgressUpdate,
+    StepSizer,
     Store,
     StoreCounts,
     WorkerInfo,
@@ -62,7 +64,6 @@ log = logging.getLogger("jobhandle.store")
 
 T = TypeVar("T")
 
-CLEANUP_BATCH = 2000
 CHECKPOINT_INTERVAL = 0.25
 """Seconds between background WAL checkpoints while commits happen."""
 WAL_AUTOCHECKPOINT_CAP_PAGES = 20000
@@ -520,10 +521,12 @@ class SQLiteStore(Store):
 
     def cleanup(self, cutoffs: dict[JobStatus, datetime], now: datetime, limit: int | None = None,
                 removed_before: int = 0) -> int:
-        def delete_batch(status: JobStatus, cutoff: float) -> int:
+        sizer = StepSizer()  # steps of a few ms: a claim queued behind one waits that long at most
+
+        def delete_batch(status: JobStatus, cutoff: float, size: int) -> int:
             def op(tx: Tx) -> int:
                 ids = [r[0] for r in tx.conn.execute(Q["expired_terminal"], {"status": status.value,
-                                                                             "cutoff": cutoff})]
+                                                                             "cutoff": cutoff, "limit": size})]
                 tx.conn.executemany(Q["delete_job"], [{"job_id": j} for j in ids])
                 tx.conn.executemany(Q["delete_dependencies"], [{"job_id": j} for j in ids])
                 return len(ids)
@@ -531,10 +534,13 @@ class SQLiteStore(Store):
 
         removed = 0
         for status, cutoff in cutoffs.items():
-            while limit is None or removed < limit:  # in batches: a large cleanup never holds the lock for long
-                n = delete_batch(status, cutoff.timestamp())
+            while limit is None or removed < limit:
+                size = sizer.size if limit is None else min(sizer.size, limit - removed)
+                started = time.perf_counter()
+                n = delete_batch(status, cutoff.timestamp(), size)
+                sizer.took(n, time.perf_counter() - started)
                 removed += n
-                if n < CLEANUP_BATCH:
+                if n < size:
                     break
             if limit is not None and removed >= limit:
                 return removed
