@@ -114,6 +114,21 @@ else
     local limit = tonumber(A.scan_limit)
     local CHUNK, read = math.min(500, limit), 0
     local from, ties = nil, 0 -- the last score read, and how many members of that score were read
+    -- A keyset position whose job is in the index: the walk starts right after it, by its rank among the
+    -- jobs of its creation time (ties come in job id order, as the position's rule has it), instead of reading
+    -- each of them (a bulk submit gives thousands of jobs one time).
+    if after_created and (A.descending and hi == A.after_created or not A.descending and lo == A.after_created) then
+        local score = redis.call('ZSCORE', source, after_id)
+        if score and tonumber(score) == after_created then
+            if A.descending then
+                ties = redis.call('ZREVRANK', source, after_id) - redis.call('ZCOUNT', source, '(' .. score, '+inf')
+                    + 1
+            else
+                ties = redis.call('ZRANK', source, after_id) - redis.call('ZCOUNT', source, '-inf', '(' .. score) + 1
+            end
+            from = score
+        end
+    end
     local done = false
     while not done do
         local got
