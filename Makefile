@@ -37,6 +37,7 @@ test: $(BIN)/.installed-dev
 bench: $(BIN)/.installed-bench
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/redis_peers.py
+	$(BIN)/python bench/worker_start.py
 
 bench-redis: $(BIN)/.installed-bench
 	$(BIN)/python bench/redis_bench.py
