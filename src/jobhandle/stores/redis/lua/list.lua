@@ -33,7 +33,7 @@ local by_created = A.sort == 'created_at'
 local need = A.offset + A.limit
 local search = A.search ~= NULL and A.search or nil
 local sort_field = A.sort == 'priority' and 'priority' or A.sort
-local matches, last_created = {}, nil
+local matches = {}
 
 local function consider(id)
     local f = redis.call('HMGET', jkey(id), 'status', 'job_type', 'user_id', 'queue', 'idempotency_key',
@@ -71,7 +71,6 @@ local function consider(id)
     if key and sort_field ~= 'status' then key = tonumber(key) end
     if key and sort_field == 'priority' then key = key + tonumber(f[8]) end
     matches[#matches + 1] = {id, key}
-    last_created = created
 end
 
 if source == false then -- keys are per user: without one, every job is a candidate
@@ -138,7 +137,7 @@ else
             got = redis.call('ZRANGEBYSCORE', source, from or lo, hi, 'WITHSCORES', 'LIMIT', ties, CHUNK)
         end
         for i = 1, #got, 2 do
-            if by_created and #matches >= need and tonumber(got[i + 1]) ~= last_created then
+            if by_created and #matches >= need then -- ties come in job id order: the page's own order
                 done = true
                 break
             end
