@@ -60,7 +60,7 @@ class WorkerMetrics:
             from prometheus_client import CollectorRegistry
 
             self._registry = CollectorRegistry(auto_describe=True)
-            self._registry.register(_Collector(self))
+            self._registry.register(self)  # collected through ``collect``
         return self._registry
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
@@ -100,12 +100,3 @@ class WorkerMetrics:
         yield GaugeMetricFamily("jobhandle_worker_paused", "1 while claiming is paused (resources over threshold)",
                                 value=0 if w.claiming.is_set() else 1)
 
-
-class _Collector:
-    """What the registry collects: the worker's figures at that moment."""
-
-    def __init__(self, metrics: WorkerMetrics) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        return self.metrics.collect()
